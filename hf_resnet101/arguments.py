@@ -1,0 +1,146 @@
+"""Command-line and YAML options: data, model and training arguments.
+
+Field names follow `TrainingArguments` and the transformers image-classification example, so flags users
+already know carry over. Defaults that differ from `TrainingArguments` are the product page's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+from transformers import TrainingArguments
+
+from .devices import cpu_supports_bf16, resolve_precision
+from .errors import UsageError
+
+DEFAULT_MODEL = "microsoft/resnet-101"
+AUGMENTATIONS = ("none", "light", "standard", "heavy")
+
+
+@dataclass
+class DataArguments:
+    """Where the images come from and how they are split."""
+
+    train_dir: str | None = field(
+        default=None, metadata={"help": "Folder with one sub-folder of images per class (the training set)."}
+    )
+    validation_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder with the same class sub-folders for validation. Without it, one is split off."},
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "A dataset on the Hub (or a local dataset script/folder) instead of --train_dir."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset configuration name."})
+    image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
+    label_column_name: str = field(default="label", metadata={"help": "Column holding the class labels."})
+    train_val_split: float = field(
+        default=0.15,
+        metadata={"help": "Fraction of each class held out for validation when there is no validation set."},
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep only this many training images (for quick runs and debugging)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only this many validation images (for quick runs and debugging)."}
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "Square input resolution for training and evaluation; the model's own by default."},
+    )
+    augmentation: str = field(
+        default="light",
+        metadata={"help": "Training augmentation strength: none, light (crop and flip), standard, heavy."},
+    )
+
+    def __post_init__(self):
+        if self.dataset_name is None and self.train_dir is None:
+            raise UsageError("Give the training images: --train_dir DIR (one sub-folder per class) or --dataset_name.")
+        if self.dataset_name is not None and self.train_dir is not None:
+            raise UsageError("--train_dir and --dataset_name both given: choose one source of training images.")
+        if self.dataset_name is not None and self.validation_dir is not None:
+            raise UsageError("--validation_dir only goes with --train_dir; a Hub dataset brings its own splits.")
+        if not 0.0 < self.train_val_split < 1.0:
+            raise UsageError(f"--train_val_split must be between 0 and 1 (exclusive), got {self.train_val_split}.")
+        for name in ("max_train_samples", "max_eval_samples", "image_size"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"--{name} must be a positive integer, got {value}.")
+        if self.augmentation not in AUGMENTATIONS:
+            raise UsageError(f"--augmentation must be one of {', '.join(AUGMENTATIONS)}, got {self.augmentation!r}.")
+        for name in ("train_dir", "validation_dir"):
+            path = getattr(self, name)
+            if path is not None:
+                setattr(self, name, os.path.expanduser(path))
+
+
+@dataclass
+class ModelArguments:
+    """Which checkpoint to fine-tune and how to load it."""
+
+    model_name_or_path: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "Hub id or local folder of an image-classification checkpoint (ResNet, timm, ViT, ...)."},
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are cached."})
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the checkpoint."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run code shipped with a Hub model or dataset. Only for repos you trust."}
+    )
+    channels_last: bool = field(
+        default=True,
+        metadata={"help": "Use the channels-last memory layout for convolutions (faster on CPU and GPU)."},
+    )
+
+
+@dataclass
+class FinetuneTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the product page's defaults.
+
+    Differences from `TrainingArguments`: `per_device_train_batch_size` 4, `learning_rate` 5e-5,
+    `num_train_epochs` 1, `eval_strategy` "steps" with `eval_steps` 1, `remove_unused_columns` False (the
+    image column is needed by the transforms), `metric_for_best_model` "accuracy", `report_to` "none".
+    """
+
+    output_dir: str | None = field(default=None, metadata={"help": "Where the model, metrics and card are written."})
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "Images per device per step (page: 2-32)."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (page: 1e-5 to 1e-4)."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training set (page: 1-20)."})
+    eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: no, steps or epoch."})
+    eval_steps: float | None = field(default=1, metadata={"help": "Evaluate every this many steps (page: 1)."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept False: the transforms need the image column."}
+    )
+    metric_for_best_model: str | None = field(
+        default="accuracy", metadata={"help": "Metric that picks the best checkpoint."}
+    )
+    report_to: str | list[str] | None = field(
+        default="none", metadata={"help": "Experiment trackers to log to (tensorboard, wandb, ...)."}
+    )
+
+    def __post_init__(self):
+        if not self.output_dir:
+            raise UsageError("Give --output_dir: the folder that receives the model, its metrics and its card.")
+        if self.per_device_train_batch_size <= 0:
+            raise UsageError(
+                f"--per_device_train_batch_size must be positive, got {self.per_device_train_batch_size}."
+            )
+        if self.learning_rate <= 0:
+            raise UsageError(f"--learning_rate must be positive, got {self.learning_rate}.")
+        if self.num_train_epochs <= 0 and self.max_steps <= 0:
+            raise UsageError(f"--num_train_epochs must be positive, got {self.num_train_epochs}.")
+        if self.fp16 and self.bf16:
+            raise UsageError("--fp16 and --bf16 both given: choose one mixed precision.")
+        if self.push_to_hub and not self.hub_model_id:
+            raise UsageError("--push_to_hub needs --hub_model_id USER/NAME: the repository to create or update.")
+        cuda = torch.cuda.is_available() and not self.use_cpu
+        if not cuda:
+            # Also makes `accelerate launch --multi_gpu` on a CPU machine run its processes with gloo.
+            self.use_cpu = True
+        self.fp16, self.bf16, self.precision_note = resolve_precision(
+            self.fp16, self.bf16, cuda_available=cuda, cpu_bf16=cpu_supports_bf16()
+        )
+        super().__post_init__()

@@ -1,0 +1,89 @@
+"""The offline demo: scikit-learn's hand-written digits written as an image folder, then a real fine-tuning run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from transformers.utils import logging
+
+from .arguments import DEFAULT_MODEL, DataArguments, FinetuneTrainingArguments, ModelArguments
+from .modeling import build_random_resnet101, hub_is_reachable, resnet_image_processor
+from .training import FinetuneResult, run_finetune
+
+logger = logging.get_logger(__name__)
+
+DEMO_IMAGE_SIZE = 64
+
+
+def write_digits_image_folder(root: str | Path) -> Path:
+    """Writes the 1,797 digits of `sklearn.datasets.load_digits` as PNGs in one sub-folder per digit."""
+    from sklearn.datasets import load_digits
+
+    root = Path(root)
+    digits = load_digits()
+    pixels = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+    for index, (image, target) in enumerate(zip(pixels, digits.target, strict=True)):
+        class_dir = root / str(target)
+        class_dir.mkdir(parents=True, exist_ok=True)
+        path = class_dir / f"{index:04d}.png"
+        if not path.exists():
+            Image.fromarray(image, mode="L").save(path)
+    return root
+
+
+def demo_settings(pretrained: bool, epochs: float | None) -> dict:
+    """Settings for the digits: the page's learning rate from pretrained weights, a larger one from scratch."""
+    if pretrained:
+        return {"learning_rate": 5e-5, "num_train_epochs": epochs or 2, "per_device_train_batch_size": 32}
+    # From random weights the page's batch 4 and lr 5e-5 reach about 17% after an epoch: a from-scratch run
+    # needs a larger batch and learning rate (measured: 86% after 2 epochs).
+    return {"learning_rate": 1e-3, "num_train_epochs": epochs or 2, "per_device_train_batch_size": 32}
+
+
+def run_demo(output_dir: str | Path, epochs: float | None = None, seed: int = 42) -> FinetuneResult:
+    output_dir = Path(output_dir)
+    data_dir = write_digits_image_folder(output_dir / "digits")
+    pretrained = hub_is_reachable()
+    settings = demo_settings(pretrained, epochs)
+    if pretrained:
+        logger.warning(f"Demo: fine-tuning {DEFAULT_MODEL} from the Hub on the digits.")
+        model_and_processor = None
+    else:
+        logger.warning(
+            f"Demo: the Hub is not reachable, so {DEFAULT_MODEL}'s pretrained weights cannot be downloaded. "
+            "Training the same ResNet-101 architecture from random weights instead, with settings for that: "
+            + ", ".join(f"{k}={v}" for k, v in settings.items())
+            + f", image_size={DEMO_IMAGE_SIZE}, bf16 autocast where the CPU supports it."
+        )
+        label_names = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+        model_and_processor = (build_random_resnet101(label_names), resnet_image_processor())
+    data_args = DataArguments(train_dir=str(data_dir), image_size=DEMO_IMAGE_SIZE, augmentation="none")
+    model_args = ModelArguments()
+    training_args = FinetuneTrainingArguments(
+        output_dir=str(output_dir / "model"),
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_steps=10,
+        per_device_eval_batch_size=128,
+        bf16=True,
+        seed=seed,
+        disable_tqdm=False,
+        **settings,
+    )
+    return run_finetune(data_args, model_args, training_args, model_and_processor=model_and_processor)
+
+
+def print_demo_report(result: FinetuneResult) -> None:
+    print(f"\nModel saved to {result.output_dir}")
+    print(
+        "Validation metrics: "
+        + ", ".join(
+            f"{k}={v:.4f}" for k, v in result.eval_metrics.items() if "runtime" not in k and "per_second" not in k
+        )
+    )
+    print("pipeline('image-classification') on validation images:")
+    for row in result.pipeline_predictions:
+        print(f"  true {row['true']}: predicted {row['pipeline']} (score {row['score']:.2f})")
+    print(f'\nUse it: pipeline("image-classification", model="{result.output_dir}")')

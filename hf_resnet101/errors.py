@@ -1,0 +1,9 @@
+"""Errors that carry a message meant for the person running the command."""
+
+
+class UsageError(ValueError):
+    """Raised when the data, the options or the environment cannot work.
+
+    The message says what was wrong and what to do about it; entry points print it without a traceback and
+    exit with status 2.
+    """

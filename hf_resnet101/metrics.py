@@ -1,0 +1,38 @@
+"""Evaluation metrics through `evaluate`, from modules shipped in the package so they load offline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import resources
+
+import evaluate
+import numpy as np
+from transformers import EvalPrediction
+
+TOP_K = 5
+
+
+def metric_module_path(name: str) -> str:
+    return str(resources.files("hf_resnet101") / "metric_modules" / name)
+
+
+def load_metric(name: str) -> evaluate.EvaluationModule:
+    """Loads one of the package's metric modules by path: no Hub access needed."""
+    return evaluate.load(metric_module_path(name))
+
+
+def build_compute_metrics(num_labels: int) -> Callable[[EvalPrediction], dict[str, float]]:
+    """`compute_metrics` for the Trainer: accuracy, macro precision/recall/F1 and, past 5 classes, top-5."""
+    classification = load_metric("classification_metrics")
+    top_k = load_metric("top_k_accuracy") if num_labels > TOP_K else None
+
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        logits = np.asarray(logits, dtype=np.float32)
+        references = np.asarray(prediction.label_ids)
+        metrics = classification.compute(predictions=logits.argmax(-1), references=references, num_labels=num_labels)
+        if top_k is not None:
+            metrics.update(top_k.compute(predictions=logits, references=references, k=TOP_K))
+        return metrics
+
+    return compute_metrics

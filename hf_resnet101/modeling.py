@@ -1,0 +1,137 @@
+"""Loading the checkpoint to fine-tune (any image-classification family) with a head sized to the classes."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import huggingface_hub.constants as hub_constants
+import torch
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    ConvNextImageProcessor,
+    PreTrainedModel,
+    ResNetConfig,
+)
+from transformers.utils import logging
+
+from .errors import UsageError
+
+logger = logging.get_logger(__name__)
+
+
+def hub_is_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check of the Hub endpoint, so an offline machine does not wait through HTTP retries."""
+    if hub_constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(hub_constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def label_mappings(label_names: list[str]) -> tuple[dict[int, str], dict[str, int]]:
+    id2label = dict(enumerate(label_names))
+    return id2label, {name: i for i, name in id2label.items()}
+
+
+def _offline_hint(name: str) -> str:
+    return (
+        f"If this machine is offline, point --model_name_or_path at a local copy of {name} (a folder with "
+        f"config.json, model.safetensors and preprocessor_config.json, made with `hf download {name} "
+        f"--local-dir DIR` on a connected machine), or copy it into the Hub cache ({hub_constants.HF_HUB_CACHE}) "
+        "and set HF_HUB_OFFLINE=1."
+    )
+
+
+def local_files_only_for(name_or_path: str) -> bool:
+    """Use only local files for local folders and, without a network, for cached Hub ids."""
+    if os.path.isdir(name_or_path):
+        return True
+    if hub_is_reachable():
+        return False
+    logger.warning(f"The Hub ({hub_constants.ENDPOINT}) is not reachable: looking for {name_or_path} in the cache.")
+    return True
+
+
+def load_image_processor(name_or_path: str, *, local_files_only: bool, **kwargs):
+    try:
+        return AutoImageProcessor.from_pretrained(name_or_path, local_files_only=local_files_only, **kwargs)
+    except (OSError, ValueError) as error:
+        raise UsageError(
+            f"Could not load the image processor of {name_or_path!r}: {error}\n{_offline_hint(name_or_path)}"
+        ) from error
+
+
+def load_model_for_labels(
+    name_or_path: str, label_names: list[str], *, local_files_only: bool, **kwargs
+) -> PreTrainedModel:
+    """Loads a checkpoint with a classification head for `label_names` (a new head when the classes differ)."""
+    id2label, label2id = label_mappings(label_names)
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, local_files_only=local_files_only, **kwargs)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"Could not load model {name_or_path!r}: {error}\n{_offline_hint(name_or_path)}") from error
+    extra = {}
+    if config.model_type == "timm_wrapper":
+        # The timm wrapper saves `label_names`; without them the reloaded model would show LABEL_i.
+        extra["label_names"] = list(label_names)
+    old_names = [config.id2label[i] for i in sorted(config.id2label)] if getattr(config, "id2label", None) else []
+    if len(old_names) == len(label_names) and old_names != list(label_names):
+        logger.warning(
+            f"{name_or_path} already has a {len(label_names)}-class head with other label names; "
+            "its weights are kept and fine-tuned for the new labels."
+        )
+    try:
+        return AutoModelForImageClassification.from_pretrained(
+            name_or_path,
+            num_labels=len(label_names),
+            id2label=id2label,
+            label2id=label2id,
+            ignore_mismatched_sizes=True,
+            local_files_only=local_files_only,
+            **extra,
+            **kwargs,
+        )
+    except (OSError, ValueError) as error:
+        raise UsageError(f"Could not load model {name_or_path!r}: {error}\n{_offline_hint(name_or_path)}") from error
+
+
+def resnet101_config(label_names: list[str]) -> ResNetConfig:
+    """The architecture of microsoft/resnet-101: bottleneck stages [3, 4, 23, 3]."""
+    id2label, label2id = label_mappings(label_names)
+    return ResNetConfig(
+        depths=[3, 4, 23, 3],
+        hidden_sizes=[256, 512, 1024, 2048],
+        embedding_size=64,
+        layer_type="bottleneck",
+        num_labels=len(label_names),
+        id2label=id2label,
+        label2id=label2id,
+    )
+
+
+def resnet_image_processor() -> ConvNextImageProcessor:
+    """The preprocessing of microsoft/resnet-101 (resize to 256, centre crop 224, ImageNet normalisation)."""
+    return ConvNextImageProcessor(
+        size={"shortest_edge": 224},
+        crop_pct=0.875,
+        resample=3,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+
+
+def build_random_resnet101(label_names: list[str]) -> PreTrainedModel:
+    """ResNet-101 with random weights: the offline stand-in for microsoft/resnet-101."""
+    return AutoModelForImageClassification.from_config(resnet101_config(label_names))
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,113 @@
+"""Image preprocessing: training augmentation and evaluation transforms that match the model's processor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the pretrained weights expect: input height/width and normalisation."""
+
+    height: int
+    width: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def resolve_data_config(processor) -> DataConfig:
+    """Reads input size and normalisation from an image processor (ConvNext/ResNet, ViT, timm wrapper, ...)."""
+    if hasattr(processor, "data_config"):  # transformers' timm wrapper
+        cfg = processor.data_config
+        _, height, width = cfg["input_size"]
+        return DataConfig(height, width, tuple(cfg["mean"]), tuple(cfg["std"]))
+    size = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
+    size = size or processor.size
+    if "shortest_edge" in size:
+        height = width = size["shortest_edge"]
+    elif "height" in size:
+        height, width = size["height"], size["width"]
+    else:
+        raise UsageError(f"Cannot tell the input size from the image processor's size {size}.")
+    return DataConfig(height, width, tuple(processor.image_mean), tuple(processor.image_std))
+
+
+def set_image_size(processor, model_config, image_size: int) -> None:
+    """Makes the processor (and, for timm, the model config it lives in) produce square `image_size` inputs."""
+    if hasattr(processor, "data_config"):
+        processor.data_config["input_size"] = (3, image_size, image_size)
+        model_config.pretrained_cfg = {**model_config.pretrained_cfg, "input_size": [3, image_size, image_size]}
+        return
+    if "shortest_edge" in processor.size:
+        processor.size = {"shortest_edge": image_size}
+    else:
+        processor.size = {"height": image_size, "width": image_size}
+    if getattr(processor, "crop_size", None):
+        processor.crop_size = {"height": image_size, "width": image_size}
+    if hasattr(model_config, "image_size"):  # ViT's position embeddings follow the config
+        model_config.image_size = image_size
+
+
+def build_train_transform(data_config: DataConfig, augmentation: str) -> Callable[[Image.Image], torch.Tensor]:
+    """Training transform for one RGB PIL image; returns a normalised float tensor.
+
+    - none: resize and centre crop, as evaluation does;
+    - light: random resized crop and horizontal flip (the transformers example's recipe);
+    - standard: light plus colour jitter;
+    - heavy: standard with RandAugment and random erasing.
+    """
+    size = (data_config.height, data_config.width)
+    if augmentation == "none":
+        steps = [v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)]
+    else:
+        steps = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
+    if augmentation == "heavy":
+        steps.append(v2.RandAugment(num_ops=2, magnitude=9))
+    if augmentation in ("standard", "heavy"):
+        steps.append(v2.ColorJitter(0.3, 0.3, 0.3))
+    steps += [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(data_config.mean, data_config.std)]
+    if augmentation == "heavy":
+        steps.append(v2.RandomErasing(p=0.25))
+    return v2.Compose(steps)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def make_train_batch_transform(transform: Callable) -> Callable[[dict], dict]:
+    """Wraps a per-image transform for `Dataset.with_transform`."""
+
+    def apply(batch: dict) -> dict:
+        return {
+            "pixel_values": [transform(to_rgb(image)) for image in batch["image"]],
+            "label": batch["label"],
+        }
+
+    return apply
+
+
+def make_eval_batch_transform(processor) -> Callable[[dict], dict]:
+    """Evaluation uses the image processor itself, so its inputs equal what `pipeline` feeds the model."""
+
+    def apply(batch: dict) -> dict:
+        images = [to_rgb(image) for image in batch["image"]]
+        pixel_values = processor(images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": list(pixel_values), "label": batch["label"]}
+
+    return apply
+
+
+def collate(examples: list[dict], channels_last: bool = False) -> dict[str, torch.Tensor]:
+    pixel_values = torch.stack([example["pixel_values"] for example in examples])
+    if channels_last:
+        pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+    labels = torch.tensor([example["label"] for example in examples], dtype=torch.long)
+    return {"pixel_values": pixel_values, "labels": labels}
