@@ -102,7 +102,7 @@ class FinetuneTrainingArguments(TrainingArguments):
 
     Differences from `TrainingArguments`: `per_device_train_batch_size` 4, `learning_rate` 5e-5,
     `num_train_epochs` 1, `eval_strategy` "steps" with `eval_steps` 1, `remove_unused_columns` False (the
-    image column is needed by the transforms), `metric_for_best_model` "accuracy", `report_to` "none".
+    image column is needed by the transforms), `metric_for_best_model` "accuracy".
     """
 
     output_dir: str | None = field(default=None, metadata={"help": "Where the model, metrics and card are written."})
@@ -116,9 +116,6 @@ class FinetuneTrainingArguments(TrainingArguments):
     )
     metric_for_best_model: str | None = field(
         default="accuracy", metadata={"help": "Metric that picks the best checkpoint."}
-    )
-    report_to: str | list[str] | None = field(
-        default="none", metadata={"help": "Experiment trackers to log to (tensorboard, wandb, ...)."}
     )
 
     def __post_init__(self):

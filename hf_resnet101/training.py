@@ -186,8 +186,13 @@ def check_with_pipeline(
     expected = [label_names[i] for i in logits.argmax(-1)]
     agree = sum(p == e for p, e in zip(predicted, expected, strict=True))
     results = [
-        {"true": label_names[label], "pipeline": result[0]["label"], "score": round(result[0]["score"], 4)}
-        for label, result in zip(sample["label"], outputs, strict=True)
+        {
+            "true": label_names[label],
+            "pipeline": result[0]["label"],
+            "score": round(result[0]["score"], 4),
+            "evaluation": evaluated,
+        }
+        for label, result, evaluated in zip(sample["label"], outputs, expected, strict=True)
     ]
     logger.warning(
         f"Pipeline check on {len(images)} validation images from {output_dir}: "

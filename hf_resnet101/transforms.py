@@ -41,6 +41,12 @@ def resolve_data_config(processor) -> DataConfig:
 
 def set_image_size(processor, model_config, image_size: int) -> None:
     """Makes the processor (and, for timm, the model config it lives in) produce square `image_size` inputs."""
+    fixed = getattr(model_config, "image_size", None)
+    if isinstance(fixed, int) and fixed != image_size:
+        raise UsageError(
+            f"--image_size {image_size}: this {model_config.model_type} model takes {fixed}x{fixed} inputs only "
+            f"(its position embeddings are sized for it). Leave --image_size out or pass {fixed}."
+        )
     if hasattr(processor, "data_config"):
         processor.data_config["input_size"] = (3, image_size, image_size)
         model_config.pretrained_cfg = {**model_config.pretrained_cfg, "input_size": [3, image_size, image_size]}
@@ -51,8 +57,6 @@ def set_image_size(processor, model_config, image_size: int) -> None:
         processor.size = {"height": image_size, "width": image_size}
     if getattr(processor, "crop_size", None):
         processor.crop_size = {"height": image_size, "width": image_size}
-    if hasattr(model_config, "image_size"):  # ViT's position embeddings follow the config
-        model_config.image_size = image_size
 
 
 def build_train_transform(data_config: DataConfig, augmentation: str) -> Callable[[Image.Image], torch.Tensor]:

@@ -1,0 +1,119 @@
+"""Fixtures: tiny models of each family and tiny image folders, all built offline."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import huggingface_hub.constants as hub_constants
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CLASS_COLOURS = {"Blue Jay": (40, 70, 200), "cat": (200, 60, 40), "élan vital": (50, 190, 60)}
+
+
+@pytest.fixture(autouse=True)
+def offline_hub(monkeypatch):
+    """No test may reach the network: the Hub counts as unreachable."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+
+
+def write_class_images(root: Path, per_class: int, seed: int = 0, classes=CLASS_COLOURS) -> Path:
+    """Writes noisy images whose colour tells the class, in sizes that vary like real photos."""
+    rng = np.random.default_rng(seed)
+    for name, colour in classes.items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            height, width = rng.integers(24, 48, size=2)
+            noise = rng.normal(0, 25, size=(height, width, 3))
+            pixels = np.clip(np.asarray(colour) + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"img_{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """Three classes (one with a space, one non-ASCII), 8 images each."""
+    return write_class_images(tmp_path / "data" / "train", per_class=8)
+
+
+@pytest.fixture
+def train_and_validation_folders(tmp_path) -> tuple[Path, Path]:
+    train = write_class_images(tmp_path / "data" / "train", per_class=8, seed=1)
+    validation = write_class_images(tmp_path / "data" / "validation", per_class=3, seed=2)
+    return train, validation
+
+
+def save_tiny_resnet(path: Path) -> Path:
+    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
+
+    config = ResNetConfig(
+        depths=[1, 1], hidden_sizes=[16, 32], embedding_size=8, layer_type="bottleneck", num_labels=4
+    )
+    ResNetForImageClassification(config).save_pretrained(path)
+    ConvNextImageProcessor(
+        size={"shortest_edge": 32},
+        crop_pct=0.875,
+        resample=3,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(path)
+    return path
+
+
+def save_tiny_vit(path: Path) -> Path:
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    config = ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        image_size=32,
+        patch_size=8,
+        num_labels=4,
+    )
+    ViTForImageClassification(config).save_pretrained(path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+    return path
+
+
+def save_tiny_timm(path: Path) -> Path:
+    import timm
+    from transformers import AutoModelForImageClassification, TimmWrapperConfig
+
+    pretrained_cfg = dict(timm.create_model("test_resnet", pretrained=False).pretrained_cfg)
+    pretrained_cfg["input_size"] = [3, 32, 32]
+    config = TimmWrapperConfig(architecture="test_resnet", pretrained_cfg=pretrained_cfg, num_labels=4)
+    # The timm wrapper keeps its preprocessing settings in config.json; there is no preprocessor_config.json.
+    AutoModelForImageClassification.from_config(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet(tmp_path_factory) -> Path:
+    return save_tiny_resnet(tmp_path_factory.mktemp("tiny-resnet"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    return {
+        "resnet": save_tiny_resnet(tmp_path_factory.mktemp("tiny-resnet-family")),
+        "timm": save_tiny_timm(tmp_path_factory.mktemp("tiny-timm")),
+        "vit": save_tiny_vit(tmp_path_factory.mktemp("tiny-vit")),
+    }
+
+
+@pytest.fixture(scope="session")
+def finetune_main():
+    """`main` of recipes/finetune.py, imported as the script is run."""
+    sys.path.insert(0, str(REPO_ROOT / "recipes"))
+    try:
+        import finetune
+    finally:
+        sys.path.pop(0)
+    return finetune.main

@@ -1,0 +1,160 @@
+"""The recipe end to end on tiny models: files, labels, pipeline, metrics, config files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import CLASS_COLOURS, REPO_ROOT
+from transformers import AutoConfig, pipeline
+
+CLASS_NAMES = sorted(CLASS_COLOURS)
+
+
+def read_splits(output_dir) -> list[dict]:
+    with open(output_dir / "splits.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_dir_only_end_to_end(finetune_main, image_folder, tiny_resnet, tmp_path):
+    out = tmp_path / "out"
+    code = finetune_main(
+        ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
+    )
+    assert code == 0
+    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "README.md", "eval_results.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.bin")) or [p.name for p in out.glob("*.bin")] == ["training_args.bin"]
+
+    config = AutoConfig.from_pretrained(out)
+    assert [config.id2label[i] for i in range(3)] == CLASS_NAMES
+    assert config.label2id == {name: i for i, name in enumerate(CLASS_NAMES)}
+
+    rows = read_splits(out)
+    validation = [row for row in rows if row["split"] == "validation"]
+    assert {row["label"] for row in validation} == set(CLASS_NAMES)  # stratified: every class held out
+    assert len(validation) == 3 * round(0.15 * 8)
+    assert {row["split"] for row in rows} == {"train", "validation"}
+
+    classifier = pipeline("image-classification", model=str(out))
+    for row in validation:
+        assert classifier(row["path"])[0]["label"] in CLASS_NAMES
+
+    checked = json.loads((out / "pipeline_check.json").read_text())
+    assert checked and all(row["pipeline"] == row["evaluation"] for row in checked)
+
+    metrics = json.loads((out / "eval_results.json").read_text())
+    for name in ("eval_accuracy", "eval_precision_macro", "eval_recall_macro", "eval_f1_macro"):
+        assert 0.0 <= metrics[name] <= 1.0
+    assert "eval_top_5_accuracy" not in metrics  # only 3 classes
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: image-classification" in card
+    assert f"{metrics['eval_accuracy']:.4f}" in card
+    assert "élan vital" in card
+
+
+def test_product_page_defaults_are_in_effect(finetune_main, image_folder, tiny_resnet, tmp_path):
+    out = tmp_path / "out"
+    finetune_main(
+        ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
+    )
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["train_batch_size"] == 4
+    # 21 training images at batch 4 -> 6 steps, each followed by an evaluation.
+    assert state["global_step"] == 6
+    evaluations = [entry for entry in state["log_history"] if "eval_accuracy" in entry]
+    assert [entry["step"] for entry in evaluations][:6] == [1, 2, 3, 4, 5, 6]
+
+
+def test_validation_dir_is_used_as_is(finetune_main, train_and_validation_folders, tiny_resnet, tmp_path):
+    train, validation = train_and_validation_folders
+    out = tmp_path / "out"
+    args = ["--train_dir", str(train), "--validation_dir", str(validation), "--output_dir", str(out)]
+    assert finetune_main([*args, "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "no"]) == 0
+    rows = read_splits(out)
+    assert sum(row["split"] == "train" for row in rows) == 24
+    assert sum(row["split"] == "validation" for row in rows) == 9
+    assert all(row["path"].startswith(str(validation)) for row in rows if row["split"] == "validation")
+
+
+@pytest.mark.parametrize("family", ["resnet", "timm", "vit"])
+def test_each_model_family_keeps_label_names(family, finetune_main, image_folder, tiny_models, tmp_path):
+    out = tmp_path / family
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--eval_strategy", "no"]
+    if family == "timm":
+        # timm's test_resnet downsamples 32x32 to 1x1, where BatchNorm cannot train on a last batch of one.
+        args += ["--image_size", "64"]
+    assert finetune_main([*args, "--model_name_or_path", str(tiny_models[family])]) == 0
+    classifier = pipeline("image-classification", model=str(out))
+    image = next(image_folder.glob("cat/*.png"))
+    labels = [result["label"] for result in classifier(str(image), top_k=3)]
+    assert sorted(labels) == CLASS_NAMES
+
+
+def test_yaml_config_with_command_line_override(finetune_main, image_folder, tiny_resnet, tmp_path):
+    config = tmp_path / "run.yaml"
+    out = tmp_path / "out"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "train_dir": str(image_folder),
+                "output_dir": str(out),
+                "model_name_or_path": str(tiny_resnet),
+                "per_device_train_batch_size": 8,
+                "learning_rate": 1e-4,
+                "eval_strategy": "epoch",
+            }
+        )
+    )
+    assert finetune_main(["--config", str(config), "--per_device_train_batch_size", "2"]) == 0
+    args = json.loads((out / "trainer_state.json").read_text())
+    assert args["train_batch_size"] == 2  # the command line wins over the file
+    readme = (out / "README.md").read_text()
+    assert "| learning_rate | 0.0001 |" in readme  # the file wins over the default
+
+
+def test_yaml_config_unknown_key_is_an_error(finetune_main, image_folder, tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"train_dir": str(image_folder), "learnig_rate": 1e-4}))
+    assert finetune_main(["--config", str(config), "--output_dir", str(tmp_path / "out")]) == 2
+    assert "learnig_rate" in capsys.readouterr().err
+
+
+def test_shipped_configs_parse(tmp_path):
+    from hf_resnet101.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
+    from hf_resnet101.parser import ConfigParser
+
+    configs = sorted((REPO_ROOT / "recipes" / "configs").glob("*.yaml"))
+    assert len(configs) >= 3
+    for path in configs:
+        assert path.read_text().startswith("#"), f"{path.name} needs its launch command in a header comment"
+        assert "accelerate launch recipes/finetune.py --config" in path.read_text()
+        parser = ConfigParser((DataArguments, ModelArguments, FinetuneTrainingArguments))
+        _, _, training_args = parser.parse_args_and_config(
+            ["--config", str(path), "--train_dir", str(tmp_path), "--output_dir", str(tmp_path / "out")]
+        )
+        assert 1e-5 <= training_args.learning_rate <= 1e-4
+
+
+def test_accelerate_launch_subprocess(image_folder, tiny_resnet, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
+        str(REPO_ROOT / "recipes" / "finetune.py"),
+        "--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+        "--eval_strategy", "epoch",
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "precision: fp32 on CPU" in result.stderr
+    labels = [
+        r["label"] for r in pipeline("image-classification", model=str(out))(str(next(image_folder.rglob("*.png"))))
+    ]
+    assert set(labels) <= set(CLASS_NAMES)
