@@ -111,6 +111,8 @@ def log_run_summary(
     model: torch.nn.Module,
     image_size: tuple[int, int],
 ) -> None:
+    if training_args.process_index != 0:
+        return
     names = dataset["train"].features["label"].names
     per_class = class_counts(dataset["train"], names)
     global_batch = (
@@ -160,16 +162,26 @@ def build_trainer(
     )
 
 
+def pipeline_check_indices(num_images: int, count: int) -> list[int]:
+    """Evenly spaced indices, so the check sees several classes (splits are ordered by class)."""
+    return sorted({round(i) for i in np.linspace(0, num_images - 1, min(count, num_images))})
+
+
+def predict_labels(trainer: Trainer, indices: list[int], label_names: list[str]) -> list[str]:
+    """The evaluation path's predictions for some validation images (a collective call: run it on every process)."""
+    logits = trainer.predict(trainer.eval_dataset.select(indices)).predictions
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return [label_names[i] for i in np.asarray(logits).argmax(-1)]
+
+
 def check_with_pipeline(
-    output_dir: Path, validation: datasets.Dataset, trainer: Trainer, label_names: list[str], count: int
+    output_dir: Path, validation: datasets.Dataset, indices: list[int], evaluated: list[str], label_names: list[str]
 ) -> list[dict]:
-    """Reloads the saved folder with `pipeline` and checks labels and predictions against the trained model.
+    """Reloads the saved folder with `pipeline` and compares its labels with the evaluation's predictions.
 
     Raises:
         UsageError: when the pipeline returns labels that are not the class names (a broken label mapping).
     """
-    # Evenly spaced, so the check sees several classes (splits are ordered by class).
-    indices = sorted({round(i) for i in np.linspace(0, len(validation) - 1, min(count, len(validation)))})
     sample = validation.select(indices)
     images = [image.convert("RGB") for image in sample["image"]]
     classifier = pipeline("image-classification", model=str(output_dir), device=-1)
@@ -181,26 +193,19 @@ def check_with_pipeline(
             f"The saved model returns labels {unknown} that are not the class names {label_names}: its id2label "
             f"mapping is broken. Check {output_dir / 'config.json'}."
         )
-    logits = trainer.predict(trainer.eval_dataset.select(indices)).predictions
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    expected = [label_names[i] for i in logits.argmax(-1)]
-    agree = sum(p == e for p, e in zip(predicted, expected, strict=True))
     results = [
-        {
-            "true": label_names[label],
-            "pipeline": result[0]["label"],
-            "score": round(result[0]["score"], 4),
-            "evaluation": evaluated,
-        }
-        for label, result, evaluated in zip(sample["label"], outputs, expected, strict=True)
+        {"true": label_names[label], "pipeline": result[0]["label"], "score": round(result[0]["score"], 4)}
+        | {"evaluation": expected}
+        for label, result, expected in zip(sample["label"], outputs, evaluated, strict=True)
     ]
     logger.warning(
         f"Pipeline check on {len(images)} validation images from {output_dir}: "
         + "; ".join(f"{r['true']} -> {r['pipeline']} ({r['score']:.2f})" for r in results)
     )
-    if agree < len(expected):
+    agree = sum(r["pipeline"] == r["evaluation"] for r in results)
+    if agree < len(results):
         logger.warning(
-            f"The pipeline agrees with the evaluation on {agree} of {len(expected)} images "
+            f"The pipeline agrees with the evaluation on {agree} of {len(results)} images "
             "(mixed-precision evaluation can flip near ties)."
         )
     return results
@@ -245,6 +250,8 @@ def run_finetune(
     trainer.save_metrics("eval", eval_metrics)
     metrics = {k.removeprefix("eval_"): v for k, v in eval_metrics.items() if isinstance(v, float)}
 
+    check_indices = pipeline_check_indices(len(dataset["validation"]), PIPELINE_CHECK_IMAGES)
+    evaluated = predict_labels(trainer, check_indices, label_names)
     pipeline_predictions = []
     if trainer.is_world_process_zero():
         write_split_files(dataset, output_dir)
@@ -263,7 +270,7 @@ def run_finetune(
         )
         card.save(output_dir / "README.md")
         pipeline_predictions = check_with_pipeline(
-            output_dir, dataset["validation"], trainer, label_names, PIPELINE_CHECK_IMAGES
+            output_dir, dataset["validation"], check_indices, evaluated, label_names
         )
         (output_dir / "pipeline_check.json").write_text(json.dumps(pipeline_predictions, indent=2, ensure_ascii=False))
     if push_to_hub and trainer.is_world_process_zero():

@@ -158,3 +158,21 @@ def test_accelerate_launch_subprocess(image_folder, tiny_resnet, tmp_path):
         r["label"] for r in pipeline("image-classification", model=str(out))(str(next(image_folder.rglob("*.png"))))
     ]
     assert set(labels) <= set(CLASS_NAMES)
+
+
+def test_dataset_name_with_other_column_names(finetune_main, image_folder, tiny_resnet, tmp_path):
+    """--dataset_name on a local dataset repository (parquet files, as on the Hub); no network needed."""
+    from datasets import Dataset, Image
+
+    paths = sorted(str(p) for p in image_folder.rglob("*.png"))
+    species = [p.split("/")[-2] for p in paths]
+    table = Dataset.from_dict({"photo": paths, "species": species, "extra": list(range(len(paths)))})
+    repo = tmp_path / "birds-repo"
+    table.cast_column("photo", Image()).to_parquet(str(repo / "data" / "train-00000-of-00001.parquet"))
+    out = tmp_path / "out"
+    args = ["--dataset_name", str(repo), "--image_column_name", "photo", "--label_column_name", "species"]
+    args += ["--output_dir", str(out), "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "no"]
+    assert finetune_main(args) == 0
+    config = AutoConfig.from_pretrained(out)
+    assert sorted(config.label2id) == CLASS_NAMES
+    assert {row["split"] for row in read_splits(out)} == {"train", "validation"}
