@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
+from .advice import PRESETS
 from .devices import cpu_supports_bf16, resolve_precision
 from .errors import UsageError
 
 DEFAULT_MODEL = "microsoft/resnet-101"
 AUGMENTATIONS = ("none", "light", "standard", "heavy")
+CLASS_WEIGHTINGS = ("none", "balanced")
 
 
 @dataclass
@@ -55,6 +57,27 @@ class DataArguments:
         default="light",
         metadata={"help": "Training augmentation strength: none, light (crop and flip), standard, heavy."},
     )
+    preset: str = field(
+        default="none",
+        metadata={
+            "help": "Apply the product page's recommendation for a dataset size: auto (from the data), small, "
+            "medium, large, very_large, or none. Options given explicitly always win over a preset."
+        },
+    )
+    strict: bool = field(
+        default=False, metadata={"help": "Stop with a list of all unusable files instead of leaving them out."}
+    )
+    dedupe: bool = field(
+        default=False,
+        metadata={
+            "help": "Leave identical copies of training images out of validation, and images that appear under "
+            "two labels out of both splits."
+        },
+    )
+    class_weighting: str = field(
+        default="none",
+        metadata={"help": "none, or balanced: weight the loss by inverse class frequency (for imbalanced classes)."},
+    )
 
     def __post_init__(self):
         if self.dataset_name is None and self.train_dir is None:
@@ -69,6 +92,12 @@ class DataArguments:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageError(f"--{name} must be a positive integer, got {value}.")
+        if self.preset not in PRESETS:
+            raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}.")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise UsageError(
+                f"--class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}, got {self.class_weighting!r}."
+            )
         if self.augmentation not in AUGMENTATIONS:
             raise UsageError(f"--augmentation must be one of {', '.join(AUGMENTATIONS)}, got {self.augmentation!r}.")
         for name in ("train_dir", "validation_dir"):
@@ -90,10 +119,22 @@ class ModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run code shipped with a Hub model or dataset. Only for repos you trust."}
     )
+    freeze_backbone: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train fewer parameters on small data: all_but_last freezes every stage but the last, a number N "
+            "freezes the stem and the first N stages. The classification head always trains."
+        },
+    )
     channels_last: bool = field(
         default=True,
         metadata={"help": "Use the channels-last memory layout for convolutions (faster on CPU and GPU)."},
     )
+
+    def __post_init__(self):
+        spec = self.freeze_backbone
+        if spec is not None and spec != "all_but_last" and not (spec.isdigit() and int(spec) > 0):
+            raise UsageError(f"--freeze_backbone takes all_but_last or a positive number of stages, got {spec!r}.")
 
 
 @dataclass

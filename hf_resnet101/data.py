@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import glob
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +14,9 @@ from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 from datasets import Image as ImageFeature
 from transformers.utils import logging
 
+from .data_report import DataReport, Duplicates, LabelledFile, build_report, find_duplicates
 from .errors import UsageError
+from .scan import scan_files
 
 logger = logging.get_logger(__name__)
 
@@ -65,13 +69,20 @@ def scan_class_folders(root: str | Path, what: str = "--train_dir") -> ClassFold
         )
     if loose_images:
         logger.warning(f"{len(loose_images)} images directly in {root} (outside any class folder) are ignored.")
-    files_by_class, empty = {}, []
+    files_by_class, empty, nested = {}, [], 0
     for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and is_image_file(p))
+        files = sorted(p for p in class_dir.iterdir() if p.is_file() and is_image_file(p))
+        nested += sum(1 for p in class_dir.glob("*/**/*") if p.is_file() and is_image_file(p))
         if files:
             files_by_class[class_dir.name] = files
         else:
             empty.append(class_dir.name)
+    if nested:
+        # imagefolder labels an image by its immediate parent folder, so deeper images would get wrong labels.
+        logger.warning(
+            f"{nested} images in sub-folders of class folders under {root} are ignored: put each class's images "
+            "directly in its folder."
+        )
     if empty:
         logger.warning(f"Class folders with no images in {root} (left out): {', '.join(empty)}.")
     if not files_by_class:
@@ -82,22 +93,23 @@ def scan_class_folders(root: str | Path, what: str = "--train_dir") -> ClassFold
     return ClassFolders(root=root, files_by_class=files_by_class, empty_classes=empty)
 
 
-def check_class_sets(train: ClassFolders, validation: ClassFolders | None) -> None:
-    if len(train.files_by_class) < 2:
-        only = ", ".join(train.class_names)
+def check_class_sets(train_counts: dict[str, int], validation_counts: dict[str, int] | None, train_root, val_root):
+    """At least two training classes; every validation class known to training."""
+    present = sorted(name for name, count in train_counts.items() if count)
+    if len(present) < 2:
         raise UsageError(
-            f"--train_dir {train.root} has a single class ({only}): classification needs at least two class "
-            "sub-folders with images."
+            f"--train_dir {train_root} has a single class with usable images ({', '.join(present) or 'none'}): "
+            "classification needs at least two class sub-folders with images."
         )
-    if validation is None:
+    if validation_counts is None:
         return
-    unknown = sorted(set(validation.files_by_class) - set(train.files_by_class))
+    unknown = sorted(name for name, count in validation_counts.items() if count and not train_counts.get(name))
     if unknown:
         raise UsageError(
-            f"--validation_dir {validation.root} has classes that the training folder lacks: {', '.join(unknown)}. "
+            f"--validation_dir {val_root} has classes that the training folder lacks: {', '.join(unknown)}. "
             "Every validation class needs training images; fix the folder names or add the images."
         )
-    missing = sorted(set(train.files_by_class) - set(validation.files_by_class))
+    missing = sorted(name for name in present if not validation_counts.get(name))
     if missing:
         logger.warning(f"Classes with no validation images (their accuracy is not measured): {', '.join(missing)}.")
 
@@ -120,21 +132,105 @@ def stratified_split_indices(labels: list[int], fraction: float, seed: int) -> t
     return sorted(train_idx), sorted(val_idx)
 
 
+def scan_folder_files(folders: ClassFolders, split: str, progress: bool = True) -> list[LabelledFile]:
+    paths = [str(p) for files in folders.files_by_class.values() for p in files]
+    labels = [name for name, files in folders.files_by_class.items() for _ in files]
+    records = scan_files(paths, cache_key=str(folders.root.resolve()), progress=progress)
+    return [LabelledFile(split, label, record) for label, record in zip(labels, records, strict=True)]
+
+
+def unusable_error(files: list[LabelledFile]) -> UsageError:
+    listing = "\n".join(f"  {f.record.path}: {f.record.reason}" for f in files)
+    return UsageError(
+        f"{len(files)} unusable file(s) (--strict):\n{listing}\nRemove or replace them, or drop --strict to train "
+        "without them."
+    )
+
+
+def conflicting_labels_error(groups: list[dict]) -> UsageError:
+    listing = "\n".join(f"  {' | '.join(group['labels'])}: {', '.join(group['paths'])}" for group in groups[:20])
+    more = f"\n  ... and {len(groups) - 20} more groups" if len(groups) > 20 else ""
+    return UsageError(
+        f"{len(groups)} group(s) of identical images carry different labels:\n{listing}{more}\n"
+        "An image cannot be two classes at once: move each to its right class folder, or pass --dedupe to leave "
+        "all copies out of training and validation."
+    )
+
+
+def assign_validation_split(files: list[LabelledFile], fraction: float, seed: int) -> list[LabelledFile]:
+    """Moves a stratified, seeded fraction of the usable training files to the validation split."""
+    usable = [i for i, f in enumerate(files) if f.record.usable]
+    class_ids = {name: i for i, name in enumerate(sorted({files[i].label for i in usable}))}
+    _, val_idx = stratified_split_indices([class_ids[files[i].label] for i in usable], fraction, seed)
+    to_validation = {usable[i] for i in val_idx}
+    if not to_validation:
+        raise UsageError("Too few images to split off a validation set: give --validation_dir or add images.")
+    return [LabelledFile("validation", f.label, f.record) if i in to_validation else f for i, f in enumerate(files)]
+
+
 def load_image_folders(
-    train_dir: str, validation_dir: str | None, train_val_split: float, seed: int, cache_dir: str | None = None
-) -> DatasetDict:
-    """Loads class folders with `datasets`' imagefolder; splits off a stratified validation set if needed."""
+    train_dir: str,
+    validation_dir: str | None,
+    train_val_split: float,
+    seed: int,
+    cache_dir: str | None = None,
+    *,
+    strict: bool = False,
+    dedupe: bool = False,
+    progress: bool = True,
+) -> tuple[DatasetDict, DataReport]:
+    """Scans class folders, leaves out unusable files, splits off validation if needed, and loads with imagefolder.
+
+    Raises:
+        UsageError: for folders that cannot be trained on, for unusable files under `strict`, and for identical
+            images under different labels unless `dedupe` leaves them out.
+    """
     train = scan_class_folders(train_dir, "--train_dir")
     validation = scan_class_folders(validation_dir, "--validation_dir") if validation_dir else None
-    check_class_sets(train, validation)
-    data_files = {"train": [str(p) for files in train.files_by_class.values() for p in files]}
+    files = scan_folder_files(train, "train", progress)
     if validation is not None:
-        data_files["validation"] = [str(p) for files in validation.files_by_class.values() for p in files]
-    dataset = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
-    dataset = _force_class_names(dataset, train.class_names)
+        files += scan_folder_files(validation, "validation", progress)
+    unusable = [f for f in files if not f.record.usable]
+    if unusable and strict:
+        raise unusable_error(unusable)
+    usable_counts = {
+        split: Counter(f.label for f in files if f.record.usable and f.split == split)
+        for split in ("train", "validation")
+    }
+    check_class_sets(
+        usable_counts["train"],
+        usable_counts["validation"] if validation else None,
+        train.root,
+        validation.root if validation else None,
+    )
+    class_names = sorted(name for name, count in usable_counts["train"].items() if count)
+    empty = sorted(set(train.files_by_class) - set(class_names)) + train.empty_classes
     if validation is None:
-        dataset = split_off_validation(dataset["train"], train_val_split, seed)
-    return dataset
+        files = assign_validation_split(files, train_val_split, seed)
+
+    duplicates = find_duplicates(files)
+    dropped_conflicting, dropped_leaks = set(), set()
+    if duplicates.conflicting_labels:
+        if not dedupe:
+            raise conflicting_labels_error(duplicates.conflicting_labels)
+        dropped_conflicting = {p for group in duplicates.conflicting_labels for p in group["paths"]}
+    if dedupe:
+        dropped_leaks = {p for leak in duplicates.train_validation_leaks for p in leak["validation"]}
+    report = build_report(files, class_names, sorted(set(empty)), duplicates)
+    report.dropped_conflicting = sorted(dropped_conflicting)
+    report.dropped_from_validation = sorted(dropped_leaks)
+
+    dropped = dropped_conflicting | dropped_leaks
+    data_files = {
+        split: [
+            glob.escape(f.record.path)
+            for f in files
+            if f.split == split and f.record.usable and f.label in class_names and f.record.path not in dropped
+        ]
+        for split in ("train", "validation")
+    }
+    dataset = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
+    return _force_class_names(dataset, class_names), report
 
 
 def _force_class_names(dataset: DatasetDict, names: list[str]) -> DatasetDict:
@@ -224,3 +320,21 @@ def write_split_files(dataset: DatasetDict, output_dir: str | os.PathLike) -> Pa
             for label, image_path in zip(split["label"], image_paths(split), strict=True):
                 writer.writerow([split_name, names[label], image_path or ""])
     return path
+
+
+def report_from_dataset(dataset: DatasetDict) -> DataReport:
+    """A report with the counts of an already-built dataset (Hub datasets are not scanned file by file)."""
+    names = dataset["train"].features["label"].names
+    images_per_class = {}
+    for split_name, split in dataset.items():
+        counts = Counter(split["label"])
+        images_per_class[split_name] = {name: counts.get(i, 0) for i, name in enumerate(names)}
+    return DataReport(
+        images_per_class=images_per_class,
+        unusable=[],
+        empty_classes=[],
+        duplicates=Duplicates(),
+        image_sizes={},
+        modes={},
+        formats={},
+    )

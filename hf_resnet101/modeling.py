@@ -135,3 +135,52 @@ def build_random_resnet101(label_names: list[str]) -> PreTrainedModel:
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def backbone_stages(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The backbone as an ordered list: the stem first, then each stage (ResNet) or block (ViT)."""
+    if hasattr(model, "resnet"):  # transformers ResNet
+        return [model.resnet.embedder, *model.resnet.encoder.stages]
+    timm_model = getattr(model, "timm_model", None)
+    if timm_model is not None and hasattr(timm_model, "layer4"):  # timm ResNet family
+        stem = [m for name, m in timm_model.named_children() if name in ("conv1", "bn1", "act1", "maxpool")]
+        layers = [getattr(timm_model, f"layer{i}") for i in range(1, 5) if hasattr(timm_model, f"layer{i}")]
+        return [torch.nn.ModuleList(stem), *layers]
+    if hasattr(model, "vit"):  # transformers ViT
+        return [model.vit.embeddings, *model.vit.encoder.layer]
+    raise UsageError(
+        f"--freeze_backbone supports ResNet (transformers or timm) and ViT models, not {type(model).__name__}."
+    )
+
+
+def freeze_backbone(model: torch.nn.Module, spec: str) -> tuple[int, int]:
+    """Freezes the stem and the first stages; `spec` is "all_but_last" or a number of stages.
+
+    BatchNorm layers of frozen stages become timm's `FrozenBatchNorm2d`, so they keep their pretrained
+    statistics while the rest trains.
+
+    Returns:
+        (frozen parameters, trainable parameters).
+    """
+    from timm.layers import freeze_batch_norm_2d
+
+    stages = backbone_stages(model)
+    count = len(stages) - 2 if spec == "all_but_last" else int(spec)  # stages[0] is the stem
+    if not 0 < count < len(stages):
+        raise UsageError(f"--freeze_backbone {spec}: the model has {len(stages) - 1} stages; freeze fewer.")
+    for module in stages[: count + 1]:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+        freeze_batch_norm_2d(module)  # converts BatchNorm children in place
+    timm_model = getattr(model, "timm_model", None)
+    if timm_model is not None and isinstance(getattr(timm_model, "bn1", None), torch.nn.BatchNorm2d):
+        timm_model.bn1 = freeze_batch_norm_2d(timm_model.bn1)  # the stem's BatchNorm is a direct child
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return count_parameters(model) - trainable, trainable
+
+
+def unfreeze_batch_norm(model: torch.nn.Module) -> None:
+    """Turns frozen BatchNorm layers back into ordinary ones (same statistics) so the saved model loads cleanly."""
+    from timm.layers import unfreeze_batch_norm_2d
+
+    unfreeze_batch_norm_2d(model)

@@ -18,14 +18,22 @@ class ConfigParser(HfArgumentParser):
 
     Values in the YAML file become the parser's defaults, so any flag given on the command line overrides them.
     A key of the YAML file that names no option is an error, as is a file that does not hold a mapping.
+    After parsing, `explicit_options` maps each option the user gave to "command line" or "config file", so
+    presets can fill in only what the user left open.
     """
+
+    explicit_options: dict[str, str]
 
     def parse_args_and_config(self, args: list[str] | None = None) -> tuple:
         args = list(sys.argv[1:] if args is None else args)
         config_path, args = _pop_config_flag(args)
+        self.explicit_options = {}
         if config_path is not None:
-            self.set_defaults(**load_yaml_config(config_path, self.known_option_names()))
+            values = load_yaml_config(config_path, self.known_option_names())
+            self.set_defaults(**values)
+            self.explicit_options.update(dict.fromkeys(values, "config file"))
             self._drop_required_given_by_config()
+        self.explicit_options.update(dict.fromkeys(command_line_option_names(args), "command line"))
         try:
             return self.parse_args_into_dataclasses(args=args, look_for_args_file=False)
         except UsageError:
@@ -47,6 +55,16 @@ class ConfigParser(HfArgumentParser):
     def error(self, message: str):
         # argparse would print usage and exit; raising keeps the message and lets entry points format it.
         raise UsageError(f"{message}. Run with --help to see the options.")
+
+
+def command_line_option_names(args: list[str]) -> list[str]:
+    """Option names given as flags (`--name value`, `--name=value`, `--no_name`), with dashes as underscores."""
+    names = []
+    for arg in args:
+        if arg.startswith("--"):
+            name = arg[2:].split("=", 1)[0].replace("-", "_")
+            names += [name, name.removeprefix("no_")] if name.startswith("no_") else [name]
+    return names
 
 
 def _pop_config_flag(args: list[str]) -> tuple[str | None, list[str]]:

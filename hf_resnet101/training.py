@@ -16,13 +16,31 @@ import transformers
 from transformers import Trainer, pipeline, set_seed
 from transformers.utils import logging
 
+from .advice import Setting
 from .arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-from .data import limit_samples, load_hub_dataset, load_image_folders, write_split_files
+from .data import limit_samples, load_hub_dataset, load_image_folders, report_from_dataset, write_split_files
+from .data_report import DataReport
 from .errors import UsageError
 from .hub import push_output_dir
+from .losses import balanced_class_weights, make_weighted_loss
 from .metrics import build_compute_metrics
 from .model_card import render_model_card
-from .modeling import count_parameters, load_image_processor, load_model_for_labels, local_files_only_for
+from .modeling import (
+    count_parameters,
+    freeze_backbone,
+    load_image_processor,
+    load_model_for_labels,
+    local_files_only_for,
+    unfreeze_batch_norm,
+)
+from .settings import (
+    apply_settings,
+    check_settings,
+    choose_best_model_metric,
+    describe_hardware,
+    describe_settings,
+    describe_tier,
+)
 from .transforms import (
     build_train_transform,
     collate,
@@ -70,7 +88,10 @@ def setup_logging(training_args: FinetuneTrainingArguments) -> None:
     transformers.utils.logging.enable_explicit_format()
 
 
-def load_data(data_args: DataArguments, model_args: ModelArguments, seed: int) -> datasets.DatasetDict:
+def load_data(
+    data_args: DataArguments, model_args: ModelArguments, seed: int, progress: bool = True
+) -> tuple[datasets.DatasetDict, DataReport]:
+    """The train/validation splits, limited as asked, and the report on the data as found."""
     if data_args.dataset_name:
         dataset = load_hub_dataset(
             data_args.dataset_name,
@@ -81,11 +102,19 @@ def load_data(data_args: DataArguments, model_args: ModelArguments, seed: int) -
             seed,
             cache_dir=model_args.cache_dir,
         )
+        report = report_from_dataset(dataset)
     else:
-        dataset = load_image_folders(
-            data_args.train_dir, data_args.validation_dir, data_args.train_val_split, seed, model_args.cache_dir
+        dataset, report = load_image_folders(
+            data_args.train_dir,
+            data_args.validation_dir,
+            data_args.train_val_split,
+            seed,
+            model_args.cache_dir,
+            strict=data_args.strict,
+            dedupe=data_args.dedupe,
+            progress=progress,
         )
-    return limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples, seed)
+    return limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples, seed), report
 
 
 def class_counts(split: datasets.Dataset, label_names: list[str]) -> dict[str, int]:
@@ -108,29 +137,33 @@ def log_run_summary(
     model_args: ModelArguments,
     data_args: DataArguments,
     dataset: datasets.DatasetDict,
+    report: DataReport,
+    settings: dict[str, Setting],
     model: torch.nn.Module,
     image_size: tuple[int, int],
 ) -> None:
     if training_args.process_index != 0:
         return
     names = dataset["train"].features["label"].names
-    per_class = class_counts(dataset["train"], names)
     global_batch = (
         training_args.per_device_train_batch_size
         * training_args.gradient_accumulation_steps
         * training_args.world_size
     )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     lines = [
         f"data: {len(dataset['train'])} training and {len(dataset['validation'])} validation images, "
         f"{len(names)} classes",
-        "images per class (train): " + ", ".join(f"{name}={count}" for name, count in per_class.items()),
-        f"model: {model_args.model_name_or_path} ({count_parameters(model) / 1e6:.2f} M parameters), "
-        f"input {image_size[0]}x{image_size[1]}, augmentation {data_args.augmentation}",
+        *report.summary_lines(),
+        describe_tier(len(dataset["train"])),
+        f"model: {model_args.model_name_or_path} ({count_parameters(model) / 1e6:.2f} M parameters, "
+        f"{trainable / 1e6:.2f} M trained), input {image_size[0]}x{image_size[1]}",
         f"device: {training_args.device} x {training_args.world_size} process(es); precision: "
         f"{training_args.precision_note}",
+        describe_hardware(training_args, report, image_size[0], model),
+        f"settings: {describe_settings(settings)}",
         f"batch: {training_args.per_device_train_batch_size} per device, global {global_batch}; "
-        f"learning rate {training_args.learning_rate:g}; epochs {training_args.num_train_epochs:g}; "
-        f"evaluation: {training_args.eval_strategy.value}"
+        f"class weighting {data_args.class_weighting}; evaluation: {training_args.eval_strategy.value}"
         + (f" every {training_args.eval_steps:g} steps" if training_args.eval_strategy.value == "steps" else ""),
     ]
     logger.warning("Run summary:\n  " + "\n  ".join(lines))
@@ -150,7 +183,11 @@ def build_trainer(
     validation = dataset["validation"].with_transform(make_eval_batch_transform(processor))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    num_labels = len(dataset["train"].features["label"].names)
+    names = dataset["train"].features["label"].names
+    num_labels = len(names)
+    loss = None
+    if data_args.class_weighting == "balanced":
+        loss = make_weighted_loss(balanced_class_weights(list(class_counts(dataset["train"], names).values())))
     return Trainer(
         model=model,
         args=training_args,
@@ -159,6 +196,7 @@ def build_trainer(
         processing_class=processor,
         data_collator=partial(collate, channels_last=channels_last),
         compute_metrics=build_compute_metrics(num_labels),
+        compute_loss_func=loss,
     )
 
 
@@ -216,30 +254,54 @@ def run_finetune(
     model_args: ModelArguments,
     training_args: FinetuneTrainingArguments,
     model_and_processor: tuple | None = None,
+    explicit: dict[str, str] | None = None,
 ) -> FinetuneResult:
-    """Runs the whole job. `model_and_processor` replaces loading from `--model_name_or_path` (offline demo)."""
+    """Runs the whole job.
+
+    Args:
+        model_and_processor: replaces loading from `--model_name_or_path` (the offline demo).
+        explicit: options the user gave and where ("command line", "config file"); a preset leaves them alone.
+    """
     setup_logging(training_args)
     # The Trainer's own push would replace the model card with its generic one: this package pushes itself.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
 
-    with training_args.main_process_first(desc="loading the dataset"):
-        dataset = load_data(data_args, model_args, training_args.seed)
+    with training_args.main_process_first(desc="scanning and loading the dataset"):
+        # The main process scans first; the others then find every verdict in the scan cache.
+        dataset, report = load_data(
+            data_args, model_args, training_args.seed, progress=training_args.process_index == 0
+        )
     label_names = dataset["train"].features["label"].names
     if len(label_names) < 2:
         raise UsageError(f"The training data has a single class ({label_names}): at least two are needed.")
+    settings = apply_settings(data_args, model_args, training_args, explicit or {}, len(dataset["train"]))
+    choose_best_model_metric(training_args, explicit or {}, report.imbalance_ratio)
+    check_settings(training_args, len(dataset["train"]), len(dataset["validation"]), logger.warning)
+    if training_args.process_index == 0:
+        report.save(output_dir)
 
     model, processor = model_and_processor or load_model_and_processor(model_args, label_names)
+    if model_args.freeze_backbone:
+        frozen, trainable = freeze_backbone(model, model_args.freeze_backbone)
+        logger.warning(
+            f"--freeze_backbone {model_args.freeze_backbone}: {frozen / 1e6:.2f} M parameters frozen, "
+            f"{trainable / 1e6:.2f} M trained (fewer parameters to fit: less overfitting on small data)."
+        )
     if data_args.image_size:
         set_image_size(processor, model.config, data_args.image_size)
     data_config = resolve_data_config(processor)
-    log_run_summary(training_args, model_args, data_args, dataset, model, (data_config.height, data_config.width))
+    log_run_summary(
+        training_args, model_args, data_args, dataset, report, settings, model, (data_config.height, data_config.width)
+    )
 
     trainer = build_trainer(model, processor, dataset, training_args, data_args, model_args.channels_last)
     started = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_runtime = time.perf_counter() - started
+    if model_args.freeze_backbone:
+        unfreeze_batch_norm(trainer.model)
     trainer.save_model()
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)

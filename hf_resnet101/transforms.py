@@ -10,6 +10,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from .errors import UsageError
+from .images import to_rgb
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,6 @@ def build_train_transform(data_config: DataConfig, augmentation: str) -> Callabl
     if augmentation == "heavy":
         steps.append(v2.RandomErasing(p=0.25))
     return v2.Compose(steps)
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def make_train_batch_transform(transform: Callable) -> Callable[[dict], dict]:

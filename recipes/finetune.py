@@ -18,7 +18,7 @@ from hf_resnet101.training import run_finetune
 def main(argv: list[str] | None = None):
     parser = ConfigParser((DataArguments, ModelArguments, FinetuneTrainingArguments))
     data_args, model_args, training_args = parser.parse_args_and_config(argv)
-    return run_finetune(data_args, model_args, training_args)
+    return run_finetune(data_args, model_args, training_args, explicit=parser.explicit_options)
 
 
 if __name__ == "__main__":

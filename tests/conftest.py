@@ -21,6 +21,12 @@ def offline_hub(monkeypatch):
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
 
 
+@pytest.fixture(autouse=True)
+def scan_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own scan cache, so no verdict leaks between tests or into the user's cache."""
+    monkeypatch.setenv("HF_RESNET101_CACHE", str(tmp_path_factory.mktemp("hf-resnet101-cache")))
+
+
 def write_class_images(root: Path, per_class: int, seed: int = 0, classes=CLASS_COLOURS) -> Path:
     """Writes noisy images whose colour tells the class, in sizes that vary like real photos."""
     rng = np.random.default_rng(seed)

@@ -34,7 +34,7 @@ def test_label_names_are_folder_names_exactly(tmp_path):
     (tmp_path / "data" / "Blue Jay" / ".DS_Store").write_bytes(b"\0\1")
     (tmp_path / "data" / "Blue Jay" / "notes.txt").write_text("x")
     (tmp_path / "data" / "empty class").mkdir()
-    dataset = load_image_folders(str(tmp_path / "data"), None, 0.25, seed=0)
+    dataset, _ = load_image_folders(str(tmp_path / "data"), None, 0.25, seed=0)
     assert dataset["train"].features["label"].names == sorted(classes)
     assert len(dataset["train"]) + len(dataset["validation"]) == 12
     assert scan_class_folders(tmp_path / "data").empty_classes == ["empty class"]

@@ -1,0 +1,164 @@
+"""What is in the data: counts per class and split, unusable files, duplicates, sizes, and imbalance."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .scan import FileRecord
+
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class LabelledFile:
+    split: str
+    label: str
+    record: FileRecord
+
+
+@dataclass
+class Duplicates:
+    """Groups of files with identical decoded pixels."""
+
+    within_class: list[list[str]] = field(default_factory=list)
+    conflicting_labels: list[dict] = field(default_factory=list)
+    train_validation_leaks: list[dict] = field(default_factory=list)
+
+
+def find_duplicates(files: list[LabelledFile]) -> Duplicates:
+    """Identical images inside a class, across classes (conflicting labels), and across train and validation."""
+    groups: dict[str, list[LabelledFile]] = defaultdict(list)
+    for item in files:
+        if item.record.usable and item.record.pixel_hash:
+            groups[item.record.pixel_hash].append(item)
+    found = Duplicates()
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        labels = sorted({m.label for m in members})
+        if len(labels) > 1:
+            found.conflicting_labels.append({"labels": labels, "paths": [m.record.path for m in members]})
+            continue
+        train = [m.record.path for m in members if m.split == "train"]
+        validation = [m.record.path for m in members if m.split == "validation"]
+        if train and validation:
+            found.train_validation_leaks.append({"label": labels[0], "train": train, "validation": validation})
+        for split_paths in (train, validation):
+            if len(split_paths) > 1:
+                found.within_class.append(split_paths)
+    return found
+
+
+@dataclass
+class DataReport:
+    """The dataset as the run sees it; saved as `data_report.json` and summarised on the console."""
+
+    images_per_class: dict[str, dict[str, int]]
+    unusable: list[dict]
+    empty_classes: list[str]
+    duplicates: Duplicates
+    image_sizes: dict[str, dict[str, int]]
+    modes: dict[str, int]
+    formats: dict[str, int]
+    dropped_from_validation: list[str] = field(default_factory=list)
+    dropped_conflicting: list[str] = field(default_factory=list)
+
+    @property
+    def num_train_images(self) -> int:
+        return sum(self.images_per_class.get("train", {}).values())
+
+    @property
+    def imbalance_ratio(self) -> float:
+        """Largest over smallest training class (classes with no images left out)."""
+        counts = [c for c in self.images_per_class.get("train", {}).values() if c > 0]
+        return max(counts) / min(counts) if counts else 1.0
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["num_train_images"] = self.num_train_images
+        data["imbalance_ratio"] = round(self.imbalance_ratio, 3)
+        return data
+
+    def save(self, output_dir: str | Path) -> Path:
+        path = Path(output_dir) / "data_report.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
+        return path
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        for split, counts in self.images_per_class.items():
+            total = sum(counts.values())
+            per_class = ", ".join(f"{name}={count}" for name, count in counts.items())
+            lines.append(f"{split}: {total} images in {len(counts)} classes ({per_class})")
+        if self.imbalance_ratio >= 1.5:
+            lines.append(f"class imbalance: the largest training class is {self.imbalance_ratio:.1f}x the smallest")
+        if self.image_sizes:
+            w, h = self.image_sizes["width"], self.image_sizes["height"]
+            lines.append(
+                f"image sizes: width {w['min']}-{w['max']} (median {w['median']}), "
+                f"height {h['min']}-{h['max']} (median {h['median']}); modes "
+                + ", ".join(f"{mode}={count}" for mode, count in self.modes.items())
+            )
+        if self.unusable:
+            lines.append(f"unusable files left out: {len(self.unusable)}")
+            lines += [f"  {item['path']}: {item['reason']}" for item in self.unusable[:MAX_LISTED]]
+            if len(self.unusable) > MAX_LISTED:
+                lines.append(f"  ... and {len(self.unusable) - MAX_LISTED} more (see data_report.json)")
+        if self.empty_classes:
+            lines.append("class folders with no usable images (left out): " + ", ".join(self.empty_classes))
+        dup = self.duplicates
+        if dup.within_class:
+            lines.append(f"identical images inside a class: {len(dup.within_class)} groups (harmless, but wasted)")
+        if dup.conflicting_labels:
+            lines.append(f"identical images under different labels: {len(dup.conflicting_labels)} groups")
+        if dup.train_validation_leaks:
+            verb = "left out of validation" if self.dropped_from_validation else "pass --dedupe to leave them out"
+            lines.append(
+                f"identical images in train and validation: {len(dup.train_validation_leaks)} groups "
+                f"(they inflate the validation score; {verb})"
+            )
+        return lines
+
+
+def size_stats(values: list[int]) -> dict[str, int]:
+    return {"min": int(min(values)), "median": int(np.median(values)), "max": int(max(values))}
+
+
+def build_report(
+    files: list[LabelledFile],
+    class_names: list[str],
+    empty_classes: list[str],
+    duplicates: Duplicates,
+) -> DataReport:
+    usable = [f for f in files if f.record.usable]
+    images_per_class: dict[str, dict[str, int]] = {}
+    for split in ("train", "validation"):
+        counts = Counter(f.label for f in usable if f.split == split)
+        if counts or split == "train":
+            images_per_class[split] = {name: counts.get(name, 0) for name in class_names}
+    unusable = [
+        {"split": f.split, "label": f.label, "path": f.record.path, "reason": f.record.reason}
+        for f in files
+        if not f.record.usable
+    ]
+    sizes = {}
+    if usable:
+        sizes = {
+            "width": size_stats([f.record.width for f in usable]),
+            "height": size_stats([f.record.height for f in usable]),
+        }
+    return DataReport(
+        images_per_class=images_per_class,
+        unusable=unusable,
+        empty_classes=empty_classes,
+        duplicates=duplicates,
+        image_sizes=sizes,
+        modes=dict(Counter(f.record.mode for f in usable).most_common()),
+        formats=dict(Counter(f.record.format for f in usable).most_common()),
+    )

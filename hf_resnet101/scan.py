@@ -1,0 +1,133 @@
+"""One pass over an image folder: which files are usable, what they look like, and which are identical.
+
+Every file is opened and fully decoded once (in parallel threads: Pillow releases the GIL while decoding), and
+the verdict is cached by path, size and modification time, so a second run over the same folder is quick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image
+from tqdm.auto import tqdm
+
+# Pillow's own decompression-bomb limit: a file claiming more pixels is refused before it is decoded.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """The verdict on one file."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    usable: bool
+    reason: str | None = None
+    width: int | None = None
+    height: int | None = None
+    mode: str | None = None
+    format: str | None = None
+    pixel_hash: str | None = None
+
+
+def pixel_digest(image: Image.Image) -> str:
+    """A hash of the decoded pixels (with size and mode), so re-encoded or renamed copies still match."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.mode}:{image.size}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def inspect_file(path: str) -> FileRecord:
+    """Opens and decodes one file; never raises for a bad file, it says why in `reason`."""
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        return FileRecord(path, 0, 0, False, f"unreadable: {error.strerror or error}")
+    base = {"path": path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if stat.st_size == 0:
+        return FileRecord(**base, usable=False, reason="empty file (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            info = {"width": width, "height": height, "mode": image.mode, "format": image.format}
+            if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
+                return FileRecord(
+                    **base, usable=False, reason=f"claims {width}x{height} pixels (over {MAX_PIXELS:,})", **info
+                )
+            image.load()
+            return FileRecord(**base, usable=True, pixel_hash=pixel_digest(image), **info)
+    except Image.DecompressionBombError as error:
+        return FileRecord(**base, usable=False, reason=f"absurd dimensions: {error}")
+    except Image.UnidentifiedImageError:
+        return FileRecord(**base, usable=False, reason="not an image Pillow can read")
+    except (OSError, SyntaxError, ValueError) as error:
+        message = str(error)
+        reason = f"truncated: {message}" if "truncated" in message else f"cannot decode: {message}"
+        return FileRecord(**base, usable=False, reason=reason)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HF_RESNET101_CACHE", Path.home() / ".cache" / "hf_resnet101")) / "scans"
+
+
+def _cache_file(cache_dir: Path, key: str) -> Path:
+    return cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.json"
+
+
+def _load_cache(path: Path) -> dict[str, FileRecord]:
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if payload.get("version") != CACHE_VERSION:
+        return {}
+    return {record["path"]: FileRecord(**record) for record in payload["records"]}
+
+
+def _save_cache(path: Path, records: Iterable[FileRecord]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"version": CACHE_VERSION, "records": [asdict(r) for r in records]}))
+    os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache
+
+
+def _is_fresh(record: FileRecord | None, path: str) -> bool:
+    if record is None:
+        return False
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return record.size == stat.st_size and record.mtime_ns == stat.st_mtime_ns
+
+
+def scan_files(
+    paths: list[str],
+    cache_key: str,
+    *,
+    cache_dir: Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[FileRecord]:
+    """Inspects every path (cached ones are reused when their size and mtime are unchanged), in input order."""
+    cache_path = _cache_file(cache_dir or default_cache_dir(), cache_key)
+    cached = _load_cache(cache_path)
+    todo = [p for p in paths if not _is_fresh(cached.get(p), p)]
+    fresh: dict[str, FileRecord] = {}
+    if todo:
+        workers = workers or min(32, (os.cpu_count() or 1) + 2)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(inspect_file, todo, chunksize=16)
+            for record in tqdm(results, total=len(todo), desc="Scanning images", unit="file", disable=not progress):
+                fresh[record.path] = record
+        _save_cache(cache_path, [fresh.get(p) or cached[p] for p in paths])
+    return [fresh.get(p) or cached[p] for p in paths]
