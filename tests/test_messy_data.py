@@ -78,9 +78,10 @@ def test_training_on_a_messy_folder_completes_and_reports(finetune_main, tiny_re
     assert finetune_main([*args, "--eval_strategy", "epoch"]) == 0
     report = json.loads((out / "data_report.json").read_text())
     assert len(report["unusable"]) == 4
-    assert report["images_per_class"]["train"]["Red Things"] + report["images_per_class"]["validation"][
-        "Red Things"
-    ] == 13
+    assert (
+        report["images_per_class"]["train"]["Red Things"] + report["images_per_class"]["validation"]["Red Things"]
+        == 13
+    )
 
 
 def test_odd_files_reach_the_model_with_the_right_pixels(tmp_path):
