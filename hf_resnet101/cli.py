@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 from .errors import UsageError
+from .monitors import TrainingInterrupted
 
 
 def exit_on_usage_error(main: Callable[..., object]) -> Callable[..., int]:
@@ -20,6 +21,9 @@ def exit_on_usage_error(main: Callable[..., object]) -> Callable[..., int]:
         except UsageError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except TrainingInterrupted as interrupted:
+            print(f"interrupted: {interrupted}", file=sys.stderr)
+            return 130
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import Counter
@@ -13,11 +14,18 @@ import datasets
 import numpy as np
 import torch
 import transformers
-from transformers import Trainer, pipeline, set_seed
+from transformers import EarlyStoppingCallback, Trainer, pipeline, set_seed
 from transformers.utils import logging
 
 from .advice import Setting
 from .arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
+from .checkpoints import (
+    CheckpointCompletionCallback,
+    TimedCheckpointCallback,
+    check_writable,
+    resolve_resume,
+    save_final_model,
+)
 from .data import limit_samples, load_hub_dataset, load_image_folders, report_from_dataset, write_split_files
 from .data_report import DataReport
 from .errors import UsageError
@@ -33,6 +41,7 @@ from .modeling import (
     local_files_only_for,
     unfreeze_batch_norm,
 )
+from .monitors import DivergenceCallback, GracefulInterrupt, OverfittingMonitor, TrainingInterrupted
 from .settings import (
     apply_settings,
     check_settings,
@@ -188,6 +197,15 @@ def build_trainer(
     loss = None
     if data_args.class_weighting == "balanced":
         loss = make_weighted_loss(balanced_class_weights(list(class_counts(dataset["train"], names).values())))
+    callbacks = [
+        CheckpointCompletionCallback(),
+        TimedCheckpointCallback(training_args.save_every_minutes),
+        DivergenceCallback(),
+        OverfittingMonitor(),
+        GracefulInterrupt(),
+    ]
+    if training_args.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
     return Trainer(
         model=model,
         args=training_args,
@@ -197,6 +215,7 @@ def build_trainer(
         data_collator=partial(collate, channels_last=channels_last),
         compute_metrics=build_compute_metrics(num_labels),
         compute_loss_func=loss,
+        callbacks=callbacks,
     )
 
 
@@ -249,6 +268,33 @@ def check_with_pipeline(
     return results
 
 
+def callback_of(trainer: Trainer, kind: type):
+    return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, kind))
+
+
+def train_with_interrupt(trainer: Trainer, resume_from: str | None):
+    """Trains; the first Ctrl-C saves a checkpoint at the end of the current step and stops cleanly.
+
+    Raises:
+        TrainingInterrupted: after that checkpoint is saved, with the command that resumes.
+    """
+    interrupt = callback_of(trainer, GracefulInterrupt)
+    with contextlib.suppress(ValueError):  # outside the main thread Ctrl-C keeps its default behaviour
+        interrupt.install()
+    try:
+        started = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        runtime = time.perf_counter() - started
+    finally:
+        interrupt.uninstall()
+    if interrupt.requested:
+        raise TrainingInterrupted(
+            f"checkpoint saved at step {trainer.state.global_step} in {trainer.args.output_dir}; run the same "
+            "command again to resume from it."
+        )
+    return result, runtime
+
+
 def run_finetune(
     data_args: DataArguments,
     model_args: ModelArguments,
@@ -265,8 +311,16 @@ def run_finetune(
     setup_logging(training_args)
     # The Trainer's own push would replace the model card with its generic one: this package pushes itself.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    # The Trainer pickles its arguments into training_args.bin: keep the token out of them.
+    hub_token, training_args.hub_token = training_args.hub_token, None
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
+    with training_args.main_process_first(desc="checking the output folder"):
+        # Before anything is loaded: an unwritable folder or one holding something else stops here.
+        check_writable(output_dir)
+        resume_from = resolve_resume(
+            output_dir, training_args.resume_from_checkpoint, training_args.overwrite_output_dir
+        )
 
     with training_args.main_process_first(desc="scanning and loading the dataset"):
         # The main process scans first; the others then find every verdict in the scan cache.
@@ -297,12 +351,12 @@ def run_finetune(
     )
 
     trainer = build_trainer(model, processor, dataset, training_args, data_args, model_args.channels_last)
-    started = time.perf_counter()
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    train_runtime = time.perf_counter() - started
+    train_result, train_runtime = train_with_interrupt(trainer, resume_from)
     if model_args.freeze_backbone:
         unfreeze_batch_norm(trainer.model)
-    trainer.save_model()
+    save_final_model(trainer, output_dir)
+    if trainer.is_world_process_zero():
+        callback_of(trainer, OverfittingMonitor).save(output_dir)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
@@ -340,6 +394,6 @@ def run_finetune(
             output_dir,
             training_args.hub_model_id,
             private=training_args.hub_private_repo,
-            token=training_args.hub_token,
+            token=hub_token,
         )
     return FinetuneResult(output_dir, label_names, metrics, pipeline_predictions)
