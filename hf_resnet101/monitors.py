@@ -110,3 +110,13 @@ class GracefulInterrupt(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+class EpochCallback(TrainerCallback):
+    """Tells the seeded training transform which epoch is running (also right after a resume)."""
+
+    def __init__(self, seeded_transform):
+        self.seeded_transform = seeded_transform
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.seeded_transform.epoch = math.floor(state.epoch or 0)

@@ -41,7 +41,7 @@ from .modeling import (
     local_files_only_for,
     unfreeze_batch_norm,
 )
-from .monitors import DivergenceCallback, GracefulInterrupt, OverfittingMonitor, TrainingInterrupted
+from .monitors import DivergenceCallback, EpochCallback, GracefulInterrupt, OverfittingMonitor, TrainingInterrupted
 from .settings import (
     apply_settings,
     check_settings,
@@ -51,10 +51,11 @@ from .settings import (
     describe_tier,
 )
 from .transforms import (
+    SeededTrainTransform,
+    add_index_column,
     build_train_transform,
     collate,
     make_eval_batch_transform,
-    make_train_batch_transform,
     resolve_data_config,
     set_image_size,
 )
@@ -188,7 +189,8 @@ def build_trainer(
 ) -> Trainer:
     data_config = resolve_data_config(processor)
     train_transform = build_train_transform(data_config, data_args.augmentation)
-    train = dataset["train"].with_transform(make_train_batch_transform(train_transform))
+    seeded_transform = SeededTrainTransform(train_transform, training_args.seed)
+    train = add_index_column(dataset["train"]).with_transform(seeded_transform)
     validation = dataset["validation"].with_transform(make_eval_batch_transform(processor))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -203,6 +205,7 @@ def build_trainer(
         DivergenceCallback(),
         OverfittingMonitor(),
         GracefulInterrupt(),
+        EpochCallback(seeded_transform),
     ]
     if training_args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
