@@ -212,6 +212,10 @@ class FinetuneTrainingArguments(TrainingArguments):
             raise UsageError("--resume_from_checkpoint and --overwrite_output_dir contradict each other: choose one.")
         if self.push_to_hub and not self.hub_model_id:
             raise UsageError("--push_to_hub needs --hub_model_id USER/NAME: the repository to create or update.")
+        # `accelerate launch --mixed_precision` / a config file passes its choice in the environment.
+        launched_with = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+        if not (self.fp16 or self.bf16) and launched_with in ("fp16", "bf16"):
+            self.fp16, self.bf16 = launched_with == "fp16", launched_with == "bf16"
         cuda = torch.cuda.is_available() and not self.use_cpu
         if not cuda:
             # Also makes `accelerate launch --multi_gpu` on a CPU machine run its processes with gloo.
@@ -220,3 +224,4 @@ class FinetuneTrainingArguments(TrainingArguments):
             self.fp16, self.bf16, cuda_available=cuda, cpu_bf16=cpu_supports_bf16()
         )
         super().__post_init__()
+        self.mixed_precision = "fp16" if self.fp16 else "bf16" if self.bf16 else "no"
