@@ -31,7 +31,7 @@ def test_onnx_matches_pytorch_on_real_images_with_any_batch(tiny_models, image_f
     processor = AutoImageProcessor.from_pretrained(out)  # the settings written beside the ONNX file
     pixel_values = processor([Image.open(p).convert("RGB") for p in images[:3]], return_tensors="pt")["pixel_values"]
     session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    logits = session.run_cli(["logits"], {"pixel_values": pixel_values.numpy()})[0]
+    logits = session.run(["logits"], {"pixel_values": pixel_values.numpy()})[0]
     with torch.no_grad():
         expected = model(pixel_values=pixel_values).logits.numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-3)
