@@ -68,6 +68,7 @@ def test_jsonl_output_and_printed_table(trained_run, capsys, tmp_path):
     ("argv", "expected"),
     [
         (["predict", "{tmp}/no-model", "{images}"], "does not exist"),
+        (["predict", "nobody/no-such-model", "{images}"], "Could not load the model 'nobody/no-such-model'"),
         (["predict", "{model}", "{tmp}/nothing-here"], "does not exist"),
         (["predict", "{model}", "{tmp}/empty"], "holds no image files"),
         (["predict", "{model}", "{images}", "--output", "{tmp}/preds.xlsx"], ".csv or .jsonl"),
