@@ -142,7 +142,8 @@ def labelled_hub_split(
     names = [feature.int2str(v) for v in values] if isinstance(feature, ClassLabel) else [str(v) for v in values]
     where = f"dataset {dataset_name} ({split})"
     known, unknown = split_known_classes(sorted(set(names)), label_names, where, ignore_unknown)
-    keep = [i for i, name in enumerate(names) if name in set(known)]
+    known_names = set(known)
+    keep = [i for i, name in enumerate(names) if name in known_names]
     label2id = {name: i for i, name in enumerate(label_names)}
     kept = dataset.select(keep).select_columns([image_column])
     return LabelledImages(

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from .errors import UsageError
-from .inference import load_model_and_processor, read_image
+from .inference import IMAGE_ERRORS, describe_error, load_model_and_processor, read_image
 from .transforms import resolve_data_config
 
 ONNX_FILE = "model.onnx"
@@ -122,10 +122,17 @@ def synthetic_images(count: int, seed: int = 0) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)) for _ in range(count)]
 
 
+def read_check_image(path: str | Path) -> Image.Image:
+    try:
+        return read_image(str(path))
+    except IMAGE_ERRORS as error:
+        raise UsageError(f"--check_images: cannot read {path} ({describe_error(error)}).") from error
+
+
 def check_images_for(model: str, given: Sequence[str | Path] | None, count: int = CHECK_IMAGES):
     """The images the export is checked on: those given, else the run's validation images, else random pixels."""
     if given:
-        return [read_image(str(p)) for p in given], f"{len(given)} given images"
+        return [read_check_image(p) for p in given], f"{len(given)} given images"
     found = validation_images_of(Path(model), count) if Path(model).is_dir() else []
     if found:
         return [read_image(str(p)) for p in found], f"validation images from {Path(model) / 'splits.csv'}"
@@ -178,12 +185,11 @@ def export_model(
     import_onnx_runtime()
     out_dir = Path(out_dir)
     model, processor = load_model_and_processor(model_name_or_path, dtype=torch.float32)
+    images, image_source = check_images_for(model_name_or_path, check_images)
+    pixel_values = processor(images, return_tensors="pt")["pixel_values"].float()
     data_config = resolve_data_config(processor)
     onnx_path = export_to_onnx(model, out_dir / ONNX_FILE, data_config.height, data_config.width, opset)
     write_sidecar_files(model, processor, out_dir)
-
-    images, image_source = check_images_for(model_name_or_path, check_images)
-    pixel_values = processor(images, return_tensors="pt")["pixel_values"].float()
     max_diff, agreement, close = compare_outputs(model, onnx_session(onnx_path), pixel_values, atol, rtol)
     check = ExportCheck(len(images), image_source, max_diff, atol, rtol, agreement, close)
     (out_dir / CHECK_FILE).write_text(json.dumps(asdict(check), indent=2) + "\n", encoding="utf-8")

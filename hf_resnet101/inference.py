@@ -56,7 +56,9 @@ def check_model_source(name_or_path: str) -> None:
                 "(with config.json and model.safetensors) or a Hub model id."
             )
         return
-    if path.exists() or looks_like_local_path(name_or_path):
+    if path.exists():
+        raise UsageError(f"{name_or_path} is a file: give a model folder (with config.json) or a Hub model id.")
+    if looks_like_local_path(name_or_path):
         raise UsageError(
             f"Model folder {name_or_path} does not exist. Give the --output_dir of a training run or a Hub model id "
             "(like USER/NAME)."

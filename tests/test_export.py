@@ -64,3 +64,12 @@ def test_missing_onnxruntime_says_what_to_install(tiny_resnet, tmp_path, capsys,
 def test_missing_model(tmp_path, capsys):
     _, err = run_cli(capsys, ["export", str(tmp_path / "no-model"), str(tmp_path / "onnx")], expected_code=2)
     assert "does not exist" in err
+
+
+def test_unreadable_check_image(tiny_resnet, tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    argv = ["export", str(tiny_resnet), str(tmp_path / "onnx"), "--check_images", str(broken)]
+    _, err = run_cli(capsys, argv, expected_code=2)
+    assert "cannot read" in err and "broken.jpg" in err
+    assert not (tmp_path / "onnx").exists()  # nothing written that was not checked
