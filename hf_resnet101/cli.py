@@ -134,8 +134,6 @@ def run_predict(args: argparse.Namespace) -> None:
 def load_evaluation_data(args: argparse.Namespace, label_names: list[str]):
     from .evaluation import labelled_folder, labelled_hub_split
 
-    if (args.data is None) == (args.dataset_name is None):
-        raise UsageError("Give either DATA (a folder of class sub-folders) or --dataset_name, not both or neither.")
     if args.data is not None:
         return labelled_folder(args.data, label_names, args.ignore_unknown_classes)
     return labelled_hub_split(
@@ -154,6 +152,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from .inference import load_classifier
     from .tables import format_table
 
+    if (args.data is None) == (args.dataset_name is None):
+        raise UsageError("Give either DATA (a folder of class sub-folders) or --dataset_name, not both or neither.")
     classifier = load_classifier(args.model)
     data = load_evaluation_data(args, model_label_names(classifier))
     with progress_bar(len(data.names), "evaluate") as bar:

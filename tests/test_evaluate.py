@@ -111,6 +111,7 @@ def test_local_dataset_split_gives_the_folders_metrics(trained_run, tmp_path, ca
         (["evaluate", "{model}", "{tmp}/empty"], "holds no images"),
         (["evaluate", "{model}", "{tmp}/nothing-here"], "does not exist"),
         (["evaluate", "{model}"], "either DATA"),
+        (["evaluate", "{tmp}/no-model", "{data}", "--dataset_name", "beans"], "either DATA"),  # before loading
     ],
 )
 def test_bad_input_gets_a_message(trained_run, tmp_path, capsys, argv, expected):
