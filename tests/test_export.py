@@ -73,3 +73,15 @@ def test_unreadable_check_image(tiny_resnet, tmp_path, capsys):
     _, err = run_cli(capsys, argv, expected_code=2)
     assert "cannot read" in err and "broken.jpg" in err
     assert not (tmp_path / "onnx").exists()  # nothing written that was not checked
+
+
+@pytest.mark.slow
+def test_full_resnet101_exports_and_matches(tmp_path, capsys):
+    from hf_resnet101.modeling import build_random_resnet101, resnet_image_processor
+
+    model_dir = tmp_path / "resnet-101"
+    build_random_resnet101(["a", "b", "c"]).save_pretrained(model_dir)
+    resnet_image_processor().save_pretrained(model_dir)
+    run_cli(capsys, ["export", str(model_dir), str(tmp_path / "onnx")])
+    check = json.loads((tmp_path / "onnx" / "export_check.json").read_text())
+    assert check["passed"] and check["top1_agreement"] == 1.0
