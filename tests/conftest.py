@@ -122,7 +122,15 @@ def finetune_main():
         import finetune
     finally:
         sys.path.pop(0)
-    return finetune.main
+
+    def main(argv: list[str]):
+        # fp32 unless a test asks otherwise: tests compare the run's evaluation with the fp32 pipeline exactly,
+        # and tiny models run fastest in fp32.
+        if not any(arg in ("--precision", "--fp16", "--bf16") for arg in argv):
+            argv = [*argv, "--precision", "fp32"]
+        return finetune.main(argv)
+
+    return main
 
 
 @pytest.fixture(scope="session")
