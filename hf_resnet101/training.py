@@ -55,7 +55,7 @@ from .transforms import (
     add_index_column,
     build_train_transform,
     collate,
-    make_eval_batch_transform,
+    preprocess_for_evaluation,
     resolve_data_config,
     set_image_size,
 )
@@ -191,7 +191,8 @@ def build_trainer(
     train_transform = build_train_transform(data_config, data_args.augmentation)
     seeded_transform = SeededTrainTransform(train_transform, training_args.seed)
     train = add_index_column(dataset["train"]).with_transform(seeded_transform)
-    validation = dataset["validation"].with_transform(make_eval_batch_transform(processor))
+    with training_args.main_process_first(desc="preparing validation images"):
+        validation = preprocess_for_evaluation(dataset["validation"], processor, data_config)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     names = dataset["train"].features["label"].names
