@@ -1,0 +1,82 @@
+"""Shared pieces of the benchmarks: photo-like JPEG folders, step timing, the machine's name."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import TrainerCallback
+
+
+def photo_like(seed: int, width: int, height: int) -> Image.Image:
+    """Smooth gradients with texture: compresses and decodes like a photo, unlike pure noise or flat colour."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = rng.uniform(40, 215, size=3)
+    slope = rng.uniform(-60, 60, size=(2, 3))
+    pixels = base + (x[..., None] / width) * slope[0] + (y[..., None] / height) * slope[1]
+    pixels += rng.normal(0, 10, (height, width, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def write_jpeg_folder(root: Path, per_class: int, classes: int, size: tuple[int, int], seed: int = 0) -> Path:
+    def write(i: int) -> None:
+        folder = root / f"class_{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        photo_like(seed * 100_000 + i, *size).save(folder / f"{i:05d}.jpg", quality=90)
+
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(write, range(per_class * classes)))
+    return root
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of each optimizer step (including any evaluation that follows it)."""
+
+    def __init__(self):
+        self.times: list[float] = []
+        self.first_step_wall: float | None = None  # time.time() at the end of the first step
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.times = [time.perf_counter()]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step_done()
+
+    def step_done(self) -> None:
+        self.times.append(time.perf_counter())
+        if self.first_step_wall is None:
+            self.first_step_wall = time.time()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.times[-1] = time.perf_counter()  # the step's time includes its evaluation
+
+    def steady_seconds_per_step(self, skip: int = 2) -> float:
+        durations = np.diff(self.times)[skip:]
+        return float(np.median(durations))
+
+
+def machine_name() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                cpu = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    name = f"{cpu}, {os.cpu_count()} cores"
+    if torch.cuda.is_available():
+        name += f"; GPU {torch.cuda.get_device_name(0)}"
+    return name
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

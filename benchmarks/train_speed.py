@@ -1,0 +1,214 @@
+"""Training and evaluation speed of this package against the baseline recipe, side by side in one run.
+
+    python benchmarks/train_speed.py [--batch_size 4] [--steps 8] [--image_size 224]
+
+Every variant runs in its own process (so peak memory and start-up are its own) on the same generated
+photo-like JPEGs and the same full-size ResNet-101 (random weights; speed does not depend on them):
+- baseline: the transformers example's recipe (`baseline_recipe.py`), stock Trainer, fp32;
+- package: `hf_resnet101`'s run (precision auto: bf16 on CPUs with native bf16, fp16 on CUDA; channels_last);
+- plain PyTorch and timm loops under the same autocast and channels_last: the ceiling to approach.
+"Doc-default" runs evaluate every step (the page's default) on 16 validation images. Prints one summary
+table last. The same script runs unchanged on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import StepTimer, machine_name, peak_rss_mib, write_jpeg_folder  # noqa: E402
+
+VARIANTS = ("baseline", "package", "baseline_doc_default", "package_doc_default", "plain_torch", "timm_loop")
+
+
+def save_resnet101(path: Path) -> None:
+    from hf_resnet101.modeling import build_random_resnet101, resnet_image_processor
+
+    build_random_resnet101([f"class_{i}" for i in range(10)]).save_pretrained(path)
+    resnet_image_processor().save_pretrained(path)
+
+
+def autocast_dtype() -> torch.dtype | None:
+    from hf_resnet101.devices import cpu_supports_bf16
+
+    if torch.cuda.is_available():
+        return torch.float16
+    return torch.bfloat16 if cpu_supports_bf16() else None
+
+
+def run_baseline(work: Path, args, eval_steps: int | None) -> dict:
+    from baseline_recipe import build_baseline_trainer
+
+    timer = StepTimer()
+    trainer = build_baseline_trainer(
+        str(work / "train"), str(work / "val"), str(work / "model"), str(work / "out-baseline"),
+        args.batch_size, args.steps, eval_steps, callbacks=[timer], image_size=args.image_size,
+    )  # fmt: skip
+    trainer.train()
+    started = time.perf_counter()
+    metrics = trainer.evaluate()
+    eval_seconds = time.perf_counter() - started
+    return {"timer": timer, "eval_images_per_s": len(trainer.eval_dataset) / eval_seconds, "eval_metrics": metrics}
+
+
+def run_package(work: Path, args, eval_steps: int | None) -> dict:
+    import hf_resnet101.training as training
+    from hf_resnet101.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
+
+    timer = StepTimer()
+    holder = {}
+    build = training.build_trainer
+
+    def build_with_timer(*a, **k):
+        trainer = build(*a, **k)
+        trainer.add_callback(timer)
+        holder["trainer"] = trainer
+        return trainer
+
+    training.build_trainer = build_with_timer
+    training.run_finetune(
+        DataArguments(train_dir=str(work / "train"), validation_dir=str(work / "val"), image_size=args.image_size),
+        ModelArguments(model_name_or_path=str(work / "model")),
+        FinetuneTrainingArguments(
+            output_dir=str(work / f"out-package-{eval_steps}"), per_device_train_batch_size=args.batch_size,
+            max_steps=args.steps, eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps or 1,
+            save_strategy="no", overwrite_output_dir=True, disable_tqdm=True,
+        ),
+    )  # fmt: skip
+    trainer = holder["trainer"]
+    started = time.perf_counter()
+    trainer.evaluate()
+    return {"timer": timer, "eval_images_per_s": len(trainer.eval_dataset) / (time.perf_counter() - started)}
+
+
+def run_loop(args, model_kind: str) -> dict:
+    """A bare training loop on random tensors: no data pipeline, no Trainer."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if model_kind == "timm":
+        import timm
+
+        model = timm.create_model("resnet101", num_classes=10)
+    else:
+        from hf_resnet101.modeling import build_random_resnet101
+
+        model = build_random_resnet101([str(i) for i in range(10)])
+    model = model.to(device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=device.type == "cuda")
+    dtype = autocast_dtype()
+    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (args.batch_size,), device=device)
+    timer = StepTimer()
+    timer.times = [time.perf_counter()]
+    for _ in range(args.steps):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = model(x) if model_kind == "timm" else model(pixel_values=x).logits
+            loss = torch.nn.functional.cross_entropy(out.float(), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timer.step_done()
+    return {"timer": timer}
+
+
+def run_variant(variant: str, work: Path, args) -> dict:
+    process_started = float(os.environ["BENCH_LAUNCHED_AT"])
+    if variant == "baseline":
+        result = run_baseline(work, args, None)
+    elif variant == "baseline_doc_default":
+        result = run_baseline(work, args, 1)
+    elif variant == "package":
+        result = run_package(work, args, None)
+    elif variant == "package_doc_default":
+        result = run_package(work, args, 1)
+    else:
+        result = run_loop(args, "timm" if variant == "timm_loop" else "hf")
+    timer = result.pop("timer")
+    seconds = timer.steady_seconds_per_step()
+    return {
+        "seconds_per_step": seconds,
+        "images_per_s": args.batch_size / seconds,
+        # Launch to the start of the first step: the first step's own time is left out.
+        "startup_s": timer.first_step_wall - process_started - (timer.times[1] - timer.times[0]),
+        "peak_rss_mib": peak_rss_mib(),
+        **result,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        print("RESULT " + json.dumps(run_variant(args.variant, Path(args.work), args)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        write_jpeg_folder(work / "train", per_class=max(2, args.batch_size * args.steps // 10 + 1), classes=10,
+                          size=(500, 375))  # fmt: skip
+        write_jpeg_folder(work / "val", per_class=2, classes=8, size=(500, 375), seed=1)
+        save_resnet101(work / "model")
+        results = {}
+        for variant in args.variants.split(","):
+            env = {
+                **os.environ,
+                "BENCH_LAUNCHED_AT": repr(time.time()),
+                "HF_HUB_OFFLINE": "1",
+                "HF_RESNET101_CACHE": str(work / "cache"),
+                "HF_DATASETS_CACHE": str(work / "hf-datasets"),
+            }
+            command = [sys.executable, __file__, "--variant", variant, "--work", str(work),
+                       "--batch_size", str(args.batch_size), "--steps", str(args.steps),
+                       "--image_size", str(args.image_size)]  # fmt: skip
+            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if done.returncode or not lines:
+                print(f"{variant} failed:\n{done.stderr[-3000:]}")
+                continue
+            results[variant] = json.loads(lines[-1][7:])
+            print(f"{variant}: {results[variant]}", flush=True)
+    print_summary(results, args)
+
+
+def print_summary(results: dict, args) -> None:
+    def get(variant, key):
+        return results.get(variant, {}).get(key, float("nan"))
+
+    print(f"\nResNet-101, {args.image_size}x{args.image_size}, batch {args.batch_size}; {machine_name()}")
+    print("| measure | baseline | package | ratio |")
+    print("|---|---|---|---|")
+    rows = [
+        ("training images/s", "baseline", "package", "images_per_s", False),
+        ("doc-default (eval every step) s/step", "baseline_doc_default", "package_doc_default", "seconds_per_step",
+         True),
+        ("evaluation images/s", "baseline", "package", "eval_images_per_s", False),
+        ("start-up s (launch to first step)", "baseline", "package", "startup_s", True),
+        ("peak RSS MiB", "baseline", "package", "peak_rss_mib", True),
+    ]  # fmt: skip
+    for label, base, ours, key, lower_is_better in rows:
+        a, b = get(base, key), get(ours, key)
+        ratio = a / b if lower_is_better else b / a
+        print(f"| {label} | {a:.2f} | {b:.2f} | {ratio:.2f}x |")
+    for loop in ("plain_torch", "timm_loop"):
+        ips = get(loop, "images_per_s")
+        print(f"| {loop} images/s (ceiling) | | {ips:.2f} | package at {get('package', 'images_per_s') / ips:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
