@@ -335,10 +335,12 @@ class HubHandler(BaseHTTPRequestHandler):
                 folder = prefix + "/".join(parts[:depth])
                 if (recursive or depth == 1) and folder not in folders:
                     folders.add(folder)
-                    entries.append({"type": "directory", "oid": git_blob_sha1(folder.encode()), "size": 0, "path": folder})
+                    oid = git_blob_sha1(folder.encode())
+                    entries.append({"type": "directory", "oid": oid, "size": 0, "path": folder})
             if len(parts) > 1 and not recursive:
                 continue
-            entry = {"type": "file", "oid": git_blob_sha1(stored.content), "size": len(stored.content), "path": file_path}
+            oid, size = git_blob_sha1(stored.content), len(stored.content)
+            entry = {"type": "file", "oid": oid, "size": size, "path": file_path}
             if stored.lfs:
                 entry["lfs"] = {"oid": stored.sha256, "size": len(stored.content), "pointerSize": 134}
             entries.append(entry)
