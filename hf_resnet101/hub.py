@@ -118,13 +118,18 @@ def push_again_command(output_dir: str | Path, repo_id: str, private: bool | Non
     return shlex.join(words)
 
 
-def _push_once(api: HfApi, output_dir: Path, repo_id: str, private: bool | None, hub_strategy: str) -> str:
+def _push_once(
+    api: HfApi, output_dir: Path, repo_id: str, private: bool | None, hub_strategy: str, card_text: str | None
+) -> str:
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     # Operations are rebuilt on every attempt: they remember upload state from the previous one.
     operations = [
         CommitOperationAdd(path_in_repo=in_repo, path_or_fileobj=str(local))
         for local, in_repo in files_to_push(output_dir, hub_strategy)
+        if not (card_text is not None and in_repo == "README.md")
     ]
+    if card_text is not None:
+        operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card_text.encode()))
     commit = api.create_commit(repo_id, operations=operations, commit_message=COMMIT_MESSAGE, repo_type="model")
     return commit.commit_url
 
@@ -136,11 +141,13 @@ def push_output_dir(
     private: bool | None = None,
     token: str | None = None,
     hub_strategy: str = "end",
+    card_text: str | None = None,
 ) -> str:
     """Creates the repo if needed and uploads the output folder in one commit; returns the commit URL.
 
     Transient failures (connection errors, time-outs, 5xx including on the commit call) are retried with growing
-    waits. The output folder is only read, so a failed push leaves it as it was.
+    waits. The output folder is only read, so a failed push leaves it as it was. `card_text` replaces the folder's
+    README.md in the repo (a card rendered for this repo id).
 
     Raises:
         UsageError: for a missing token or an invalid repo id.
@@ -156,7 +163,7 @@ def push_output_dir(
     attempts = len(RETRY_WAITS_S) + 1
     for attempt in range(1, attempts + 1):
         try:
-            commit_url = _push_once(api, output_dir, repo_id, private, hub_strategy)
+            commit_url = _push_once(api, output_dir, repo_id, private, hub_strategy, card_text)
         except Exception as error:
             if attempt == attempts or not is_transient(error):
                 raise PushError(

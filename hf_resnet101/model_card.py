@@ -286,3 +286,19 @@ def write_model_card(output_dir: str | Path, inputs: CardInputs | None = None, r
     path = output_dir / "README.md"
     card.save(path)
     return path
+
+
+def card_text_for_repo(output_dir: str | Path, repo_id: str) -> str | None:
+    """The card rendered for `repo_id` when the folder's card names another repo; None when it already fits.
+
+    The figures already in the folder are shown; nothing in the folder is written.
+    """
+    output_dir = Path(output_dir)
+    if not (output_dir / CARD_INPUTS_FILE).is_file():
+        return None
+    inputs = CardInputs.load(output_dir)
+    if inputs.repo_id == repo_id:
+        return None
+    kinds = {"confusion_matrix": CONFUSION_MATRIX_FILE, "training_curves": TRAINING_CURVES_FILE}
+    figures = {kind: name for kind, name in kinds.items() if (output_dir / name).is_file()}
+    return str(render_model_card(inputs, figures, repo_id=repo_id))
