@@ -153,6 +153,17 @@ class HubHandler(BaseHTTPRequestHandler):
             return None
         return repo
 
+    def readable_commit(self, repo_id: str, revision: str, head_only: bool = False) -> tuple[Repo, Commit] | None:
+        """The repo and the commit a revision names, or None after answering 401/404 as the Hub does."""
+        repo = self.readable_repo(repo_id, head_only)
+        if repo is None:
+            return None
+        commit = repo.find(revision)
+        if commit is None:
+            self.error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head_only)
+            return None
+        return repo, commit
+
     def route(self, method: str) -> None:
         url = urlsplit(self.path)
         path = unquote(url.path)
@@ -289,12 +300,10 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def revision_info(self, repo, query, revision="main"):
         repo_id = repo
-        repo = self.readable_repo(repo_id)
-        if repo is None:
+        found = self.readable_commit(repo_id, revision)
+        if found is None:
             return
-        commit = repo.find(revision)
-        if commit is None:
-            return self.error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        repo, commit = found
         self.reply(
             200,
             {
@@ -316,12 +325,10 @@ class HubHandler(BaseHTTPRequestHandler):
         )
 
     def tree(self, repo, revision, query, path=None):
-        repo = self.readable_repo(repo)
-        if repo is None:
+        found = self.readable_commit(repo, revision)
+        if found is None:
             return
-        commit = repo.find(revision)
-        if commit is None:
-            return self.error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        _, commit = found
         recursive = query.get("recursive", ["false"])[0].lower() == "true"
         path = (path or "").strip("/")
         prefix = f"{path}/" if path else ""
@@ -347,12 +354,10 @@ class HubHandler(BaseHTTPRequestHandler):
         self.reply(200, entries)
 
     def resolve(self, repo, revision, path, query, head_only=False):
-        repo = self.readable_repo(repo, head_only)
-        if repo is None:
+        found = self.readable_commit(repo, revision, head_only)
+        if found is None:
             return
-        commit = repo.find(revision)
-        if commit is None:
-            return self.error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head_only)
+        _, commit = found
         stored = commit.files.get(path)
         if stored is None:
             return self.error(404, "EntryNotFound", f"Entry not found: {path}", head_only)
