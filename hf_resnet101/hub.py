@@ -63,7 +63,12 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, HfHubHTTPError):
         response = getattr(error, "response", None)
         return response is not None and response.status_code in RETRY_STATUS_CODES
-    return isinstance(error, (ConnectionError, TimeoutError)) or type(error).__module__.startswith("httpx")
+    # httpx's TransportError covers refused connections, time-outs and dropped connections (`httpx` for
+    # huggingface_hub 1.x, `httpx2` for 2.x).
+    transport = any(
+        cls.__name__ == "TransportError" and cls.__module__.startswith("httpx") for cls in type(error).__mro__
+    )
+    return transport or isinstance(error, (ConnectionError, TimeoutError))
 
 
 def _matches(path: str, patterns: tuple[str, ...]) -> bool:

@@ -405,5 +405,10 @@ class LocalHub:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
+        self.stop()
+
+    def stop(self) -> None:
+        """Stops serving and closes the port (again: a no-op), so clients then meet a refused connection."""
+        if self.thread.is_alive():
+            self.httpd.shutdown()
         self.httpd.server_close()

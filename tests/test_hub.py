@@ -171,6 +171,15 @@ def test_failing_hub_leaves_the_folder_intact_and_says_how_to_push_again(finishe
     assert FAKE_TOKEN not in message
 
 
+def test_unreachable_hub_is_retried_then_explained(finished_run, local_hub, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    local_hub.stop()  # nothing listens on its port any more
+    assert run_command(["push", str(finished_run), "--hub_model_id", "user/offline"]) == 2
+    message = capsys.readouterr().err
+    assert "failed after 5 attempt(s): ConnectError" in message
+    assert f"hf-resnet101 push {finished_run} --hub_model_id user/offline" in message
+
+
 @pytest.mark.parametrize(
     ("repo_id", "token", "expected"),
     [
