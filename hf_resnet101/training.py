@@ -18,7 +18,7 @@ from transformers.utils import logging
 
 from .advice import Setting
 from .arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-from .card_evaluation import CardEvaluation, evaluate_for_card
+from .card_evaluation import MAX_TRAIN_ACCURACY_IMAGES, CardEvaluation, evaluate_for_card
 from .data import limit_samples, load_hub_dataset, load_image_folders, report_from_dataset, write_split_files
 from .data_report import DataReport
 from .errors import UsageError
@@ -342,7 +342,9 @@ def run_finetune(
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
     metrics = {k.removeprefix("eval_"): v for k, v in eval_metrics.items() if isinstance(v, float)}
-    card_evaluation = evaluate_for_card(trainer, dataset["train"], processor, len(label_names))
+    train_sample = min(len(dataset["validation"]), MAX_TRAIN_ACCURACY_IMAGES)
+    train_indices = pipeline_check_indices(len(dataset["train"]), train_sample)
+    card_evaluation = evaluate_for_card(trainer, dataset["train"], train_indices, processor, len(label_names))
 
     check_indices = pipeline_check_indices(len(dataset["validation"]), PIPELINE_CHECK_IMAGES)
     evaluated = predict_labels(trainer, check_indices, label_names)
