@@ -127,7 +127,7 @@ def evaluation_cost_warning(
     share = (eval_images / 3) / (eval_images / 3 + train_images)
     suggested = max(1, int(steps // 10))
     return (
-        f"Evaluating every {eval_every} step(s) runs {evaluations} evaluations of {num_validation} images "
+        f"Evaluating every {eval_every} step(s) runs {evaluations:,} evaluations of {num_validation:,} images "
         f"({eval_images:,} images) against {train_images:,.0f} training images: about {share:.0%} of the run's time "
         f"goes to evaluation. Pass --eval_steps {suggested} (or --eval_strategy epoch) to evaluate less often."
     )

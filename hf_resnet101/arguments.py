@@ -158,6 +158,28 @@ class FinetuneTrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = field(
         default="accuracy", metadata={"help": "Metric that picks the best checkpoint."}
     )
+    logging_steps: float = field(default=10, metadata={"help": "Log the training loss every this many steps."})
+    logging_nan_inf_filter: bool = field(
+        default=False, metadata={"help": "Kept False so a NaN loss is seen (and stops the run) at once."}
+    )
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "Keep at most this many checkpoints (the best one is always kept)."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start over in an output folder that holds a previous run, instead of resuming it."},
+    )
+    save_every_minutes: float = field(
+        default=30.0,
+        metadata={"help": "Also save a checkpoint every this many minutes (0: only every --save_steps)."},
+    )
+    warmup_ratio: float = field(
+        default=0.0, metadata={"help": "Linear warmup over this fraction of all steps (the page: for slow starts)."}
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop after this many evaluations without improvement of --metric_for_best_model."},
+    )
 
     def __post_init__(self):
         if not self.output_dir:
@@ -172,6 +194,22 @@ class FinetuneTrainingArguments(TrainingArguments):
             raise UsageError(f"--num_train_epochs must be positive, got {self.num_train_epochs}.")
         if self.fp16 and self.bf16:
             raise UsageError("--fp16 and --bf16 both given: choose one mixed precision.")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise UsageError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        if self.warmup_ratio and self.warmup_steps:
+            raise UsageError("--warmup_ratio and --warmup_steps both given: choose one.")
+        if self.warmup_ratio:
+            self.warmup_steps = self.warmup_ratio  # transformers 5 reads a float below 1 as a fraction of all steps
+        if self.save_every_minutes < 0:
+            raise UsageError(f"--save_every_minutes must be 0 or more, got {self.save_every_minutes}.")
+        if self.early_stopping_patience is not None:
+            if self.early_stopping_patience <= 0:
+                raise UsageError(f"--early_stopping_patience must be positive, got {self.early_stopping_patience}.")
+            if self.eval_strategy in ("no", None):
+                raise UsageError("--early_stopping_patience needs evaluations: set --eval_strategy steps or epoch.")
+            self.load_best_model_at_end = True  # early stopping keeps the best model, not the last
+        if self.resume_from_checkpoint and self.overwrite_output_dir:
+            raise UsageError("--resume_from_checkpoint and --overwrite_output_dir contradict each other: choose one.")
         if self.push_to_hub and not self.hub_model_id:
             raise UsageError("--push_to_hub needs --hub_model_id USER/NAME: the repository to create or update.")
         cuda = torch.cuda.is_available() and not self.use_cpu

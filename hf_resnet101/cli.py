@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 from .errors import UsageError
+from .monitors import TrainingInterrupted
 
 
 def exit_on_usage_error(main: Callable[..., object]) -> Callable[..., int]:
@@ -20,6 +21,9 @@ def exit_on_usage_error(main: Callable[..., object]) -> Callable[..., int]:
         except UsageError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except TrainingInterrupted as interrupted:
+            print(f"interrupted: {interrupted}", file=sys.stderr)
+            return 130
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
@@ -38,6 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output_dir", default="demo_output", help="Where the demo writes its data and model.")
     demo.add_argument("--epochs", type=float, default=None, help="Training epochs (default: 3 offline, 2 online).")
     demo.add_argument("--seed", type=int, default=42)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="Scan an image folder: counts, unusable files, duplicates, and the product page's advice for it.",
+    )
+    inspect.add_argument("data", help="Folder of class sub-folders, or a folder with train/ and validation/ in it.")
+    inspect.add_argument(
+        "--validation_dir", default=None, help="Validation folder (else split off or DATA/validation)."
+    )
+    inspect.add_argument("--train_val_split", type=float, default=0.15)
+    inspect.add_argument("--seed", type=int, default=42)
+    inspect.add_argument("--image_size", type=int, default=224, help="Input size for the CPU time estimate.")
+    inspect.add_argument("--dedupe", action="store_true", help="Show the effect of --dedupe.")
+    inspect.add_argument("--strict", action="store_true", help="Fail on any unusable file, as training would.")
+    inspect.add_argument("--output", default=None, help="Also write the full report as JSON to this file.")
     add_hub_commands(commands)
     return parser
 
@@ -88,6 +107,29 @@ def run_command(argv: list[str] | None = None) -> None:
         print_demo_report(run_demo(args.output_dir, epochs=args.epochs, seed=args.seed))
     elif args.command in ("card", "push"):
         run_hub_command(args)
+    elif args.command == "inspect":
+        run_inspect(args)
+
+
+def run_inspect(args: argparse.Namespace) -> None:
+    import json
+
+    from .inspection import inspect_folder
+
+    result = inspect_folder(
+        args.data,
+        args.validation_dir,
+        args.train_val_split,
+        args.seed,
+        dedupe=args.dedupe,
+        strict=args.strict,
+        image_size=args.image_size,
+    )
+    print("\n".join(result.lines))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result.report.to_dict(), f, indent=2, ensure_ascii=False)
+        print(f"Full report: {args.output}")
 
 
 def main(argv: list[str] | None = None) -> None:

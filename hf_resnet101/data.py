@@ -168,18 +168,26 @@ def assign_validation_split(files: list[LabelledFile], fraction: float, seed: in
     return [LabelledFile("validation", f.label, f.record) if i in to_validation else f for i, f in enumerate(files)]
 
 
-def load_image_folders(
+@dataclass
+class FolderPlan:
+    """What a scan decided: the files of each split, the class names, and the report."""
+
+    data_files: dict[str, list[str]]
+    class_names: list[str]
+    report: DataReport
+
+
+def plan_image_folders(
     train_dir: str,
     validation_dir: str | None,
     train_val_split: float,
     seed: int,
-    cache_dir: str | None = None,
     *,
     strict: bool = False,
     dedupe: bool = False,
     progress: bool = True,
-) -> tuple[DatasetDict, DataReport]:
-    """Scans class folders, leaves out unusable files, splits off validation if needed, and loads with imagefolder.
+) -> FolderPlan:
+    """Scans class folders, leaves out unusable files and splits off validation if needed; loads nothing.
 
     Raises:
         UsageError: for folders that cannot be trained on, for unusable files under `strict`, and for identical
@@ -223,14 +231,34 @@ def load_image_folders(
     dropped = dropped_conflicting | dropped_leaks
     data_files = {
         split: [
-            glob.escape(f.record.path)
+            f.record.path
             for f in files
             if f.split == split and f.record.usable and f.label in class_names and f.record.path not in dropped
         ]
         for split in ("train", "validation")
     }
-    dataset = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
-    return _force_class_names(dataset, class_names), report
+    return FolderPlan(data_files, class_names, report)
+
+
+def load_image_folders(
+    train_dir: str,
+    validation_dir: str | None,
+    train_val_split: float,
+    seed: int,
+    cache_dir: str | None = None,
+    *,
+    strict: bool = False,
+    dedupe: bool = False,
+    progress: bool = True,
+) -> tuple[DatasetDict, DataReport]:
+    """`plan_image_folders`, then the planned files loaded with `datasets`' imagefolder."""
+    plan = plan_image_folders(
+        train_dir, validation_dir, train_val_split, seed, strict=strict, dedupe=dedupe, progress=progress
+    )
+    # data_files are glob patterns: escape names such as "img[1].jpg".
+    patterns = {split: [glob.escape(path) for path in paths] for split, paths in plan.data_files.items()}
+    dataset = load_dataset("imagefolder", data_files=patterns, cache_dir=cache_dir)
+    return _force_class_names(dataset, plan.class_names), plan.report
 
 
 def _force_class_names(dataset: DatasetDict, names: list[str]) -> DatasetDict:

@@ -65,6 +65,7 @@ def run_demo(output_dir: str | Path, epochs: float | None = None, seed: int = 42
         output_dir=str(output_dir / "model"),
         eval_strategy="epoch",
         save_strategy="no",
+        overwrite_output_dir=True,  # the demo always starts afresh
         logging_steps=10,
         per_device_eval_batch_size=128,
         bf16=True,

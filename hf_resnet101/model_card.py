@@ -15,6 +15,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .advice import tier_for
 from .errors import UsageError
+from .monitors import OVERFITTING_ADVICE
 from .plots import CONFUSION_MATRIX_FILE, TRAINING_CURVES_FILE, save_confusion_matrix, save_training_curves
 
 TEMPLATE_NAME = "model_card_template.md"
@@ -47,10 +48,6 @@ DATA_HYPERPARAMETERS = ("image_size", "augmentation", "preset", "class_weighting
 MODEL_HYPERPARAMETERS = ("model_name_or_path", "freeze_backbone", "channels_last")
 # Training accuracy this far above validation accuracy (in accuracy points) earns the card an overfitting note.
 OVERFITTING_GAP = 0.10
-OVERFITTING_ADVICE = (
-    "switch to ResNet-50 (`--model_name_or_path microsoft/resnet-50`, the common fix), collect more training "
-    "data, augment more (`--augmentation heavy`), train for far fewer epochs, or lower the learning rate to 1e-5"
-)
 
 
 def template_path() -> Path:
@@ -96,6 +93,7 @@ class CardInputs:
     dataset_name: str | None = None
     unusable_files: int = 0
     empty_classes: list[str] = field(default_factory=list)
+    overfitting_events: list[dict] = field(default_factory=list)
     framework_versions: dict[str, str] = field(default_factory=framework_versions)
     license: str = "apache-2.0"
 
@@ -155,15 +153,26 @@ def training_gap(inputs: CardInputs) -> float | None:
 
 
 def overfitting_note(inputs: CardInputs) -> str | None:
-    """The product page's overfitting advice when training accuracy is well above validation accuracy."""
+    """The product page's overfitting advice, when training accuracy is well above validation accuracy or the
+    overfitting monitor saw the validation loss stay well above the training loss."""
+    signs = []
     gap = training_gap(inputs)
-    if gap is None or gap < OVERFITTING_GAP:
+    if gap is not None and gap >= OVERFITTING_GAP:
+        signs.append(
+            f"training accuracy ({inputs.train_accuracy:.1%} on {inputs.train_accuracy_images} training images) is "
+            f"{gap * 100:.1f} percentage points above validation accuracy ({inputs.eval_metrics['accuracy']:.1%})"
+        )
+    for event in inputs.overfitting_events[:1]:
+        signs.append(
+            f"from step {event['step']} the validation loss ({event['eval_loss']}) stayed well above the training "
+            f"loss ({event['train_loss']})"
+        )
+    if not signs:
         return None
     return (
-        f"Training accuracy ({inputs.train_accuracy:.1%} on {inputs.train_accuracy_images} training images) is "
-        f"{gap * 100:.1f} percentage points above validation accuracy ({inputs.eval_metrics['accuracy']:.1%}): "
-        "the model has memorised part of its training set and will do worse on new images than training suggests. "
-        f"ResNet-101 has a lot of capacity for {inputs.num_images:,} images. To close the gap: {OVERFITTING_ADVICE}."
+        f"Signs of overfitting: {'; '.join(signs)}. The model has memorised part of its training set and will do "
+        f"worse on new images than training suggests; ResNet-101 has a lot of capacity for "
+        f"{inputs.num_images:,} images. To close the gap, {OVERFITTING_ADVICE}."
     )
 
 

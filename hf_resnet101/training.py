@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import Counter
@@ -13,12 +14,19 @@ import datasets
 import numpy as np
 import torch
 import transformers
-from transformers import Trainer, pipeline, set_seed
+from transformers import EarlyStoppingCallback, Trainer, pipeline, set_seed
 from transformers.utils import logging
 
 from .advice import Setting
 from .arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
 from .card_evaluation import MAX_TRAIN_ACCURACY_IMAGES, CardEvaluation, evaluate_for_card
+from .checkpoints import (
+    CheckpointCompletionCallback,
+    TimedCheckpointCallback,
+    check_writable,
+    resolve_resume,
+    save_final_model,
+)
 from .data import limit_samples, load_hub_dataset, load_image_folders, report_from_dataset, write_split_files
 from .data_report import DataReport
 from .errors import UsageError
@@ -34,6 +42,7 @@ from .modeling import (
     local_files_only_for,
     unfreeze_batch_norm,
 )
+from .monitors import DivergenceCallback, EpochCallback, GracefulInterrupt, OverfittingMonitor, TrainingInterrupted
 from .settings import (
     apply_settings,
     check_settings,
@@ -43,10 +52,11 @@ from .settings import (
     describe_tier,
 )
 from .transforms import (
+    SeededTrainTransform,
+    add_index_column,
     build_train_transform,
     collate,
     make_eval_batch_transform,
-    make_train_batch_transform,
     resolve_data_config,
     set_image_size,
 )
@@ -165,7 +175,8 @@ def build_trainer(
 ) -> Trainer:
     data_config = resolve_data_config(processor)
     train_transform = build_train_transform(data_config, data_args.augmentation)
-    train = dataset["train"].with_transform(make_train_batch_transform(train_transform))
+    seeded_transform = SeededTrainTransform(train_transform, training_args.seed)
+    train = add_index_column(dataset["train"]).with_transform(seeded_transform)
     validation = dataset["validation"].with_transform(make_eval_batch_transform(processor))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -174,6 +185,16 @@ def build_trainer(
     loss = None
     if data_args.class_weighting == "balanced":
         loss = make_weighted_loss(balanced_class_weights(list(class_counts(dataset["train"], names).values())))
+    callbacks = [
+        CheckpointCompletionCallback(),
+        TimedCheckpointCallback(training_args.save_every_minutes),
+        DivergenceCallback(),
+        OverfittingMonitor(),
+        GracefulInterrupt(),
+        EpochCallback(seeded_transform),
+    ]
+    if training_args.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
     return Trainer(
         model=model,
         args=training_args,
@@ -183,6 +204,7 @@ def build_trainer(
         data_collator=partial(collate, channels_last=channels_last),
         compute_metrics=build_compute_metrics(num_labels),
         compute_loss_func=loss,
+        callbacks=callbacks,
     )
 
 
@@ -252,6 +274,7 @@ def build_card_inputs(
     metrics: dict[str, float],
     evaluation: CardEvaluation,
     train_runtime: float,
+    overfitting_events: list[dict],
 ) -> CardInputs:
     label_names = dataset["train"].features["label"].names
     return CardInputs(
@@ -273,7 +296,35 @@ def build_card_inputs(
         dataset_name=data_args.dataset_name,
         unusable_files=len(report.unusable),
         empty_classes=list(report.empty_classes),
+        overfitting_events=overfitting_events,
     )
+
+
+def callback_of(trainer: Trainer, kind: type):
+    return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, kind))
+
+
+def train_with_interrupt(trainer: Trainer, resume_from: str | None):
+    """Trains; the first Ctrl-C saves a checkpoint at the end of the current step and stops cleanly.
+
+    Raises:
+        TrainingInterrupted: after that checkpoint is saved, with the command that resumes.
+    """
+    interrupt = callback_of(trainer, GracefulInterrupt)
+    with contextlib.suppress(ValueError):  # outside the main thread Ctrl-C keeps its default behaviour
+        interrupt.install()
+    try:
+        started = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        runtime = time.perf_counter() - started
+    finally:
+        interrupt.uninstall()
+    if interrupt.requested:
+        raise TrainingInterrupted(
+            f"checkpoint saved at step {trainer.state.global_step} in {trainer.args.output_dir}; run the same "
+            "command again to resume from it."
+        )
+    return result, runtime
 
 
 def run_finetune(
@@ -298,6 +349,12 @@ def run_finetune(
         hub_token = check_push_settings(training_args.hub_model_id, hub_token)
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
+    with training_args.main_process_first(desc="checking the output folder"):
+        # Before anything is loaded: an unwritable folder or one holding something else stops here.
+        check_writable(output_dir)
+        resume_from = resolve_resume(
+            output_dir, training_args.resume_from_checkpoint, training_args.overwrite_output_dir
+        )
 
     with training_args.main_process_first(desc="scanning and loading the dataset"):
         # The main process scans first; the others then find every verdict in the scan cache.
@@ -328,12 +385,12 @@ def run_finetune(
     )
 
     trainer = build_trainer(model, processor, dataset, training_args, data_args, model_args.channels_last)
-    started = time.perf_counter()
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    train_runtime = time.perf_counter() - started
+    train_result, train_runtime = train_with_interrupt(trainer, resume_from)
     if model_args.freeze_backbone:
         unfreeze_batch_norm(trainer.model)
-    trainer.save_model()
+    save_final_model(trainer, output_dir)
+    if trainer.is_world_process_zero():
+        callback_of(trainer, OverfittingMonitor).save(output_dir)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
@@ -352,7 +409,15 @@ def run_finetune(
     if trainer.is_world_process_zero():
         write_split_files(dataset, output_dir)
         card_inputs = build_card_inputs(
-            data_args, model_args, training_args, dataset, report, metrics, card_evaluation, train_runtime
+            data_args,
+            model_args,
+            training_args,
+            dataset,
+            report,
+            metrics,
+            card_evaluation,
+            train_runtime,
+            callback_of(trainer, OverfittingMonitor).events,
         )
         card_inputs.save(output_dir)
         write_model_card(output_dir, card_inputs)

@@ -83,16 +83,37 @@ def build_train_transform(data_config: DataConfig, augmentation: str) -> Callabl
     return v2.Compose(steps)
 
 
-def make_train_batch_transform(transform: Callable) -> Callable[[dict], dict]:
-    """Wraps a per-image transform for `Dataset.with_transform`."""
+INDEX_COLUMN = "__index__"
 
-    def apply(batch: dict) -> dict:
-        return {
-            "pixel_values": [transform(to_rgb(image)) for image in batch["image"]],
-            "label": batch["label"],
-        }
 
-    return apply
+class SeededTrainTransform:
+    """The training transform for `Dataset.with_transform`, with randomness seeded per image and epoch.
+
+    Each image's augmentation draws from a generator seeded by (seed, epoch, image index), not from whatever
+    state the global RNG is in. So a run resumed from a checkpoint augments exactly as an uninterrupted one, and
+    the result does not depend on the number of data-loading workers. The training split needs an
+    `INDEX_COLUMN` (see `add_index_column`); `epoch` is advanced by `EpochCallback`.
+    """
+
+    def __init__(self, transform: Callable, seed: int):
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def image_seed(self, index: int) -> int:
+        return (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
+
+    def __call__(self, batch: dict) -> dict:
+        pixel_values = []
+        for image, index in zip(batch["image"], batch[INDEX_COLUMN], strict=True):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.image_seed(index) % 2**63)
+                pixel_values.append(self.transform(to_rgb(image)))
+        return {"pixel_values": pixel_values, "label": batch["label"]}
+
+
+def add_index_column(split):
+    return split.add_column(INDEX_COLUMN, list(range(len(split))))
 
 
 def make_eval_batch_transform(processor) -> Callable[[dict], dict]:

@@ -79,9 +79,15 @@ def test_card_names_the_size_tier():
 
 def test_large_train_validation_gap_earns_the_page_advice():
     text = str(render_model_card(card_inputs(train_accuracy=1.0)))
-    assert "**Overfitting.**" in text
+    assert "**Overfitting.** Signs of overfitting: training accuracy (100.0% on 16" in text
     assert "18.8 percentage points above validation accuracy" in text
     assert "microsoft/resnet-50" in text and "1e-5" in text
+
+
+def test_overfitting_monitor_events_earn_the_note_too():
+    event = {"step": 40, "train_loss": 0.05, "eval_loss": 0.9, "eval_accuracy": 0.7}
+    text = str(render_model_card(card_inputs(overfitting_events=[event])))
+    assert "from step 40 the validation loss (0.9) stayed well above the training loss (0.05)" in text
 
 
 def test_card_rerenders_from_a_saved_folder(tmp_path):

@@ -1,0 +1,72 @@
+"""`hf-resnet101 inspect`: the data report and the product page's advice for a folder, without training."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .advice import evaluation_cost_warning, hardware_advice
+from .data import VALIDATION_SPLIT_NAMES, plan_image_folders
+from .data_report import DataReport
+from .devices import cpu_supports_bf16
+from .settings import describe_tier
+
+PAGE_BATCH_SIZE = 4
+
+
+@dataclass
+class Inspection:
+    report: DataReport
+    lines: list[str]
+
+
+def find_split_folders(data: Path) -> tuple[Path, Path | None]:
+    """DATA itself holds the class folders, or DATA/train (and DATA/validation, val or valid) do."""
+    train = data / "train"
+    if train.is_dir():
+        validation = next((data / name for name in VALIDATION_SPLIT_NAMES if (data / name).is_dir()), None)
+        return train, validation
+    return data, None
+
+
+def inspect_folder(
+    data: str | Path,
+    validation_dir: str | Path | None = None,
+    train_val_split: float = 0.15,
+    seed: int = 42,
+    *,
+    dedupe: bool = False,
+    strict: bool = False,
+    image_size: int = 224,
+) -> Inspection:
+    train_dir, found_validation = find_split_folders(Path(data))
+    validation_dir = validation_dir or found_validation
+    plan = plan_image_folders(
+        str(train_dir),
+        str(validation_dir) if validation_dir else None,
+        train_val_split,
+        seed,
+        strict=strict,
+        dedupe=dedupe,
+    )
+    report = plan.report
+    num_train, num_validation = len(plan.data_files["train"]), len(plan.data_files["validation"])
+    validation_source = f"from {validation_dir}" if validation_dir else f"split off ({train_val_split:.0%} per class)"
+    lines = [
+        f"training folder: {train_dir}; validation: {validation_source}",
+        *report.summary_lines(),
+        describe_tier(num_train),
+    ]
+    cuda_gib = torch.cuda.get_device_properties(0).total_memory / 2**30 if torch.cuda.is_available() else None
+    lines.append(
+        hardware_advice(
+            cuda_gib, num_train, image_size, cpu_supports_bf16(), os.cpu_count() or 1, full_size_model=True
+        )
+    )
+    cost = evaluation_cost_warning(num_train, num_validation, PAGE_BATCH_SIZE, 1, eval_every=1)
+    if cost:
+        lines.append("With the page's defaults (batch 4, evaluation every step): " + cost)
+    return Inspection(report, lines)

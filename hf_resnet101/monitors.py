@@ -1,0 +1,122 @@
+"""Watching a run: divergence (NaN/inf loss), overfitting, and a clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+from pathlib import Path
+
+from transformers import TrainerCallback
+from transformers.utils import logging
+
+from .errors import UsageError
+
+logger = logging.get_logger(__name__)
+
+DIVERGENCE_REMEDIES = (
+    "lower --learning_rate (the page: 1e-5 to 1e-4), add --warmup_ratio 0.05, use --bf16 instead of --fp16, "
+    "check the data for corrupt labels or images, or lower --max_grad_norm"
+)
+OVERFITTING_ADVICE = (
+    "the page's remedies: fewer epochs, a lower learning rate (down to 1e-5), stronger --augmentation, more "
+    "data, or microsoft/resnet-50 for small datasets"
+)
+
+
+class TrainingDiverged(UsageError):
+    """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: a checkpoint was saved and the run stopped cleanly."""
+
+
+class DivergenceCallback(TrainerCallback):
+    """Stops at the first NaN or infinite loss with the remedies, instead of a run of NaNs."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "eval_loss"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"The {'training' if key == 'loss' else 'validation'} loss became {value} at step "
+                    f"{state.global_step}: training diverged. Try: {DIVERGENCE_REMEDIES}."
+                )
+
+
+class OverfittingMonitor(TrainerCallback):
+    """Warns when validation loss stays well above training loss for `patience` evaluations in a row.
+
+    Events are kept in `events` (and written to monitors.json) for the model card.
+    """
+
+    def __init__(self, ratio: float = 1.5, margin: float = 0.1, patience: int = 3):
+        self.ratio, self.margin, self.patience = ratio, margin, patience
+        self.streak = 0
+        self.warned = False
+        self.events: list[dict] = []
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        eval_loss = (metrics or {}).get("eval_loss")
+        train_losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+        if eval_loss is None or not train_losses:
+            return
+        train_loss = train_losses[-1]
+        gap = eval_loss > self.ratio * train_loss and eval_loss - train_loss > self.margin
+        self.streak = self.streak + 1 if gap else 0
+        if self.streak >= self.patience and not self.warned:
+            self.warned = True
+            event = {
+                "step": state.global_step,
+                "train_loss": round(train_loss, 4),
+                "eval_loss": round(eval_loss, 4),
+                "eval_accuracy": (metrics or {}).get("eval_accuracy"),
+            }
+            self.events.append(event)
+            logger.warning(
+                f"Overfitting: at step {state.global_step} the validation loss ({eval_loss:.3f}) has stayed above "
+                f"{self.ratio}x the training loss ({train_loss:.3f}) for {self.patience} evaluations; "
+                f"{OVERFITTING_ADVICE}."
+            )
+
+    def save(self, output_dir: Path) -> None:
+        (output_dir / "monitors.json").write_text(json.dumps({"overfitting": self.events}, indent=2))
+
+
+class GracefulInterrupt(TrainerCallback):
+    """The first Ctrl-C finishes the current step, saves a checkpoint and stops; a second one aborts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def install(self) -> None:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("Interrupted: finishing this step and saving a checkpoint (press Ctrl-C again to abort).")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+class EpochCallback(TrainerCallback):
+    """Tells the seeded training transform which epoch is running (also right after a resume)."""
+
+    def __init__(self, seeded_transform):
+        self.seeded_transform = seeded_transform
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.seeded_transform.epoch = math.floor(state.epoch or 0)

@@ -1,0 +1,173 @@
+"""Presets, the page's ranges and advice, class weighting and frozen backbones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import write_class_images
+from safetensors.torch import load_file
+
+from hf_resnet101.advice import evaluation_cost_warning, range_warnings, resolve_settings, tier_for
+from hf_resnet101.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
+from hf_resnet101.cli import main as cli_main
+from hf_resnet101.losses import balanced_class_weights, make_weighted_loss
+from hf_resnet101.parser import ConfigParser
+from hf_resnet101.settings import apply_settings, check_settings, choose_best_model_metric
+from hf_resnet101.transforms import DataConfig, build_train_transform
+
+
+@pytest.mark.parametrize(
+    ("images", "tier"),
+    [(500, "tiny"), (1_999, "tiny"), (2_000, "small"), (4_999, "small"), (5_000, "medium"), (20_000, "large"),
+     (100_000, "very_large")],
+)  # fmt: skip
+def test_tiers_follow_the_page(images, tier):
+    assert tier_for(images).name == tier
+
+
+def test_page_recommendations_per_tier():
+    assert tier_for(3_000).recommended() == {
+        "learning_rate": 2e-5, "num_train_epochs": 12, "per_device_train_batch_size": 8, "augmentation": "heavy"
+    }  # fmt: skip
+    assert tier_for(10_000).recommended()["learning_rate"] == 5e-5
+    assert tier_for(50_000).recommended()["learning_rate"] == 1e-4
+    assert tier_for(1_000).recommended()["freeze_backbone"] == "all_but_last"
+
+
+def parse(args: list[str], tmp_path):
+    parser = ConfigParser((DataArguments, ModelArguments, FinetuneTrainingArguments))
+    data, model, training = parser.parse_args_and_config(
+        ["--train_dir", str(tmp_path), "--output_dir", str(tmp_path / "o"), *args]
+    )
+    return data, model, training, parser.explicit_options
+
+
+def test_explicit_values_win_over_a_preset_and_sources_are_kept(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("num_train_epochs: 3\n")
+    data, model, training, explicit = parse(
+        ["--config", str(config), "--preset", "medium", "--learning_rate", "3e-5"], tmp_path
+    )
+    settings = apply_settings(data, model, training, explicit, num_train_images=50)
+    assert training.learning_rate == 3e-5 and settings["learning_rate"].source == "command line"
+    assert training.num_train_epochs == 3 and settings["num_train_epochs"].source == "config file"
+    assert training.per_device_train_batch_size == 16 and settings["per_device_train_batch_size"].source == (
+        "preset medium"
+    )
+    assert data.augmentation == "standard"
+
+
+def test_auto_preset_uses_the_dataset_size(tmp_path):
+    data, model, training, explicit = parse(["--preset", "auto"], tmp_path)
+    apply_settings(data, model, training, explicit, num_train_images=30_000)
+    assert (training.learning_rate, training.per_device_train_batch_size, data.augmentation) == (1e-4, 32, "light")
+
+
+def test_no_preset_keeps_the_page_defaults(tmp_path):
+    data, model, training, explicit = parse([], tmp_path)
+    settings = apply_settings(data, model, training, explicit, num_train_images=30_000)
+    assert (training.learning_rate, training.per_device_train_batch_size, training.num_train_epochs) == (5e-5, 4, 1)
+    assert {s.source for s in settings.values()} == {"default"}
+
+
+def test_resolve_settings_is_pure():
+    settings = resolve_settings({"learning_rate": 5e-5}, {}, tier_for(25_000))
+    assert settings["learning_rate"].value == 1e-4
+
+
+def test_range_warnings_give_the_page_reason():
+    warnings = range_warnings({"per_device_train_batch_size": 64, "num_train_epochs": 3, "learning_rate": 1e-3})
+    assert len(warnings) == 2
+    assert "2-32" in warnings[0] and "1e-05-0.0001" in warnings[1]
+
+
+def test_evaluation_cost_is_estimated():
+    assert evaluation_cost_warning(10_000, 1_500, 4, 1, eval_every=1) is not None
+    message = evaluation_cost_warning(10_000, 1_500, 4, 1, eval_every=1)
+    assert "2,500 evaluations" in message and "--eval_steps" in message
+    assert evaluation_cost_warning(10_000, 1_500, 4, 1, eval_every=500) is None
+    assert evaluation_cost_warning(10_000, 1_500, 4, 1, eval_every=None) is None
+
+
+def test_check_settings_stops_on_a_batch_larger_than_the_data(tmp_path):
+    _, _, training, _ = parse(["--per_device_train_batch_size", "16"], tmp_path)
+    from hf_resnet101.errors import UsageError
+
+    with pytest.raises(UsageError, match="larger than the 10 training images"):
+        check_settings(training, num_train=10, num_validation=2, warn=print)
+    warnings = []
+    _, _, training, _ = parse(["--learning_rate", "1e-3"], tmp_path)
+    check_settings(training, num_train=1_000, num_validation=200, warn=warnings.append)
+    assert any("--learning_rate" in w for w in warnings) and any("evaluations" in w for w in warnings)
+
+
+def test_imbalance_switches_the_best_model_metric_unless_chosen(tmp_path):
+    _, _, training, explicit = parse([], tmp_path)
+    choose_best_model_metric(training, explicit, ratio=5.0)
+    assert training.metric_for_best_model == "f1_macro"
+    _, _, training, explicit = parse(["--metric_for_best_model", "accuracy"], tmp_path)
+    choose_best_model_metric(training, explicit, ratio=5.0)
+    assert training.metric_for_best_model == "accuracy"
+
+
+def test_balanced_class_weights_and_loss():
+    weights = balanced_class_weights([90, 10, 0])
+    assert weights.tolist() == pytest.approx([100 / 180, 100 / 20, 0.0])
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    labels = torch.tensor([1, 1])
+    loss = make_weighted_loss(weights)({"logits": logits}, labels)
+    expected = torch.nn.functional.cross_entropy(logits, labels)  # same class: weighting cancels out
+    assert loss.item() == pytest.approx(expected.item())
+
+
+def test_weighted_training_on_imbalanced_data(finetune_main, tiny_resnet, tmp_path):
+    data = write_class_images(tmp_path / "d", per_class=4)
+    write_class_images(tmp_path / "d", per_class=16, classes={"cat": (200, 60, 40)}, seed=3)
+    out = tmp_path / "out"
+    args = ["--train_dir", str(data), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
+    assert finetune_main([*args, "--class_weighting", "balanced", "--eval_strategy", "epoch"]) == 0
+    report = json.loads((out / "data_report.json").read_text())
+    assert report["imbalance_ratio"] >= 3
+
+
+@pytest.mark.parametrize("strength", ["none", "light", "standard", "heavy"])
+def test_augmentation_strengths_produce_normalised_tensors(strength):
+    from messy_data import coloured
+
+    transform = build_train_transform(DataConfig(48, 40, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), strength)
+    tensor = transform(coloured((200, 40, 40), size=(100, 70)))
+    assert tensor.shape == (3, 48, 40) and tensor.dtype == torch.float32
+    assert tensor.min() < 0 < tensor.max()
+
+
+def test_freeze_backbone_trains_only_the_last_stage(finetune_main, image_folder, tiny_resnet, tmp_path):
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
+    assert finetune_main([*args, "--freeze_backbone", "all_but_last", "--learning_rate", "1e-2"]) == 0
+    before, after = load_file(tiny_resnet / "model.safetensors"), load_file(out / "model.safetensors")
+    stem = "resnet.embedder.embedder.convolution.weight"
+    first_stage = "resnet.encoder.stages.0.layers.0.layer.0.convolution.weight"
+    last_stage = "resnet.encoder.stages.1.layers.0.layer.0.convolution.weight"
+    assert torch.equal(before[stem], after[stem]) and torch.equal(before[first_stage], after[first_stage])
+    assert not torch.equal(before[last_stage], after[last_stage])
+    assert "resnet.embedder.embedder.normalization.num_batches_tracked" in after  # saved as plain BatchNorm
+
+
+def test_preset_auto_end_to_end(finetune_main, image_folder, tiny_resnet, tmp_path):
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
+    assert finetune_main([*args, "--preset", "auto", "--max_steps", "2", "--eval_strategy", "no"]) == 0
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["train_batch_size"] == 8  # the tiny tier's batch size
+
+
+def test_inspect_command(image_folder, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["inspect", str(image_folder.parent)])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert "train: 21 images in 3 classes" in out
+    assert "dataset size tier: tiny" in out and "resnet-50" in out
+    assert "No GPU" in out or "GPU with" in out

@@ -1,0 +1,145 @@
+"""Real folders are messy: bad files are left out and reported, odd files reach the model with the right pixels."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import write_class_images
+from messy_data import coloured, exif_rotated_jpeg, ramp16, write_messy_folder
+from PIL import Image
+
+from hf_resnet101.data import load_image_folders, plan_image_folders
+from hf_resnet101.images import NEUTRAL_BACKGROUND, to_rgb
+from hf_resnet101.scan import inspect_file, scan_files
+
+
+def test_sixteen_bit_ramp_keeps_its_gradient():
+    rgb = np.asarray(to_rgb(ramp16()))
+    row = rgb[0, :, 0].astype(int)
+    assert row[0] == 0 and row[-1] == 255
+    assert np.all(np.diff(row) >= 0) and len(set(row.tolist())) > 50  # a gradient, not black and white
+    assert np.array_equal(rgb[..., 0], rgb[..., 2])
+
+
+def test_exif_rotated_image_comes_out_upright(tmp_path):
+    exif_rotated_jpeg(tmp_path / "r.jpg")
+    upright = to_rgb(Image.open(tmp_path / "r.jpg"))
+    assert upright.size == (20, 40)  # stored 40x20, displayed rotated by 90 degrees
+    pixels = np.asarray(upright).mean(axis=(1, 2))
+    assert pixels[:15].mean() < 60 and pixels[-15:].mean() > 190  # dark half on top after rotating clockwise
+
+
+def test_alpha_is_composited_on_neutral_grey():
+    image = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert to_rgb(image).getpixel((0, 0)) == NEUTRAL_BACKGROUND
+    half = Image.new("LA", (2, 2), (255, 128))
+    assert all(abs(v - 192) <= 1 for v in to_rgb(half).getpixel((0, 0)))  # halfway between white and grey
+
+
+def test_cmyk_palette_bilevel_and_grey_become_rgb():
+    red = coloured((200, 40, 40))
+    for image in (red.convert("CMYK"), red.convert("P"), red.convert("L"), red.convert("1")):
+        converted = to_rgb(image)
+        assert converted.mode == "RGB" and converted.size == red.size
+    r, g, b = np.asarray(to_rgb(red.convert("CMYK"))).reshape(-1, 3).mean(axis=0)
+    assert r > 150 and g < 90 and b < 90
+
+
+def test_scan_reports_each_unusable_file_with_its_reason(tmp_path):
+    expected = write_messy_folder(tmp_path / "data")
+    plan = plan_image_folders(str(tmp_path / "data"), None, 0.2, seed=0, progress=False)
+    unusable = {item["path"].rsplit("/", 1)[-1]: item["reason"] for item in plan.report.unusable}
+    assert set(unusable) == set(expected)
+    for name, word in expected.items():
+        assert word in unusable[name], (name, unusable[name])
+    all_files = [p for paths in plan.data_files.values() for p in paths]
+    assert not any(p.endswith(("notes.txt", ".DS_Store", ".hidden.png")) for p in all_files)
+    assert len(all_files) == 6 + 7 + 6 + 3  # plain images and every odd format
+    assert plan.report.empty_classes == ["empty class"]
+    assert plan.class_names == ["Red Things", "blue"]
+
+
+def test_strict_lists_every_unusable_file_at_once(finetune_main, capsys, tmp_path):
+    write_messy_folder(tmp_path / "data")
+    code = finetune_main(["--train_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "o"), "--strict"])
+    err = capsys.readouterr().err
+    assert code == 2
+    for name in ("empty.jpg", "truncated.png", "not_really.jpg", "huge.png"):
+        assert name in err
+
+
+def test_training_on_a_messy_folder_completes_and_reports(finetune_main, tiny_resnet, tmp_path):
+    write_messy_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    args = ["--train_dir", str(tmp_path / "data"), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
+    assert finetune_main([*args, "--eval_strategy", "epoch"]) == 0
+    report = json.loads((out / "data_report.json").read_text())
+    assert len(report["unusable"]) == 4
+    assert (
+        report["images_per_class"]["train"]["Red Things"] + report["images_per_class"]["validation"]["Red Things"]
+        == 13
+    )
+
+
+def test_odd_files_reach_the_model_with_the_right_pixels(tmp_path):
+    write_messy_folder(tmp_path / "data")
+    dataset, _ = load_image_folders(str(tmp_path / "data"), None, 0.2, seed=0, progress=False)
+    from datasets import concatenate_datasets
+
+    both = concatenate_datasets([dataset["train"], dataset["validation"]])
+    by_name = {}
+    for item in both.cast_column("image", __import__("datasets").Image(decode=False)):
+        by_name[item["image"]["path"].rsplit("/", 1)[-1]] = item["image"]["path"]
+    ramp = np.asarray(to_rgb(Image.open(by_name["ramp16.png"])))
+    assert len(set(ramp[0, :, 0].tolist())) > 50
+    assert to_rgb(Image.open(by_name["rotated.JPG"])).size == (20, 40)
+
+
+def test_second_scan_comes_from_the_cache(tmp_path, monkeypatch):
+    write_class_images(tmp_path / "data", per_class=5)
+    paths = sorted(str(p) for p in (tmp_path / "data").rglob("*.png"))
+    first = scan_files(paths, "key", progress=False)
+    calls = []
+    monkeypatch.setattr("hf_resnet101.scan.inspect_file", lambda p: calls.append(p) or inspect_file(p))
+    assert scan_files(paths, "key", progress=False) == first
+    assert calls == []
+    Image.new("RGB", (9, 9)).save(paths[0])  # changed file: scanned again
+    again = scan_files(paths, "key", progress=False)
+    assert calls == [paths[0]] and again[0].width == 9
+
+
+def test_identical_images_in_two_classes_are_an_error_unless_deduped(finetune_main, capsys, tiny_resnet, tmp_path):
+    data = write_class_images(tmp_path / "data", per_class=6)
+    shutil.copy(data / "cat" / "img_000.png", data / "Blue Jay" / "copy_of_cat.png")
+    args = ["--train_dir", str(data), "--output_dir", str(tmp_path / "o"), "--model_name_or_path", str(tiny_resnet)]
+    assert finetune_main(args) == 2
+    err = capsys.readouterr().err
+    assert "copy_of_cat.png" in err and "different labels" in err and "--dedupe" in err
+    assert finetune_main([*args, "--dedupe", "--eval_strategy", "no"]) == 0
+    report = json.loads((tmp_path / "o" / "data_report.json").read_text())
+    assert len(report["dropped_conflicting"]) == 2
+
+
+def test_leakage_between_train_and_validation(tmp_path):
+    train = write_class_images(tmp_path / "train", per_class=6, seed=1)
+    validation = write_class_images(tmp_path / "val", per_class=3, seed=2)
+    shutil.copy(train / "cat" / "img_001.png", validation / "cat" / "leaked.png")
+    shutil.copy(train / "cat" / "img_002.png", train / "cat" / "twin.png")
+    plan = plan_image_folders(str(train), str(validation), 0.15, seed=0, progress=False)
+    assert len(plan.report.duplicates.train_validation_leaks) == 1
+    assert len(plan.report.duplicates.within_class) == 1
+    assert any(p.endswith("leaked.png") for p in plan.data_files["validation"])
+    deduped = plan_image_folders(str(train), str(validation), 0.15, seed=0, dedupe=True, progress=False)
+    assert not any(p.endswith("leaked.png") for p in deduped.data_files["validation"])
+    assert deduped.report.dropped_from_validation[0].endswith("leaked.png")
+
+
+@pytest.mark.parametrize("name", ["img[1].png", "a*b?.png"])
+def test_file_names_with_glob_characters(tmp_path, name):
+    data = write_class_images(tmp_path / "data", per_class=3)
+    (data / "cat" / "img_000.png").rename(data / "cat" / name)
+    dataset, _ = load_image_folders(str(data), None, 0.3, seed=0, progress=False)
+    assert len(dataset["train"]) + len(dataset["validation"]) == 9

@@ -1,0 +1,206 @@
+"""Runs that survive: kill -9 and resume, Ctrl-C, guarded output folders, full disks, NaN, several processes."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO_ROOT, save_tiny_resnet
+from safetensors.torch import load_file, save_file
+
+from hf_resnet101.checkpoints import COMPLETE_MARKER
+
+SCRIPT = str(REPO_ROOT / "tests" / "run_with_fault.py")
+RECIPE = str(REPO_ROOT / "recipes" / "finetune.py")
+
+
+def run_args(folder, model, out) -> list[str]:
+    return [
+        "--train_dir", str(folder), "--output_dir", str(out), "--model_name_or_path", str(model),
+        "--num_train_epochs", "2", "--save_steps", "3", "--eval_strategy", "epoch", "--logging_steps", "1",
+        "--seed", "7",
+    ]  # fmt: skip
+
+
+def run(command: list[str], **env) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", **env}
+    return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=600)
+
+
+def losses(out) -> dict[int, float]:
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, request):
+    from conftest import write_class_images
+
+    root = tmp_path_factory.mktemp("resume")
+    folder = write_class_images(root / "data", per_class=8)
+    model = save_tiny_resnet(root / "model")
+    out = root / "uninterrupted"
+    result = run([sys.executable, RECIPE, *run_args(folder, model, out)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, model, out
+
+
+@pytest.mark.parametrize("fault", ["kill", "kill_during_save"])
+def test_kill_and_rerun_matches_an_uninterrupted_run(fault, uninterrupted, tmp_path):
+    folder, model, reference = uninterrupted
+    out = tmp_path / "out"
+    killed = run([sys.executable, SCRIPT, *run_args(folder, model, out)], FAULT=fault, FAULT_STEP="7" if fault ==
+                 "kill" else "9")  # fmt: skip
+    assert killed.returncode == -9
+    assert not (out / "model.safetensors").exists()
+    if fault == "kill_during_save":
+        assert (out / "checkpoint-9").is_dir() and not (out / "checkpoint-9" / COMPLETE_MARKER).exists()
+
+    resumed = run([sys.executable, RECIPE, *run_args(folder, model, out)])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stderr and "checkpoint-6" in resumed.stderr
+    if fault == "kill_during_save":
+        assert "Skipping" in resumed.stderr and "checkpoint-9" in resumed.stderr
+
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 12
+    expected, got = losses(reference), losses(out)
+    assert set(got) >= set(range(7, 13))
+    for step in range(7, 13):
+        assert got[step] == pytest.approx(expected[step], rel=1e-4), step
+    reference_metrics = json.loads((reference / "eval_results.json").read_text())
+    metrics = json.loads((out / "eval_results.json").read_text())
+    assert metrics["eval_accuracy"] == reference_metrics["eval_accuracy"]
+    assert metrics["eval_loss"] == pytest.approx(reference_metrics["eval_loss"], rel=1e-4)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(uninterrupted, tmp_path):
+    folder, model, _ = uninterrupted
+    out = tmp_path / "out"
+    interrupted = run([sys.executable, SCRIPT, *run_args(folder, model, out)], FAULT="interrupt", FAULT_STEP="4")
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    assert "checkpoint saved at step" in interrupted.stderr and "Traceback" not in interrupted.stderr
+    complete = [p for p in out.glob("checkpoint-*") if (p / COMPLETE_MARKER).exists()]
+    assert complete and max(int(p.name.split("-")[1]) for p in complete) >= 4
+    resumed = run([sys.executable, RECIPE, *run_args(folder, model, out)])
+    assert resumed.returncode == 0 and json.loads((out / "trainer_state.json").read_text())["global_step"] == 12
+
+
+def test_finished_run_and_foreign_folders_are_not_overwritten(
+    finetune_main, capsys, image_folder, tiny_resnet, tmp_path
+):
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
+    assert finetune_main(args) == 0
+    assert finetune_main(args) == 2
+    assert "already holds a finished model" in capsys.readouterr().err
+    assert finetune_main([*args, "--overwrite_output_dir"]) == 0
+
+    foreign = tmp_path / "thesis"
+    foreign.mkdir()
+    (foreign / "chapter1.tex").write_text("precious")
+    assert finetune_main([*args[:2], "--output_dir", str(foreign), *args[4:]]) == 2
+    assert "not from a training run" in capsys.readouterr().err
+    assert (foreign / "chapter1.tex").read_text() == "precious"
+
+
+def test_unwritable_output_folder(finetune_main, capsys, image_folder, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert finetune_main(["--train_dir", str(image_folder), "--output_dir", str(blocker / "out")]) == 2
+    assert "Cannot write to --output_dir" in capsys.readouterr().err
+
+
+def test_full_disk_leaves_no_half_written_model(finetune_main, capsys, image_folder, tiny_resnet, tmp_path,
+                                                monkeypatch):  # fmt: skip
+    from transformers import Trainer
+
+    save_model = Trainer.save_model
+
+    def full_disk(self, output_dir=None, _internal_call=False):
+        if output_dir and output_dir.endswith(".final-tmp"):
+            save_model(self, output_dir, _internal_call)  # writes part of it, then the disk fills up
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save_model(self, output_dir, _internal_call)
+
+    monkeypatch.setattr(Trainer, "save_model", full_disk)
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--save_steps", "2", "--eval_strategy", "no"]  # fmt: skip
+    assert finetune_main(args) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "is intact" in err
+    assert not (out / "model.safetensors").exists() and not (out / ".final-tmp").exists()
+    assert (out / "checkpoint-6" / COMPLETE_MARKER).exists()
+
+
+def test_nan_loss_stops_with_remedies(finetune_main, capsys, image_folder, tmp_path):
+    model = save_tiny_resnet(tmp_path / "corrupt")
+    weights = load_file(model / "model.safetensors")
+    key = "resnet.embedder.embedder.convolution.weight"
+    weights[key] = torch.full_like(weights[key], float("nan"))
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    args = ["--train_dir", str(image_folder), "--output_dir", str(tmp_path / "out"), "--model_name_or_path",
+            str(model), "--logging_steps", "1"]  # fmt: skip
+    assert finetune_main(args) == 2
+    err = capsys.readouterr().err
+    assert "diverged" in err and "--learning_rate" in err and "step 1" in err
+
+
+def test_early_stopping(finetune_main, image_folder, tiny_resnet, tmp_path):
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--num_train_epochs", "5", "--learning_rate", "1e-9", "--early_stopping_patience", "2"]  # fmt: skip
+    assert finetune_main(args) == 0
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] < 30  # stopped long before 5 epochs x 6 steps
+
+
+def test_warmup_ratio(tmp_path):
+    from hf_resnet101.arguments import FinetuneTrainingArguments
+    from hf_resnet101.errors import UsageError
+
+    assert FinetuneTrainingArguments(output_dir=str(tmp_path), warmup_ratio=0.1).warmup_steps == 0.1
+    with pytest.raises(UsageError, match="choose one"):
+        FinetuneTrainingArguments(output_dir=str(tmp_path), warmup_ratio=0.1, warmup_steps=5)
+
+
+def test_token_never_written(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
+    token = "hf_FAKEtokenDoNotLeak1234567890"
+    monkeypatch.setenv("HF_TOKEN", token)
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--hub_token", token, "--save_steps", "3"]  # fmt: skip
+    assert finetune_main(args) == 0
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
+
+
+def test_two_processes_match_one_with_the_same_global_batch(image_folder, tiny_resnet, tmp_path):
+    common = ["--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "epoch",
+              "--save_strategy", "no"]  # fmt: skip
+    single = run([sys.executable, RECIPE, *common, "--output_dir", str(tmp_path / "one"),
+                  "--per_device_train_batch_size", "8"])  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    double = run([*launch, RECIPE, *common, "--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size",
+                  "4"], HF_RESNET101_CACHE=str(tmp_path / "cache"))  # fmt: skip
+    assert double.returncode == 0, double.stderr[-3000:]
+    assert "x 2 process(es)" in double.stderr and "global 8" in double.stderr
+    assert double.stderr.count("Run summary") == 1  # the main process reports, the other stays quiet
+    # Scanned once (one progress bar starts); the second process finds every verdict in the cache.
+    assert len(re.findall(r"Scanning images:\s+0%", double.stderr)) == 1
+    one = json.loads((tmp_path / "one" / "trainer_state.json").read_text())
+    two = json.loads((tmp_path / "two" / "trainer_state.json").read_text())
+    assert one["global_step"] == two["global_step"] == 3
+    metrics = json.loads((tmp_path / "two" / "eval_results.json").read_text())
+    assert metrics["eval_samples_per_second"] > 0 and 0 <= metrics["eval_accuracy"] <= 1
