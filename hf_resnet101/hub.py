@@ -118,7 +118,7 @@ def push_again_command(output_dir: str | Path, repo_id: str, private: bool | Non
     words = ["hf-resnet101", "push", str(output_dir), "--hub_model_id", repo_id]
     if private:
         words.append("--hub_private_repo")
-    if hub_strategy != "end":
+    if hub_strategy in ("checkpoint", "all_checkpoints"):  # the others push the same files
         words += ["--hub_strategy", hub_strategy]
     return shlex.join(words)
 
