@@ -13,7 +13,7 @@ import torch
 from transformers import TrainingArguments
 
 from .advice import PRESETS
-from .devices import cpu_supports_bf16, resolve_precision
+from .devices import PRECISIONS, cpu_supports_bf16, resolve_precision
 from .errors import UsageError
 
 DEFAULT_MODEL = "microsoft/resnet-101"
@@ -158,6 +158,16 @@ class FinetuneTrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = field(
         default="accuracy", metadata={"help": "Metric that picks the best checkpoint."}
     )
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "auto (fp16 on a CUDA GPU, bf16 autocast on a CPU with native bf16, else fp32), fp32, fp16 or "
+            "bf16. --fp16 and --bf16 are the same as --precision fp16/bf16."
+        },
+    )
+    per_device_eval_batch_size: int = field(
+        default=32, metadata={"help": "Images per device per evaluation step (no gradients: larger is faster)."}
+    )
     logging_steps: float = field(default=10, metadata={"help": "Log the training loss every this many steps."})
     logging_nan_inf_filter: bool = field(
         default=False, metadata={"help": "Kept False so a NaN loss is seen (and stops the run) at once."}
@@ -212,11 +222,21 @@ class FinetuneTrainingArguments(TrainingArguments):
             raise UsageError("--resume_from_checkpoint and --overwrite_output_dir contradict each other: choose one.")
         if self.push_to_hub and not self.hub_model_id:
             raise UsageError("--push_to_hub needs --hub_model_id USER/NAME: the repository to create or update.")
+        # `accelerate launch --mixed_precision` / a config file passes its choice in the environment.
+        launched_with = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        if (self.fp16 or self.bf16) and self.precision not in ("auto", "fp16" if self.fp16 else "bf16"):
+            raise UsageError(f"--precision {self.precision} contradicts --{'fp16' if self.fp16 else 'bf16'}.")
+        requested = "fp16" if self.fp16 else "bf16" if self.bf16 else self.precision
+        if requested == "auto" and launched_with in ("fp16", "bf16"):
+            requested = launched_with
         cuda = torch.cuda.is_available() and not self.use_cpu
         if not cuda:
             # Also makes `accelerate launch --multi_gpu` on a CPU machine run its processes with gloo.
             self.use_cpu = True
         self.fp16, self.bf16, self.precision_note = resolve_precision(
-            self.fp16, self.bf16, cuda_available=cuda, cpu_bf16=cpu_supports_bf16()
+            requested, cuda_available=cuda, cpu_bf16=cpu_supports_bf16()
         )
         super().__post_init__()
+        self.mixed_precision = "fp16" if self.fp16 else "bf16" if self.bf16 else "no"

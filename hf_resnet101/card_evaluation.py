@@ -9,7 +9,7 @@ import numpy as np
 from transformers import Trainer
 
 from .metrics import per_class_report
-from .transforms import make_eval_batch_transform
+from .transforms import preprocess_for_evaluation, resolve_data_config
 
 # Training accuracy is measured on as many training images as there are validation images, up to this many: the
 # overfitting check then costs about one more evaluation.
@@ -40,7 +40,8 @@ def evaluate_for_card(
     report = per_class_report(_logits(validation), np.asarray(validation.label_ids), num_labels)
     train_accuracy = None
     if train_indices:
-        sample = train.select(train_indices).with_transform(make_eval_batch_transform(processor))
+        with trainer.args.main_process_first(desc="preparing the training sample for evaluation"):
+            sample = preprocess_for_evaluation(train.select(train_indices), processor, resolve_data_config(processor))
         predicted = trainer.predict(sample)
         train_accuracy = float((_logits(predicted).argmax(-1) == np.asarray(predicted.label_ids)).mean())
     columns = ("precision", "recall", "f1", "support")

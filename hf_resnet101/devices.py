@@ -13,19 +13,33 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def resolve_precision(fp16: bool, bf16: bool, cuda_available: bool, cpu_bf16: bool) -> tuple[bool, bool, str]:
-    """Chooses the mixed precision that the hardware can run.
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def resolve_precision(requested: str, cuda_available: bool, cpu_bf16: bool) -> tuple[bool, bool, str]:
+    """Chooses the mixed precision that the hardware runs best.
+
+    `auto` means fp16 on a CUDA GPU (as the design asks), bf16 autocast on a CPU that runs bf16 natively (about
+    twice fp32's speed there), fp32 otherwise. An explicit choice is kept where the hardware can run it.
 
     Returns:
         (fp16, bf16, note): the flags to use and a sentence saying what was chosen and why.
     """
     if cuda_available:
-        if fp16:
-            return True, False, "fp16 mixed precision on CUDA"
-        if bf16:
+        if requested in ("auto", "fp16"):
+            return True, False, "fp16 mixed precision on CUDA" + (" (auto)" if requested == "auto" else "")
+        if requested == "bf16":
             return False, True, "bf16 mixed precision on CUDA"
-        return False, False, "fp32 on CUDA (pass --fp16 for mixed precision: faster and about half the memory)"
-    if fp16:
+        return False, False, "fp32 on CUDA (--precision fp32; fp16 is faster and takes about half the memory)"
+    if requested == "auto":
+        if cpu_bf16:
+            return (
+                False,
+                True,
+                "bf16 autocast on CPU (auto: this CPU runs bf16 natively; --precision fp32 to turn off)",
+            )
+        return False, False, "fp32 on CPU (auto: this CPU has no native bf16)"
+    if requested == "fp16":
         if cpu_bf16:
             return (
                 False,
@@ -33,9 +47,8 @@ def resolve_precision(fp16: bool, bf16: bool, cuda_available: bool, cpu_bf16: bo
                 "bf16 autocast on CPU (--fp16 asked for, but fp16 is slow on CPUs; bf16 is native here)",
             )
         return False, False, "fp32 on CPU (--fp16 asked for, but this CPU has no fast half precision)"
-    if bf16:
+    if requested == "bf16":
         if cpu_bf16:
             return False, True, "bf16 autocast on CPU"
         return False, False, "fp32 on CPU (--bf16 asked for, but this CPU lacks native bf16)"
-    hint = " (pass --bf16 for about twice the speed)" if cpu_bf16 else ""
-    return False, False, f"fp32 on CPU{hint}"
+    return False, False, "fp32 on CPU (--precision fp32)"

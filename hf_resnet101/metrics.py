@@ -7,8 +7,9 @@ from importlib import resources
 
 import evaluate
 import numpy as np
-from sklearn.metrics import confusion_matrix
 from transformers import EvalPrediction
+
+from .confusion import compute_confusion_matrix
 
 TOP_K = 5
 
@@ -45,5 +46,5 @@ def per_class_report(logits: np.ndarray, references: np.ndarray, num_labels: int
     report = load_metric("classification_metrics").compute(
         predictions=predictions, references=references, num_labels=num_labels, per_class=True
     )
-    report["confusion_matrix"] = confusion_matrix(references, predictions, labels=list(range(num_labels))).tolist()
+    report["confusion_matrix"] = compute_confusion_matrix(references, predictions, num_labels).tolist()
     return report

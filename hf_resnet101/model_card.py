@@ -11,15 +11,18 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 
+import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .advice import tier_for
+from .confusion import plot_confusion_matrix
 from .errors import UsageError
 from .monitors import OVERFITTING_ADVICE
-from .plots import CONFUSION_MATRIX_FILE, TRAINING_CURVES_FILE, save_confusion_matrix, save_training_curves
+from .plots import TRAINING_CURVES_FILE, save_training_curves
 
 TEMPLATE_NAME = "model_card_template.md"
 CARD_INPUTS_FILE = "card_inputs.json"
+CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 CARD_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "top_5_accuracy")
 FRAMEWORKS = ("transformers", "torch", "datasets", "accelerate", "evaluate", "timm", "huggingface-hub")
 TRAINING_HYPERPARAMETERS = (
@@ -198,7 +201,12 @@ def save_card_figures(inputs: CardInputs, output_dir: str | Path) -> dict[str, s
     output_dir = Path(output_dir)
     figures = {}
     if inputs.confusion_matrix:
-        save_confusion_matrix(inputs.confusion_matrix, inputs.label_names, output_dir / CONFUSION_MATRIX_FILE)
+        plot_confusion_matrix(
+            np.asarray(inputs.confusion_matrix),
+            inputs.label_names,
+            output_dir / CONFUSION_MATRIX_FILE,
+            title="Confusion matrix (validation)",
+        )
         figures["confusion_matrix"] = CONFUSION_MATRIX_FILE
     curves = save_training_curves(
         load_log_history(output_dir), output_dir / TRAINING_CURVES_FILE, inputs.train_accuracy

@@ -1,17 +1,13 @@
-"""The card's figures: a confusion matrix and the training/validation curves, as PNG files (matplotlib, Agg)."""
+"""The card's training/validation curves as a PNG file (matplotlib, Agg); the confusion matrix is in `confusion`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 TRAINING_CURVES_FILE = "training_curves.png"
-# Past this many classes the cell counts are unreadable: the matrix is drawn without them.
-MAX_ANNOTATED_CLASSES = 20
 
 
 def training_curves(log_history: list[dict]) -> dict[str, list[tuple[float, float]]]:
@@ -27,28 +23,6 @@ def _save(figure: Figure, path: Path) -> Path:
     FigureCanvasAgg(figure)
     figure.savefig(path, dpi=100, bbox_inches="tight")
     return path
-
-
-def save_confusion_matrix(matrix: list[list[int]], label_names: list[str], path: str | Path) -> Path:
-    """Draws true classes (rows) against predicted classes (columns), with counts when there are few classes."""
-    matrix = np.asarray(matrix)
-    size = min(4 + 0.45 * len(label_names), 24)
-    figure = Figure(figsize=(size, size))
-    axes = figure.add_subplot()
-    image = axes.imshow(matrix, cmap="Blues")
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-    ticks = np.arange(len(label_names))
-    axes.set_xticks(ticks, label_names, rotation=90 if len(label_names) > 6 else 45, ha="right")
-    axes.set_yticks(ticks, label_names)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    axes.set_title("Confusion matrix (validation)")
-    if len(label_names) <= MAX_ANNOTATED_CLASSES:
-        threshold = matrix.max() / 2 if matrix.size else 0
-        for (row, column), count in np.ndenumerate(matrix):
-            colour = "white" if count > threshold else "black"
-            axes.text(column, row, str(count), ha="center", va="center", color=colour, fontsize=8)
-    return _save(figure, Path(path))
 
 
 def save_training_curves(

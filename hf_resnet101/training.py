@@ -53,10 +53,10 @@ from .settings import (
 )
 from .transforms import (
     SeededTrainTransform,
-    add_index_column,
     build_train_transform,
     collate,
-    make_eval_batch_transform,
+    prepare_train_split,
+    preprocess_for_evaluation,
     resolve_data_config,
     set_image_size,
 )
@@ -175,9 +175,12 @@ def build_trainer(
 ) -> Trainer:
     data_config = resolve_data_config(processor)
     train_transform = build_train_transform(data_config, data_args.augmentation)
-    seeded_transform = SeededTrainTransform(train_transform, training_args.seed)
-    train = add_index_column(dataset["train"]).with_transform(seeded_transform)
-    validation = dataset["validation"].with_transform(make_eval_batch_transform(processor))
+    # Decode large JPEGs at no less than twice the training resolution (see `open_image`).
+    min_short_side = 2 * max(data_config.height, data_config.width)
+    seeded_transform = SeededTrainTransform(train_transform, training_args.seed, min_short_side)
+    train = prepare_train_split(dataset["train"]).with_transform(seeded_transform)
+    with training_args.main_process_first(desc="preparing validation images"):
+        validation = preprocess_for_evaluation(dataset["validation"], processor, data_config)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     names = dataset["train"].features["label"].names
@@ -378,7 +381,7 @@ def run_finetune(
             f"{trainable / 1e6:.2f} M trained (fewer parameters to fit: less overfitting on small data)."
         )
     if data_args.image_size:
-        set_image_size(processor, model.config, data_args.image_size)
+        processor = set_image_size(processor, model.config, data_args.image_size)
     data_config = resolve_data_config(processor)
     log_run_summary(
         training_args, model_args, data_args, dataset, report, settings, model, (data_config.height, data_config.width)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import math
+import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import datasets
 import torch
 from PIL import Image
 from torchvision.transforms import v2
@@ -40,8 +44,8 @@ def resolve_data_config(processor) -> DataConfig:
     return DataConfig(height, width, tuple(processor.image_mean), tuple(processor.image_std))
 
 
-def set_image_size(processor, model_config, image_size: int) -> None:
-    """Makes the processor (and, for timm, the model config it lives in) produce square `image_size` inputs."""
+def set_image_size(processor, model_config, image_size: int):
+    """The processor (and, for timm, the model config it lives in) made to produce square `image_size` inputs."""
     fixed = getattr(model_config, "image_size", None)
     if isinstance(fixed, int) and fixed != image_size:
         raise UsageError(
@@ -49,15 +53,16 @@ def set_image_size(processor, model_config, image_size: int) -> None:
             f"(its position embeddings are sized for it). Leave --image_size out or pass {fixed}."
         )
     if hasattr(processor, "data_config"):
-        processor.data_config["input_size"] = (3, image_size, image_size)
+        # timm's processor builds its transforms from the config it is made with: make a new one.
         model_config.pretrained_cfg = {**model_config.pretrained_cfg, "input_size": [3, image_size, image_size]}
-        return
+        return type(processor)(pretrained_cfg=model_config.pretrained_cfg)
     if "shortest_edge" in processor.size:
         processor.size = {"shortest_edge": image_size}
     else:
         processor.size = {"height": image_size, "width": image_size}
     if getattr(processor, "crop_size", None):
         processor.crop_size = {"height": image_size, "width": image_size}
+    return processor
 
 
 def build_train_transform(data_config: DataConfig, augmentation: str) -> Callable[[Image.Image], torch.Tensor]:
@@ -86,50 +91,102 @@ def build_train_transform(data_config: DataConfig, augmentation: str) -> Callabl
 INDEX_COLUMN = "__index__"
 
 
+def open_image(item: dict | Image.Image, min_short_side: int | None = None) -> Image.Image:
+    """Opens an undecoded `datasets` image; large JPEGs are decoded at reduced size (Pillow's draft mode).
+
+    Draft mode lets the JPEG decoder scale by 1/2, 1/4 or 1/8 while decoding, never below `min_short_side` on
+    the shorter side: a 3000x2000 photo for 224x224 training crops decodes at 750x500, several times faster,
+    and every crop still has about as many source pixels as it needs.
+    """
+    if isinstance(item, Image.Image):
+        return item
+    image = Image.open(item["path"] if item.get("path") else io.BytesIO(item["bytes"]))
+    if min_short_side and image.format == "JPEG":
+        width, height = image.size
+        scale = min_short_side / min(width, height)
+        if scale < 0.5:
+            image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+    return image
+
+
 class SeededTrainTransform:
     """The training transform for `Dataset.with_transform`, with randomness seeded per image and epoch.
 
     Each image's augmentation draws from a generator seeded by (seed, epoch, image index), not from whatever
     state the global RNG is in. So a run resumed from a checkpoint augments exactly as an uninterrupted one, and
     the result does not depend on the number of data-loading workers. The training split needs an
-    `INDEX_COLUMN` (see `add_index_column`); `epoch` is advanced by `EpochCallback`.
+    `INDEX_COLUMN` (see `add_index_column`); `epoch` is advanced by `EpochCallback` and lives in shared memory,
+    so persistent data-loading worker processes see it change.
+
+    Images may come undecoded (`datasets.Image(decode=False)`): they are then opened with `open_image`, which
+    decodes large JPEGs at reduced size, no smaller than `min_short_side`.
     """
 
-    def __init__(self, transform: Callable, seed: int):
+    def __init__(self, transform: Callable, seed: int, min_short_side: int | None = None):
         self.transform = transform
         self.seed = seed
-        self.epoch = 0
+        self.min_short_side = min_short_side
+        self._epoch = multiprocessing.Value("q", 0, lock=False)
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.value
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch.value = value
 
     def image_seed(self, index: int) -> int:
-        return (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
+        return ((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index) % 2**63
 
     def __call__(self, batch: dict) -> dict:
         pixel_values = []
-        for image, index in zip(batch["image"], batch[INDEX_COLUMN], strict=True):
+        for item, index in zip(batch["image"], batch[INDEX_COLUMN], strict=True):
+            image = to_rgb(open_image(item, self.min_short_side))
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.image_seed(index) % 2**63)
-                pixel_values.append(self.transform(to_rgb(image)))
+                torch.manual_seed(self.image_seed(index))
+                pixel_values.append(self.transform(image))
         return {"pixel_values": pixel_values, "label": batch["label"]}
 
 
-def add_index_column(split):
-    return split.add_column(INDEX_COLUMN, list(range(len(split))))
+def prepare_train_split(split):
+    """Adds the image index the seeded transform needs, and leaves decoding to it (for draft-mode JPEGs)."""
+    split = split.add_column(INDEX_COLUMN, list(range(len(split))))
+    return split.cast_column("image", datasets.Image(decode=False))
 
 
-def make_eval_batch_transform(processor) -> Callable[[dict], dict]:
-    """Evaluation uses the image processor itself, so its inputs equal what `pipeline` feeds the model."""
+def preprocess_for_evaluation(split, processor, data_config: DataConfig):
+    """Runs the image processor over the validation images once, into float32 arrays cached by `datasets`.
+
+    Evaluation preprocessing is deterministic, so with evaluation every step (the page's default) decoding and
+    resizing every validation image at every evaluation would be wasted: evaluations read the ready tensors.
+    The values are exactly the processor's, so evaluation still equals what `pipeline` computes.
+    """
+    features = datasets.Features(
+        {
+            "pixel_values": datasets.Array3D((3, data_config.height, data_config.width), "float32"),
+            "label": split.features["label"],
+        }
+    )
 
     def apply(batch: dict) -> dict:
         images = [to_rgb(image) for image in batch["image"]]
-        pixel_values = processor(images, return_tensors="pt")["pixel_values"]
-        return {"pixel_values": list(pixel_values), "label": batch["label"]}
+        return {"pixel_values": processor(images, return_tensors="pt")["pixel_values"].numpy()}
 
-    return apply
+    prepared = split.map(
+        apply,
+        batched=True,
+        batch_size=32,
+        remove_columns=[c for c in split.column_names if c != "label"],
+        features=features,
+        desc="Preparing validation images (once)",
+    )
+    return prepared.with_format("torch")
 
 
 def collate(examples: list[dict], channels_last: bool = False) -> dict[str, torch.Tensor]:
     pixel_values = torch.stack([example["pixel_values"] for example in examples])
     if channels_last:
         pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-    labels = torch.tensor([example["label"] for example in examples], dtype=torch.long)
+    labels = torch.tensor([int(example["label"]) for example in examples], dtype=torch.long)
     return {"pixel_values": pixel_values, "labels": labels}

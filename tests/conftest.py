@@ -122,4 +122,38 @@ def finetune_main():
         import finetune
     finally:
         sys.path.pop(0)
-    return finetune.main
+
+    def main(argv: list[str]):
+        # fp32 unless a test asks otherwise: tests compare the run's evaluation with the fp32 pipeline exactly,
+        # and tiny models run fastest in fp32.
+        if not any(arg in ("--precision", "--fp16", "--bf16") for arg in argv):
+            argv = [*argv, "--precision", "fp32"]
+        return finetune.main(argv)
+
+    return main
+
+
+@pytest.fixture(scope="session")
+def trained_run(finetune_main, tmp_path_factory) -> dict[str, Path]:
+    """A tiny ResNet fine-tuned on a train folder with a separate validation folder (shared by the
+    predict/evaluate/export tests): its output folder and both data folders."""
+    root = tmp_path_factory.mktemp("trained-run")
+    train = write_class_images(root / "train", per_class=8, seed=1)
+    validation = write_class_images(root / "validation", per_class=3, seed=2)
+    model = save_tiny_resnet(root / "tiny-resnet")
+    output = root / "out"
+    args = ["--train_dir", str(train), "--validation_dir", str(validation), "--output_dir", str(output)]
+    code = finetune_main([*args, "--model_name_or_path", str(model), "--eval_strategy", "no", "--seed", "3"])
+    assert code == 0
+    return {"output": output, "train": train, "validation": validation}
+
+
+def run_cli(capsys, argv: list[str], expected_code: int = 0) -> tuple[str, str]:
+    """Runs `hf-resnet101 ARGV` in-process; checks the exit status and that no traceback was printed."""
+    from hf_resnet101.cli import run_command
+
+    code = run_command(argv)
+    out, err = capsys.readouterr()
+    assert code == expected_code, err
+    assert "Traceback" not in err
+    return out, err

@@ -171,3 +171,31 @@ def test_inspect_command(image_folder, capsys):
     assert "train: 21 images in 3 classes" in out
     assert "dataset size tier: tiny" in out and "resnet-50" in out
     assert "No GPU" in out or "GPU with" in out
+
+
+def test_large_jpegs_decode_at_reduced_size_small_ones_in_full(tmp_path):
+    from messy_data import coloured
+
+    from hf_resnet101.transforms import open_image
+
+    coloured((90, 120, 200), size=(3000, 2000)).save(tmp_path / "big.jpg", quality=90)
+    coloured((90, 120, 200), size=(500, 375)).save(tmp_path / "small.jpg", quality=90)
+    big = open_image({"path": str(tmp_path / "big.jpg"), "bytes": None}, min_short_side=448)
+    big.load()
+    assert big.size == (750, 500)  # 1/4: the smallest scale that keeps the short side at least 448
+    small = open_image({"path": str(tmp_path / "small.jpg"), "bytes": None}, min_short_side=448)
+    small.load()
+    assert small.size == (500, 375)
+
+
+def test_seeded_transform_repeats_per_image_and_epoch(image_folder):
+    from hf_resnet101.transforms import INDEX_COLUMN, SeededTrainTransform
+
+    transform = SeededTrainTransform(build_train_transform(DataConfig(16, 16, (0.5,) * 3, (0.5,) * 3), "heavy"), 3)
+    image = next(image_folder.rglob("*.png"))
+    batch = {"image": [{"path": str(image), "bytes": None}] * 2, INDEX_COLUMN: [5, 6], "label": [0, 0]}
+    first = transform(batch)["pixel_values"]
+    assert torch.equal(transform(batch)["pixel_values"][0], first[0])
+    assert not torch.equal(first[0], first[1])  # another image index, other random crops
+    transform.epoch = 1
+    assert not torch.equal(transform(batch)["pixel_values"][0], first[0])

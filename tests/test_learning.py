@@ -35,6 +35,7 @@ def test_tiny_resnet_learns_the_digits(tmp_path):
             num_train_epochs=4,
             eval_strategy="epoch",
             save_strategy="no",
+            precision="fp32",
             seed=0,
         ),
         model_and_processor=(model, resnet_image_processor()),

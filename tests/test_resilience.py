@@ -204,3 +204,23 @@ def test_two_processes_match_one_with_the_same_global_batch(image_folder, tiny_r
     assert one["global_step"] == two["global_step"] == 3
     metrics = json.loads((tmp_path / "two" / "eval_results.json").read_text())
     assert metrics["eval_samples_per_second"] > 0 and 0 <= metrics["eval_accuracy"] <= 1
+
+
+def test_accelerate_configs_load_and_cpu_config_runs(image_folder, tiny_resnet, tmp_path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    configs = sorted((REPO_ROOT / "recipes" / "accelerate").glob("*.yaml"))
+    assert {p.stem for p in configs} == {"cpu", "multi_gpu", "multi_node", "single_gpu_fp16"}
+    for path in configs:
+        assert "accelerate launch --config_file" in path.read_text()
+        assert load_config_from_file(str(path)).num_processes >= 1
+    out = tmp_path / "out"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+              str(REPO_ROOT / "recipes" / "accelerate" / "single_gpu_fp16.yaml")]  # fmt: skip
+    result = run([*launch, RECIPE, "--train_dir", str(image_folder), "--output_dir", str(out),
+                  "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "no"])  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The fp16 config on a machine without a GPU: the run says what it used instead.
+    assert "precision: bf16 autocast on CPU (--fp16 asked for" in result.stderr or "fp32 on CPU (--fp16" in (
+        result.stderr
+    )

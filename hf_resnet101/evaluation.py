@@ -1,0 +1,295 @@
+"""`hf-resnet101 evaluate`: a trained model measured on held-out labelled images, with the training metrics.
+
+The metrics come from the package's own `evaluate` modules through the same `compute_metrics` that the Trainer
+uses, so a run on the validation folder reproduces the training run's final evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from datasets import ClassLabel, load_dataset
+from transformers import EvalPrediction, Pipeline
+from transformers.utils import logging
+
+from .confusion import compute_confusion_matrix, plot_confusion_matrix
+from .data import scan_class_folders
+from .errors import UsageError
+from .inference import classify
+from .metrics import build_compute_metrics, load_metric
+
+logger = logging.get_logger(__name__)
+
+METRICS_FILE = "metrics.json"
+PER_CLASS_FILE = "per_class.csv"
+MISTAKES_FILE = "mistakes.csv"
+CONFUSION_FILE = "confusion_matrix.png"
+
+
+@dataclass
+class LabelledImages:
+    """Images to evaluate on, with their true class ids in the model's numbering."""
+
+    sources: Sequence  # paths, or a lazy sequence of PIL images
+    names: list[str]
+    labels: list[int]
+    description: str
+    excluded_classes: dict[str, int] = field(default_factory=dict)  # class name -> images left out
+
+
+@dataclass
+class Evaluation:
+    """What an evaluation measured."""
+
+    metrics: dict[str, float]
+    per_class: list[dict]
+    mistakes: list[dict]
+    confusion: np.ndarray
+    label_names: list[str]
+    num_images: int
+    unreadable: list[dict] = field(default_factory=list)
+    excluded_classes: dict[str, int] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def model_label_names(classifier: Pipeline) -> list[str]:
+    id2label = classifier.model.config.id2label
+    return [id2label[i] for i in range(len(id2label))]
+
+
+def split_known_classes(
+    found: Sequence[str], label_names: Sequence[str], where: str, ignore_unknown: bool
+) -> tuple[list[str], list[str]]:
+    """Separates the data's class names into those the model knows and the rest.
+
+    Raises:
+        UsageError: for unknown classes unless `ignore_unknown`, or when no class is known at all.
+    """
+    known = [name for name in found if name in label_names]
+    unknown = [name for name in found if name not in label_names]
+    if not known:
+        raise UsageError(
+            f"None of the classes of {where} ({', '.join(found)}) is a label of the model "
+            f"({', '.join(label_names)}). Is this the data the model was trained for?"
+        )
+    if unknown and not ignore_unknown:
+        raise UsageError(
+            f"{where} has classes that the model does not know: {', '.join(unknown)} (the model's labels: "
+            f"{', '.join(label_names)}). Rename or remove those folders, or pass --ignore_unknown_classes to "
+            "evaluate on the known classes only."
+        )
+    if unknown:
+        logger.warning(f"Left out of the evaluation, unknown to the model: {', '.join(unknown)}.")
+    return known, unknown
+
+
+def labelled_folder(data_dir: str | Path, label_names: Sequence[str], ignore_unknown: bool = False) -> LabelledImages:
+    """The images of a folder with one sub-folder per class, labelled by folder name."""
+    folders = scan_class_folders(data_dir, "DATA")
+    known, unknown = split_known_classes(folders.class_names, label_names, f"DATA {data_dir}", ignore_unknown)
+    label2id = {name: i for i, name in enumerate(label_names)}
+    paths = [(str(path), label2id[name]) for name in known for path in folders.files_by_class[name]]
+    return LabelledImages(
+        sources=[path for path, _ in paths],
+        names=[path for path, _ in paths],
+        labels=[label for _, label in paths],
+        description=str(data_dir),
+        excluded_classes={name: len(folders.files_by_class[name]) for name in unknown},
+    )
+
+
+class ColumnImages(Sequence):
+    """A dataset's image column, decoded one item at a time (a whole split would not fit in memory)."""
+
+    def __init__(self, dataset, column: str):
+        self.dataset, self.column = dataset, column
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index][self.column]
+
+
+def labelled_hub_split(
+    dataset_name: str,
+    split: str,
+    label_names: Sequence[str],
+    *,
+    config_name: str | None = None,
+    image_column: str = "image",
+    label_column: str = "label",
+    ignore_unknown: bool = False,
+) -> LabelledImages:
+    """One split of a Hub (or local) dataset, labelled by the names in its label column."""
+    try:
+        dataset = load_dataset(dataset_name, config_name, split=split)
+    except (FileNotFoundError, ConnectionError, ValueError) as error:
+        raise UsageError(f"Could not load split {split!r} of dataset {dataset_name!r}: {error}") from error
+    for column in (image_column, label_column):
+        if column not in dataset.column_names:
+            raise UsageError(
+                f"Dataset {dataset_name!r} has no column {column!r} (columns: {', '.join(dataset.column_names)}). "
+                "Name the right ones with --image_column_name and --label_column_name."
+            )
+    feature = dataset.features[label_column]
+    values = dataset[label_column]
+    names = [feature.int2str(v) for v in values] if isinstance(feature, ClassLabel) else [str(v) for v in values]
+    where = f"dataset {dataset_name} ({split})"
+    known, unknown = split_known_classes(sorted(set(names)), label_names, where, ignore_unknown)
+    known_names = set(known)
+    keep = [i for i, name in enumerate(names) if name in known_names]
+    label2id = {name: i for i, name in enumerate(label_names)}
+    kept = dataset.select(keep).select_columns([image_column])
+    return LabelledImages(
+        sources=ColumnImages(kept, image_column),
+        names=[f"{dataset_name}/{split}/{i}" for i in keep],
+        labels=[label2id[names[i]] for i in keep],
+        description=where,
+        excluded_classes={name: names.count(name) for name in unknown},
+    )
+
+
+def collect_logits(
+    classifier: Pipeline,
+    data: LabelledImages,
+    batch_size: int = 8,
+    on_progress: Callable[[int], object] | None = None,
+) -> tuple[np.ndarray, list[int], list[dict]]:
+    """Runs the pipeline for raw logits; returns them, the positions they belong to, and the unreadable images."""
+    label_names = model_label_names(classifier)
+    label2id = {name: i for i, name in enumerate(label_names)}
+    rows, positions, unreadable = [], [], []
+    results = classify(
+        classifier,
+        data.sources,
+        top_k=len(label_names),
+        batch_size=batch_size,
+        function_to_apply="none",
+        names=data.names,
+        on_progress=on_progress,
+    )
+    for position, result in enumerate(results):
+        if result.error is not None:
+            unreadable.append({"path": result.source, "error": result.error})
+            continue
+        logits = np.empty(len(label_names), dtype=np.float32)
+        for entry in result.scores:
+            logits[label2id[entry["label"]]] = entry["score"]
+        rows.append(logits)
+        positions.append(position)
+    return np.stack(rows) if rows else np.empty((0, len(label_names)), np.float32), positions, unreadable
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def per_class_rows(references: np.ndarray, predictions: np.ndarray, label_names: Sequence[str]) -> list[dict]:
+    """Precision, recall, F1 and support for every class of the model (the package's metric module)."""
+    scores = load_metric("classification_metrics").compute(
+        predictions=predictions, references=references, num_labels=len(label_names), per_class=True
+    )
+    return [
+        {"class": name, "precision": p, "recall": r, "f1": f, "support": int(s)}
+        for name, p, r, f, s in zip(
+            label_names, scores["precision"], scores["recall"], scores["f1"], scores["support"], strict=True
+        )
+    ]
+
+
+def most_confident_mistakes(
+    probabilities: np.ndarray, references: np.ndarray, names: Sequence[str], label_names: Sequence[str]
+) -> list[dict]:
+    """The wrong predictions, most confident first: path, true class, predicted class, its probability."""
+    predictions = probabilities.argmax(-1)
+    wrong = np.flatnonzero(predictions != references)
+    order = wrong[np.argsort(-probabilities[wrong, predictions[wrong]], kind="stable")]
+    return [
+        {
+            "path": names[i],
+            "true": label_names[references[i]],
+            "predicted": label_names[predictions[i]],
+            "score": float(probabilities[i, predictions[i]]),
+        }
+        for i in order
+    ]
+
+
+def evaluate_model(
+    classifier: Pipeline,
+    data: LabelledImages,
+    batch_size: int = 8,
+    on_progress: Callable[[int], object] | None = None,
+) -> Evaluation:
+    """Measures the classifier on labelled images: training's metrics, per-class scores, confusion, mistakes.
+
+    Raises:
+        UsageError: when none of the images can be read.
+    """
+    label_names = model_label_names(classifier)
+    logits, positions, unreadable = collect_logits(classifier, data, batch_size, on_progress)
+    if not positions:
+        raise UsageError(f"None of the {len(data.names)} images of {data.description} could be read.")
+    if unreadable:
+        logger.warning(f"{len(unreadable)} unreadable images left out of the evaluation (listed in {METRICS_FILE}).")
+    references = np.asarray([data.labels[i] for i in positions])
+    names = [data.names[i] for i in positions]
+    compute_metrics = build_compute_metrics(len(label_names))
+    metrics = compute_metrics(EvalPrediction(predictions=logits, label_ids=references))
+    predictions = logits.argmax(-1)
+    return Evaluation(
+        metrics=metrics,
+        per_class=per_class_rows(references, predictions, label_names),
+        mistakes=most_confident_mistakes(softmax(logits), references, names, label_names),
+        confusion=compute_confusion_matrix(references, predictions, len(label_names)),
+        label_names=label_names,
+        num_images=len(positions),
+        unreadable=unreadable,
+        excluded_classes=data.excluded_classes,
+    )
+
+
+def write_csv(path: Path, rows: list[dict], columns: Sequence[str]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_evaluation(evaluation: Evaluation, output_dir: str | Path, model: str, data: str) -> dict[str, Path]:
+    """Writes metrics.json, per_class.csv, mistakes.csv and confusion_matrix.png; returns their paths."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "model": model,
+        "data": data,
+        "num_images": evaluation.num_images,
+        **evaluation.metrics,
+        "excluded_classes": evaluation.excluded_classes,
+        "unreadable": evaluation.unreadable,
+    }
+    metrics_path = output_dir / METRICS_FILE
+    metrics_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    files = {
+        "metrics": metrics_path,
+        "per_class": write_csv(
+            output_dir / PER_CLASS_FILE, evaluation.per_class, ["class", "precision", "recall", "f1", "support"]
+        ),
+        "mistakes": write_csv(output_dir / MISTAKES_FILE, evaluation.mistakes, ["path", "true", "predicted", "score"]),
+        "confusion_matrix": plot_confusion_matrix(
+            evaluation.confusion,
+            evaluation.label_names,
+            output_dir / CONFUSION_FILE,
+            title=f"{Path(model).name} on {data} ({evaluation.num_images} images)",
+        ),
+    }
+    evaluation.files = files
+    return files

@@ -1,0 +1,203 @@
+"""`hf-resnet101 export`: ONNX with a dynamic batch, its preprocessing and labels beside it, checked with ONNX Runtime.
+
+The exporter is PyTorch's TorchScript-based one (`torch.onnx.export(..., dynamo=False)`): it exports the
+transformers ResNet, timm-wrapped and ViT models with a dynamic batch axis and needs only `onnx`, while the
+dynamo exporter also needs `onnxscript`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import UsageError
+from .inference import IMAGE_ERRORS, describe_error, load_model_and_processor, read_image
+from .transforms import resolve_data_config
+
+ONNX_FILE = "model.onnx"
+LABELS_FILE = "labels.json"
+CHECK_FILE = "export_check.json"
+FORMATS = ("onnx",)
+OPSET = 17
+# fp32 on both sides; the kernels differ in summation order, so logits agree to about 1e-5 in practice.
+DEFAULT_ATOL = 1e-4
+DEFAULT_RTOL = 1e-3
+CHECK_IMAGES = 8
+INSTALL_HINT = "ONNX export needs onnx and onnxruntime: pip install 'hf-resnet101[export]'."
+
+
+class ExportCheckError(UsageError):
+    """ONNX Runtime's outputs differ from PyTorch's beyond the tolerance."""
+
+
+@dataclass
+class ExportCheck:
+    """How ONNX Runtime's logits compared with PyTorch's on the check images."""
+
+    images: int
+    image_source: str
+    max_abs_diff: float
+    atol: float
+    rtol: float
+    top1_agreement: float
+    passed: bool
+
+
+class LogitsOnly(torch.nn.Module):
+    """`pixel_values -> logits`, the plain signature an ONNX graph needs."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).logits
+
+
+def import_onnx_runtime():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as error:
+        raise UsageError(f"{INSTALL_HINT} ({error})") from error
+    return onnxruntime
+
+
+def export_to_onnx(model: torch.nn.Module, path: str | Path, height: int, width: int, opset: int = OPSET) -> Path:
+    """Writes `model` as ONNX with input `pixel_values` (batch, 3, height, width) and output `logits`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = LogitsOnly(model).eval()
+    example = torch.zeros(2, 3, height, width)
+    with warnings.catch_warnings():
+        # The TorchScript exporter announces its deprecation and notes traced shape checks; neither matters here.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(path),
+            input_names=["pixel_values"],
+            output_names=["logits"],
+            dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    # The exporter puts the wrapper back into the mode it found; keep the model in eval mode regardless.
+    model.eval()
+    return path
+
+
+def onnx_session(path: str | Path, threads: int | None = None):
+    """An ONNX Runtime session on the CPU."""
+    onnxruntime = import_onnx_runtime()
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def validation_images_of(model_dir: Path, count: int) -> list[Path]:
+    """Up to `count` validation images listed in a training run's splits.csv, spread over the list."""
+    splits = model_dir / "splits.csv"
+    if not splits.is_file():
+        return []
+    with splits.open(newline="", encoding="utf-8") as f:
+        paths = [Path(row["path"]) for row in csv.DictReader(f) if row["split"] == "validation" and row["path"]]
+    paths = [p for p in paths if p.is_file()]
+    if len(paths) <= count:
+        return paths
+    return [paths[round(i)] for i in np.linspace(0, len(paths) - 1, count)]
+
+
+def synthetic_images(count: int, seed: int = 0) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)) for _ in range(count)]
+
+
+def read_check_image(path: str | Path) -> Image.Image:
+    try:
+        return read_image(str(path))
+    except IMAGE_ERRORS as error:
+        raise UsageError(f"--check_images: cannot read {path} ({describe_error(error)}).") from error
+
+
+def check_images_for(model: str, given: Sequence[str | Path] | None, count: int = CHECK_IMAGES):
+    """The images the export is checked on: those given, else the run's validation images, else random pixels."""
+    if given:
+        return [read_check_image(p) for p in given], f"{len(given)} given images"
+    found = validation_images_of(Path(model), count) if Path(model).is_dir() else []
+    if found:
+        return [read_image(str(p)) for p in found], f"validation images from {Path(model) / 'splits.csv'}"
+    return synthetic_images(count), "random-pixel images (no splits.csv with validation images; give --check_images)"
+
+
+def compare_outputs(
+    model: torch.nn.Module, session, pixel_values: torch.Tensor, atol: float, rtol: float
+) -> tuple[float, float, bool]:
+    """Max |ONNX - PyTorch| over the batch and one image alone (checks the dynamic batch), top-1 agreement."""
+    with torch.no_grad():
+        expected = model(pixel_values=pixel_values).logits.float().numpy()
+    batch = session.run(["logits"], {"pixel_values": pixel_values.numpy()})[0]
+    single = session.run(["logits"], {"pixel_values": pixel_values[:1].numpy()})[0]
+    max_diff = float(max(np.abs(batch - expected).max(), np.abs(single - expected[:1]).max()))
+    close = np.allclose(batch, expected, atol=atol, rtol=rtol) and np.allclose(
+        single, expected[:1], atol=atol, rtol=rtol
+    )
+    agreement = float((batch.argmax(-1) == expected.argmax(-1)).mean())
+    return max_diff, agreement, bool(close)
+
+
+def write_sidecar_files(model, processor, out_dir: Path) -> None:
+    """config.json, the processor's preprocessor_config.json and labels.json (names in output order)."""
+    model.config.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    (out_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def export_model(
+    model_name_or_path: str,
+    out_dir: str | Path,
+    *,
+    export_format: str = "onnx",
+    check_images: Sequence[str | Path] | None = None,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    opset: int = OPSET,
+) -> tuple[Path, ExportCheck]:
+    """Exports a trained model to `out_dir/model.onnx` with its config, processor settings and labels, then checks it.
+
+    Raises:
+        UsageError: for an unknown format or a missing onnx/onnxruntime.
+        ExportCheckError: when ONNX Runtime's logits differ from PyTorch's beyond `atol` + `rtol`·|logit| (the
+            file is renamed `model.onnx.failed` so it cannot be shipped by mistake).
+    """
+    if export_format not in FORMATS:
+        raise UsageError(f"--format {export_format}: supported formats are {', '.join(FORMATS)}.")
+    import_onnx_runtime()
+    out_dir = Path(out_dir)
+    model, processor = load_model_and_processor(model_name_or_path, dtype=torch.float32)
+    images, image_source = check_images_for(model_name_or_path, check_images)
+    pixel_values = processor(images, return_tensors="pt")["pixel_values"].float()
+    data_config = resolve_data_config(processor)
+    onnx_path = export_to_onnx(model, out_dir / ONNX_FILE, data_config.height, data_config.width, opset)
+    write_sidecar_files(model, processor, out_dir)
+    max_diff, agreement, close = compare_outputs(model, onnx_session(onnx_path), pixel_values, atol, rtol)
+    check = ExportCheck(len(images), image_source, max_diff, atol, rtol, agreement, close)
+    (out_dir / CHECK_FILE).write_text(json.dumps(asdict(check), indent=2) + "\n", encoding="utf-8")
+    if not close:
+        failed = onnx_path.rename(onnx_path.with_suffix(".onnx.failed"))
+        raise ExportCheckError(
+            f"The ONNX export does not match PyTorch: max |difference| of the logits {max_diff:.3g} on {len(images)} "
+            f"{image_source}, beyond atol={atol:g} + rtol={rtol:g}·|logit| (top-1 agreement {agreement:.0%}). "
+            f"The file was renamed {failed} so it is not used; try another --opset or report the model."
+        )
+    return onnx_path, check

@@ -1,0 +1,121 @@
+"""`hf-resnet101 evaluate`: training's metrics on held-out data, per-class table, confusion matrix, mistakes."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli, save_tiny_resnet, write_class_images
+from PIL import Image
+from transformers import AutoImageProcessor, EvalPrediction, ResNetForImageClassification
+
+from hf_resnet101.metrics import build_compute_metrics
+
+TRAINING_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
+
+
+def test_metrics_equal_the_training_runs_final_evaluation(trained_run, tmp_path, capsys):
+    output_dir = tmp_path / "evaluation"
+    out, _ = run_cli(
+        capsys,
+        ["evaluate", str(trained_run["output"]), str(trained_run["validation"]), "--output_dir", str(output_dir)],
+    )
+    trained = json.loads((trained_run["output"] / "eval_results.json").read_text())
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["num_images"] == 9
+    for name in TRAINING_METRICS:
+        assert metrics[name] == pytest.approx(trained[f"eval_{name}"], abs=1e-6), name
+    assert "top_5_accuracy" not in metrics  # 3 classes
+
+    per_class = list(csv.DictReader((output_dir / "per_class.csv").open(newline="", encoding="utf-8")))
+    assert [row["class"] for row in per_class] == ["Blue Jay", "cat", "élan vital"]
+    assert [int(row["support"]) for row in per_class] == [3, 3, 3]
+    recall = [float(row["recall"]) for row in per_class]
+    assert np.mean(recall) == pytest.approx(metrics["recall_macro"])
+
+    mistakes = list(csv.DictReader((output_dir / "mistakes.csv").open(newline="", encoding="utf-8")))
+    assert len(mistakes) == round((1 - metrics["accuracy"]) * 9)
+    assert all(row["true"] != row["predicted"] for row in mistakes)
+    scores = [float(row["score"]) for row in mistakes]
+    assert scores == sorted(scores, reverse=True)
+    assert (output_dir / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "accuracy" in out and "élan vital" in out and "confusion_matrix.png" in out
+
+
+def test_top_5_past_five_classes_matches_a_direct_forward_pass(tmp_path, capsys):
+    names = [f"class {i}" for i in range(7)]
+    model_dir = save_tiny_resnet(tmp_path / "model")
+    model = ResNetForImageClassification.from_pretrained(
+        model_dir, num_labels=7, id2label=dict(enumerate(names)), ignore_mismatched_sizes=True
+    )
+    model.save_pretrained(model_dir)
+    colours = {name: (30 * i, 255 - 30 * i, 100) for i, name in enumerate(names)}
+    data = write_class_images(tmp_path / "data", per_class=2, classes=colours)
+    run_cli(capsys, ["evaluate", str(model_dir), str(data), "--output_dir", str(tmp_path / "ev")])
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+
+    paths = sorted(data.rglob("*.png"))
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    pixel_values = processor([Image.open(p).convert("RGB") for p in paths], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        logits = model.eval()(pixel_values=pixel_values).logits.numpy()
+    labels = np.asarray([names.index(p.parent.name) for p in paths])
+    expected = build_compute_metrics(7)(EvalPrediction(predictions=logits, label_ids=labels))
+    assert set(expected) == {*TRAINING_METRICS, "top_5_accuracy"}
+    for name, value in expected.items():
+        assert metrics[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_unknown_class_folder_is_reported_not_mapped(trained_run, tmp_path, capsys):
+    data = write_class_images(tmp_path / "data", per_class=2, classes={"cat": (200, 60, 40), "zebra": (9, 9, 9)})
+    model = str(trained_run["output"])
+    _, err = run_cli(capsys, ["evaluate", model, str(data), "--output_dir", str(tmp_path / "ev")], expected_code=2)
+    assert "zebra" in err and "--ignore_unknown_classes" in err
+
+    out, _ = run_cli(
+        capsys, ["evaluate", model, str(data), "--output_dir", str(tmp_path / "ev"), "--ignore_unknown_classes"]
+    )
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["excluded_classes"] == {"zebra": 2}
+    assert metrics["num_images"] == 2
+    assert "zebra" in out
+
+
+def test_unreadable_image_is_left_out_and_listed(trained_run, tmp_path, capsys):
+    data = write_class_images(tmp_path / "data", per_class=2)
+    (data / "cat" / "broken.png").write_bytes(b"\x89PNG broken")
+    run_cli(capsys, ["evaluate", str(trained_run["output"]), str(data), "--output_dir", str(tmp_path / "ev")])
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["num_images"] == 6
+    assert [entry["path"] for entry in metrics["unreadable"]] == [str(data / "cat" / "broken.png")]
+
+
+def test_local_dataset_split_gives_the_folders_metrics(trained_run, tmp_path, capsys):
+    model, validation = str(trained_run["output"]), str(trained_run["validation"])
+    run_cli(capsys, ["evaluate", model, validation, "--output_dir", str(tmp_path / "folder")])
+    argv = ["evaluate", model, "--dataset_name", validation, "--split", "train", "--output_dir", str(tmp_path / "ds")]
+    run_cli(capsys, argv)
+    from_folder = json.loads((tmp_path / "folder" / "metrics.json").read_text())
+    from_dataset = json.loads((tmp_path / "ds" / "metrics.json").read_text())
+    for name in TRAINING_METRICS:
+        assert from_dataset[name] == pytest.approx(from_folder[name]), name
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["evaluate", "{tmp}/no-model", "{data}"], "does not exist"),
+        (["evaluate", "{model}", "{tmp}/empty"], "holds no images"),
+        (["evaluate", "{model}", "{tmp}/nothing-here"], "does not exist"),
+        (["evaluate", "{model}"], "either DATA"),
+        (["evaluate", "{tmp}/no-model", "{data}", "--dataset_name", "beans"], "either DATA"),  # before loading
+    ],
+)
+def test_bad_input_gets_a_message(trained_run, tmp_path, capsys, argv, expected):
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    values = {"tmp": tmp_path, "model": trained_run["output"], "data": trained_run["validation"]}
+    _, err = run_cli(capsys, [arg.format(**values) for arg in argv] + ["--output_dir", str(tmp_path / "ev")], 2)
+    assert expected in err

@@ -1,0 +1,87 @@
+"""`hf-resnet101 export`: ONNX with a dynamic batch and its settings beside it, checked against PyTorch."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from conftest import run_cli
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from hf_resnet101.export import LogitsOnly
+
+
+@pytest.mark.parametrize("family", ["resnet", "timm", "vit"])
+def test_onnx_matches_pytorch_on_real_images_with_any_batch(tiny_models, image_folder, tmp_path, capsys, family):
+    model_dir, out = tiny_models[family], tmp_path / "onnx"
+    images = sorted(image_folder.rglob("*.png"))[::4]
+    out_text, _ = run_cli(capsys, ["export", str(model_dir), str(out), "--check_images", *map(str, images)])
+    assert "matches PyTorch" in out_text
+    check = json.loads((out / "export_check.json").read_text())
+    assert check["passed"] and check["images"] == len(images) and check["max_abs_diff"] <= 1e-4
+
+    model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
+    labels = json.loads((out / "labels.json").read_text())
+    assert labels == [model.config.id2label[i] for i in range(model.config.num_labels)]
+    processor = AutoImageProcessor.from_pretrained(out)  # the settings written beside the ONNX file
+    pixel_values = processor([Image.open(p).convert("RGB") for p in images[:3]], return_tensors="pt")["pixel_values"]
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits = session.run(["logits"], {"pixel_values": pixel_values.numpy()})[0]
+    with torch.no_grad():
+        expected = model(pixel_values=pixel_values).logits.numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-3)
+
+
+def test_trained_run_is_checked_on_its_validation_images(trained_run, tmp_path, capsys):
+    run_cli(capsys, ["export", str(trained_run["output"]), str(tmp_path / "onnx")])
+    check = json.loads((tmp_path / "onnx" / "export_check.json").read_text())
+    assert "splits.csv" in check["image_source"] and check["images"] == 8
+    assert json.loads((tmp_path / "onnx" / "labels.json").read_text()) == ["Blue Jay", "cat", "élan vital"]
+    assert (tmp_path / "onnx" / "preprocessor_config.json").is_file()
+    assert json.loads((tmp_path / "onnx" / "config.json").read_text())["label2id"]["élan vital"] == 2
+
+
+def test_an_export_that_differs_from_pytorch_fails_loudly(tiny_resnet, tmp_path, capsys, monkeypatch):
+    forward = LogitsOnly.forward
+    monkeypatch.setattr(LogitsOnly, "forward", lambda self, pixel_values: forward(self, pixel_values) + 0.01)
+    _, err = run_cli(capsys, ["export", str(tiny_resnet), str(tmp_path / "onnx")], expected_code=2)
+    assert "does not match PyTorch" in err and "atol=0.0001" in err
+    assert not (tmp_path / "onnx" / "model.onnx").exists()
+    assert (tmp_path / "onnx" / "model.onnx.failed").exists()
+
+
+def test_missing_onnxruntime_says_what_to_install(tiny_resnet, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    _, err = run_cli(capsys, ["export", str(tiny_resnet), str(tmp_path / "onnx")], expected_code=2)
+    assert "pip install 'hf-resnet101[export]'" in err
+
+
+def test_missing_model(tmp_path, capsys):
+    _, err = run_cli(capsys, ["export", str(tmp_path / "no-model"), str(tmp_path / "onnx")], expected_code=2)
+    assert "does not exist" in err
+
+
+def test_unreadable_check_image(tiny_resnet, tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    argv = ["export", str(tiny_resnet), str(tmp_path / "onnx"), "--check_images", str(broken)]
+    _, err = run_cli(capsys, argv, expected_code=2)
+    assert "cannot read" in err and "broken.jpg" in err
+    assert not (tmp_path / "onnx").exists()  # nothing written that was not checked
+
+
+@pytest.mark.slow
+def test_full_resnet101_exports_and_matches(tmp_path, capsys):
+    from hf_resnet101.modeling import build_random_resnet101, resnet_image_processor
+
+    model_dir = tmp_path / "resnet-101"
+    build_random_resnet101(["a", "b", "c"]).save_pretrained(model_dir)
+    resnet_image_processor().save_pretrained(model_dir)
+    run_cli(capsys, ["export", str(model_dir), str(tmp_path / "onnx")])
+    check = json.loads((tmp_path / "onnx" / "export_check.json").read_text())
+    assert check["passed"] and check["top1_agreement"] == 1.0

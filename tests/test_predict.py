@@ -1,0 +1,82 @@
+"""`hf-resnet101 predict`: the pipeline's results, one row per image, unreadable files reported in place."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from conftest import CLASS_COLOURS, run_cli, write_class_images
+from transformers import pipeline
+
+from hf_resnet101.inference import load_classifier
+from hf_resnet101.predict import collect_image_paths, predict_images
+
+CLASS_NAMES = sorted(CLASS_COLOURS)
+
+
+@pytest.mark.parametrize("family", ["resnet", "timm", "vit"])
+def test_predictions_equal_the_pipelines(tiny_models, image_folder, family):
+    model = str(tiny_models[family])
+    paths = collect_image_paths([image_folder])
+    results = predict_images(load_classifier(model), paths, top_k=2, batch_size=4)
+    expected = pipeline("image-classification", model=model)([str(p) for p in paths], top_k=2, batch_size=4)
+    assert [r.source for r in results] == [str(p) for p in paths]
+    assert [r.scores for r in results] == expected
+    assert all(r.error is None for r in results)
+
+
+def test_trained_model_writes_csv_with_an_error_row_for_an_unreadable_file(trained_run, tmp_path, capsys):
+    images = write_class_images(tmp_path / "new", per_class=2)
+    broken = images / "cat" / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    listed = tmp_path / "list.txt"
+    listed.write_text("# images to check\nnew/cat/img_000.png\n\nnew/missing.png\n")
+    output = tmp_path / "preds.csv"
+    out, _ = run_cli(
+        capsys, ["predict", str(trained_run["output"]), str(images), str(listed), "--output", str(output)]
+    )
+    assert "2 unreadable" in out
+
+    rows = list(csv.DictReader(output.open(newline="", encoding="utf-8")))
+    assert len(rows) == 3 * 2 + 1 + 2
+    assert list(rows[0]) == ["path", "label_1", "score_1", "label_2", "score_2", "label_3", "score_3", "error"]
+    by_path = {row["path"]: row for row in rows}
+    assert "cannot identify image file" in by_path[str(broken)]["error"]
+    assert by_path[str(broken)]["label_1"] == ""
+    assert "no such file" in by_path[str(tmp_path / "new" / "missing.png")]["error"]
+    readable = [row for row in rows if not row["error"]]
+    assert all(row["label_1"] in CLASS_NAMES for row in readable)
+    assert all(float(row["score_1"]) >= float(row["score_2"]) for row in readable)
+
+
+def test_jsonl_output_and_printed_table(trained_run, capsys, tmp_path):
+    model, validation = str(trained_run["output"]), trained_run["validation"]
+    output = tmp_path / "preds.jsonl"
+    run_cli(capsys, ["predict", model, str(validation / "cat"), "--top_k", "1", "--output", str(output)])
+    records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 3
+    assert all(len(r["predictions"]) == 1 and r["error"] is None for r in records)
+    assert all(r["predictions"][0]["label"] in CLASS_NAMES for r in records)
+
+    out, _ = run_cli(capsys, ["predict", model, str(validation / "élan vital" / "img_000.png")])
+    assert "img_000.png" in out and "top 5" in out
+    assert any(name in out for name in CLASS_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["predict", "{tmp}/no-model", "{images}"], "does not exist"),
+        (["predict", "nobody/no-such-model", "{images}"], "Could not load the model 'nobody/no-such-model'"),
+        (["predict", "{model}", "{tmp}/nothing-here"], "does not exist"),
+        (["predict", "{model}", "{tmp}/empty"], "holds no image files"),
+        (["predict", "{model}", "{images}", "--output", "{tmp}/preds.xlsx"], ".csv or .jsonl"),
+        (["predict", "{model}", "{images}", "--top_k", "0"], "at least 1"),
+    ],
+)
+def test_bad_input_gets_a_message(trained_run, tmp_path, capsys, argv, expected):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    values = {"tmp": tmp_path, "model": trained_run["output"], "images": trained_run["validation"]}
+    _, err = run_cli(capsys, [arg.format(**values) for arg in argv], expected_code=2)
+    assert expected in err
