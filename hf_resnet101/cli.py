@@ -1,4 +1,4 @@
-"""The `hf-resnet101` command: the things around training (the demo; predict, evaluate and export a trained model)."""
+"""The `hf-resnet101` command: the things around training (demo, inspect, predict, evaluate, export, card, push)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,45 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--strict", action="store_true", help="Fail on any unusable file, as training would.")
     inspect.add_argument("--output", default=None, help="Also write the full report as JSON to this file.")
     add_after_training_parsers(commands)
+    add_hub_commands(commands)
     return parser
+
+
+def add_hub_commands(commands) -> None:
+    """`card` (render the model card again) and `push` (publish a finished output folder)."""
+    card = commands.add_parser("card", help="Render README.md (the model card) and its figures again in OUT.")
+    card.add_argument("output_dir", help="The output folder of a finished run.")
+    card.add_argument("--hub_model_id", default=None, help="Repo id for the card's usage snippet (USER/NAME).")
+    push = commands.add_parser(
+        "push",
+        help="Push a finished output folder to the Hub (token from HF_TOKEN or `hf auth login`).",
+    )
+    push.add_argument("output_dir", help="The output folder of a finished run.")
+    push.add_argument("--hub_model_id", required=True, help="The repository to create or update: USER/NAME.")
+    push.add_argument("--hub_private_repo", action="store_true", help="Create the repository as private.")
+    push.add_argument(
+        "--hub_strategy",
+        default="end",
+        help="Checkpoints to push too: none (end, every_save), the latest as last-checkpoint/ (checkpoint), or all "
+        "(all_checkpoints).",
+    )
+
+
+def run_hub_command(args: argparse.Namespace) -> None:
+    from .hub import push_output_dir
+    from .model_card import card_text_for_repo, write_model_card
+
+    if args.command == "card":
+        print(f"Wrote {write_model_card(args.output_dir, repo_id=args.hub_model_id)}")
+    else:
+        url = push_output_dir(
+            args.output_dir,
+            args.hub_model_id,
+            private=args.hub_private_repo or None,
+            hub_strategy=args.hub_strategy,
+            card_text=card_text_for_repo(args.output_dir, args.hub_model_id),
+        )
+        print(f"Pushed {args.output_dir} to {url}")
 
 
 @exit_on_usage_error
@@ -68,6 +106,8 @@ def run_command(argv: list[str] | None = None) -> None:
         from .demo import print_demo_report, run_demo
 
         print_demo_report(run_demo(args.output_dir, epochs=args.epochs, seed=args.seed))
+    elif args.command in ("card", "push"):
+        run_hub_command(args)
     elif args.command == "inspect":
         run_inspect(args)
     elif args.command in AFTER_TRAINING_COMMANDS:

@@ -7,3 +7,7 @@ class UsageError(ValueError):
     The message says what was wrong and what to do about it; entry points print it without a traceback and
     exit with status 2.
     """
+
+
+class PushError(UsageError):
+    """Raised when a push to the Hub fails for good; the message says how to push the output folder again."""

@@ -1,30 +1,187 @@
-"""Publishing a finished output folder to the Hub."""
+"""Publishing a finished output folder to the Hub: checks before training, retries, a way to push again."""
 
 from __future__ import annotations
 
+import fnmatch
+import shlex
+import time
 from pathlib import Path
 
-from huggingface_hub import HfApi
+from huggingface_hub import CommitOperationAdd, HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from transformers.utils import logging
+
+from .errors import PushError, UsageError
 
 logger = logging.get_logger(__name__)
 
-# Checkpoints and trainer state stay local; the model, processor, card, metrics and split lists are published.
-PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "training_args.bin", "*.pt", "*.pth"]
+HUB_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")
+# Never published: the pickled training arguments (unsafe to load, and they held the token in older runs),
+# TensorBoard logs, and checkpoints unless the hub strategy asks for them.
+IGNORED_NAMES = frozenset({"training_args.bin"})
+IGNORED_PATTERNS = ("runs/*", ".*", "*/.*")
+CHECKPOINT_PATTERN = "checkpoint-*"
+LAST_CHECKPOINT_DIR = "last-checkpoint"
+# Waits before each new attempt (seconds): five attempts in all, about 1.5 minutes, to ride out a Hub hiccup.
+RETRY_WAITS_S = (2.0, 8.0, 20.0, 60.0)
+RETRY_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
+COMMIT_MESSAGE = "Fine-tuned with hf_resnet101"
+
+
+def resolve_token(token: str | None = None) -> str | None:
+    """The token to push with: the one given, else `HF_TOKEN`, else the local credential store (`hf auth login`)."""
+    return token or get_token()
+
+
+def check_push_settings(repo_id: str | None, token: str | None = None) -> str:
+    """Checks, before any training, that a push can work; returns the token to push with.
+
+    Raises:
+        UsageError: when the repo id is missing or invalid, or no token is available.
+    """
+    if not repo_id:
+        raise UsageError("--push_to_hub needs --hub_model_id USER/NAME: the repository to create or update.")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise UsageError(
+            f"--hub_model_id {repo_id!r} is not a valid repository name: {error} "
+            "Use USER/NAME (letters, digits, '-', '_' and '.'; no '--' or '..'), e.g. me/resnet101-birds."
+        ) from error
+    resolved = resolve_token(token)
+    if not resolved:
+        raise UsageError(
+            "--push_to_hub needs a Hugging Face token with write access, and none was found. Log in once with "
+            "`hf auth login` or set the HF_TOKEN environment variable, then run again (nothing was trained yet)."
+        )
+    return resolved
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for failures worth another attempt: connection problems, time-outs, 5xx, 408 and 429 answers."""
+    if isinstance(error, HfHubHTTPError):
+        response = getattr(error, "response", None)
+        return response is not None and response.status_code in RETRY_STATUS_CODES
+    # httpx's TransportError covers refused connections, time-outs and dropped connections (`httpx` for
+    # huggingface_hub 1.x, `httpx2` for 2.x).
+    transport = any(
+        cls.__name__ == "TransportError" and cls.__module__.startswith("httpx") for cls in type(error).__mro__
+    )
+    return transport or isinstance(error, (ConnectionError, TimeoutError))
+
+
+def _matches(path: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(path, pattern) for pattern in patterns)
+
+
+def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    """The Trainer's `checkpoint-STEP` folders, oldest first."""
+    found = [p for p in output_dir.glob(CHECKPOINT_PATTERN) if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def files_to_push(output_dir: str | Path, hub_strategy: str = "end") -> list[tuple[Path, str]]:
+    """The (local file, path in the repo) pairs a push uploads.
+
+    The final model, processor, card, plots, metrics and split lists always; checkpoints by `hub_strategy`:
+    `end` and `every_save` push none (this package pushes once, after training), `checkpoint` pushes the latest
+    one as `last-checkpoint/` (what `--resume_from_checkpoint` needs), `all_checkpoints` pushes every one.
+
+    Raises:
+        UsageError: for an unknown strategy.
+    """
+    if hub_strategy not in HUB_STRATEGIES:
+        raise UsageError(f"--hub_strategy must be one of {', '.join(HUB_STRATEGIES)}, got {hub_strategy!r}.")
+    output_dir = Path(output_dir)
+    checkpoints = checkpoint_dirs(output_dir)
+    pushed_checkpoints = {
+        "checkpoint": {c: LAST_CHECKPOINT_DIR for c in checkpoints[-1:]},
+        "all_checkpoints": {c: c.name for c in checkpoints},
+    }.get(hub_strategy, {})
+    pairs = []
+    for path in sorted(p for p in output_dir.rglob("*") if p.is_file()):
+        relative = path.relative_to(output_dir).as_posix()
+        if path.name in IGNORED_NAMES or _matches(relative, IGNORED_PATTERNS):
+            continue
+        top = output_dir / relative.split("/")[0]
+        if fnmatch.fnmatch(top.name, CHECKPOINT_PATTERN) and top.is_dir():
+            if top not in pushed_checkpoints:
+                continue
+            relative = f"{pushed_checkpoints[top]}/{path.relative_to(top).as_posix()}"
+        pairs.append((path, relative))
+    return pairs
+
+
+def push_again_command(output_dir: str | Path, repo_id: str, private: bool | None, hub_strategy: str) -> str:
+    """The exact `hf-resnet101 push` command that retries a failed push."""
+    words = ["hf-resnet101", "push", str(output_dir), "--hub_model_id", repo_id]
+    if private:
+        words.append("--hub_private_repo")
+    if hub_strategy in ("checkpoint", "all_checkpoints"):  # the others push the same files
+        words += ["--hub_strategy", hub_strategy]
+    return shlex.join(words)
+
+
+def _push_once(
+    api: HfApi, output_dir: Path, repo_id: str, private: bool | None, hub_strategy: str, card_text: str | None
+) -> str:
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    # Operations are rebuilt on every attempt: they remember upload state from the previous one.
+    operations = [
+        CommitOperationAdd(path_in_repo=in_repo, path_or_fileobj=str(local))
+        for local, in_repo in files_to_push(output_dir, hub_strategy)
+        if not (card_text is not None and in_repo == "README.md")
+    ]
+    if card_text is not None:
+        operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card_text.encode()))
+    commit = api.create_commit(repo_id, operations=operations, commit_message=COMMIT_MESSAGE, repo_type="model")
+    return commit.commit_url
 
 
 def push_output_dir(
-    output_dir: str | Path, repo_id: str, *, private: bool | None = None, token: str | None = None, revision=None
+    output_dir: str | Path,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
+    hub_strategy: str = "end",
+    card_text: str | None = None,
 ) -> str:
-    """Creates the repo if needed and uploads the output folder in one commit; returns the commit URL."""
+    """Creates the repo if needed and uploads the output folder in one commit; returns the commit URL.
+
+    Transient failures (connection errors, time-outs, 5xx including on the commit call) are retried with growing
+    waits. The output folder is only read, so a failed push leaves it as it was. `card_text` replaces the folder's
+    README.md in the repo (a card rendered for this repo id).
+
+    Raises:
+        UsageError: for a missing token or an invalid repo id.
+        PushError: when the push still fails after the retries, or fails for good (e.g. no write access); the
+            message holds the command that pushes the folder again.
+    """
+    output_dir = Path(output_dir)
+    if not (output_dir / "config.json").is_file():
+        raise UsageError(f"{output_dir} holds no config.json: give the output folder of a finished training run.")
+    token = check_push_settings(repo_id, token)
+    files_to_push(output_dir, hub_strategy)  # fails early on an unknown strategy
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    commit = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(output_dir),
-        commit_message="Fine-tuned with hf_resnet101",
-        ignore_patterns=PUSH_IGNORE_PATTERNS,
-        revision=revision,
-    )
-    logger.warning(f"Pushed {output_dir} to {commit.commit_url}")
-    return commit.commit_url
+    attempts = len(RETRY_WAITS_S) + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            commit_url = _push_once(api, output_dir, repo_id, private, hub_strategy, card_text)
+        except Exception as error:
+            if attempt == attempts or not is_transient(error):
+                raise PushError(
+                    f"Pushing {output_dir} to {repo_id} failed after {attempt} attempt(s): "
+                    f"{type(error).__name__}: {error}\nThe output folder is complete and unchanged. "
+                    f"Push it again with:\n  {push_again_command(output_dir, repo_id, private, hub_strategy)}"
+                ) from error
+            wait = RETRY_WAITS_S[attempt - 1]
+            logger.warning(
+                f"Push attempt {attempt} of {attempts} to {repo_id} failed ({type(error).__name__}: "
+                f"{str(error).splitlines()[0]}); retrying in {wait:g} s."
+            )
+            time.sleep(wait)
+        else:
+            logger.warning(f"Pushed {output_dir} to {commit_url}")
+            return commit_url

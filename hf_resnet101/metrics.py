@@ -9,6 +9,8 @@ import evaluate
 import numpy as np
 from transformers import EvalPrediction
 
+from .confusion import compute_confusion_matrix
+
 TOP_K = 5
 
 
@@ -36,3 +38,13 @@ def build_compute_metrics(num_labels: int) -> Callable[[EvalPrediction], dict[st
         return metrics
 
     return compute_metrics
+
+
+def per_class_report(logits: np.ndarray, references: np.ndarray, num_labels: int) -> dict[str, object]:
+    """Per-class precision, recall, F1 and support, accuracy, and the confusion matrix (rows: true classes)."""
+    predictions = np.asarray(logits).argmax(-1)
+    report = load_metric("classification_metrics").compute(
+        predictions=predictions, references=references, num_labels=num_labels, per_class=True
+    )
+    report["confusion_matrix"] = compute_confusion_matrix(references, predictions, num_labels).tolist()
+    return report

@@ -1,15 +1,56 @@
-"""The model card: rendered from `model_card_template.md` with `huggingface_hub.ModelCard`."""
+"""The model card: rendered from `model_card_template.md` with `huggingface_hub.ModelCard`.
+
+A finished run saves what the card needs in `card_inputs.json` (the training log stays in `trainer_state.json`),
+so `hf-resnet101 card OUT` can render it again, for instance after the template was edited.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 
+import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .advice import tier_for
+from .confusion import plot_confusion_matrix
+from .errors import UsageError
+from .monitors import OVERFITTING_ADVICE
+from .plots import TRAINING_CURVES_FILE, save_training_curves
+
 TEMPLATE_NAME = "model_card_template.md"
+CARD_INPUTS_FILE = "card_inputs.json"
+CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 CARD_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "top_5_accuracy")
 FRAMEWORKS = ("transformers", "torch", "datasets", "accelerate", "evaluate", "timm", "huggingface-hub")
+TRAINING_HYPERPARAMETERS = (
+    "learning_rate",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+    "max_steps",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "optim",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "max_grad_norm",
+    "label_smoothing_factor",
+    "seed",
+    "eval_strategy",
+    "eval_steps",
+    "metric_for_best_model",
+    "load_best_model_at_end",
+)
+DATA_HYPERPARAMETERS = ("image_size", "augmentation", "preset", "class_weighting", "train_val_split", "dedupe")
+MODEL_HYPERPARAMETERS = ("model_name_or_path", "freeze_backbone", "channels_last")
+# Training accuracy this far above validation accuracy (in accuracy points) earns the card an overfitting note.
+OVERFITTING_GAP = 0.10
 
 
 def template_path() -> Path:
@@ -33,30 +74,157 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min {secs:02d} s" if hours else f"{minutes} min {secs:02d} s"
 
 
-def render_model_card(
-    *,
-    model_name: str,
-    repo_id: str,
-    base_model: str,
-    label_names: list[str],
-    eval_metrics: dict[str, float],
-    split_sizes: dict[str, int],
-    train_class_counts: dict[str, int],
-    hyperparameters: dict[str, object],
-    precision: str,
-    train_runtime_s: float,
-    dataset_name: str | None = None,
-    license: str = "apache-2.0",
-) -> ModelCard:
-    """Fills the template: YAML metadata the Hub reads (with a model-index) and the readable body."""
-    shown_metrics = {name: eval_metrics[name] for name in CARD_METRICS if name in eval_metrics}
-    dataset_label = dataset_name or "an image folder"
+@dataclass
+class CardInputs:
+    """Everything the card shows that is not in the template; saved as `card_inputs.json` by a run."""
+
+    model_name: str
+    base_model: str
+    label_names: list[str]
+    images_per_class: dict[str, dict[str, int]]
+    eval_metrics: dict[str, float]
+    hyperparameters: dict[str, object]
+    precision: str
+    devices: str
+    train_runtime_s: float
+    per_class: dict[str, list[float]] = field(default_factory=dict)
+    confusion_matrix: list[list[int]] = field(default_factory=list)
+    train_accuracy: float | None = None
+    train_accuracy_images: int = 0
+    repo_id: str | None = None
+    data_source: str = "a folder of images"
+    dataset_name: str | None = None
+    unusable_files: int = 0
+    empty_classes: list[str] = field(default_factory=list)
+    overfitting_events: list[dict] = field(default_factory=list)
+    framework_versions: dict[str, str] = field(default_factory=framework_versions)
+    license: str = "apache-2.0"
+
+    @property
+    def num_images(self) -> int:
+        return sum(sum(counts.values()) for counts in self.images_per_class.values())
+
+    def save(self, output_dir: str | Path) -> Path:
+        path = Path(output_dir) / CARD_INPUTS_FILE
+        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
+        return path
+
+    @classmethod
+    def load(cls, output_dir: str | Path) -> CardInputs:
+        """Reads `card_inputs.json`.
+
+        Raises:
+            UsageError: when the folder holds no `card_inputs.json` (not the output of a finished run).
+        """
+        path = Path(output_dir) / CARD_INPUTS_FILE
+        if not path.is_file():
+            raise UsageError(
+                f"{path} does not exist: give the output folder of a run that finished training "
+                "(it writes card_inputs.json next to the model)."
+            )
+        return cls(**json.loads(path.read_text()))
+
+
+def collect_hyperparameters(data_args, model_args, training_args) -> dict[str, object]:
+    """Every setting that shaped the model, as it was in effect (after presets), plus the global batch size."""
+    values = {name: getattr(training_args, name) for name in TRAINING_HYPERPARAMETERS if hasattr(training_args, name)}
+    values = {name: getattr(value, "value", value) for name, value in values.items()}  # enums -> their names
+    accumulated = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    values["total_train_batch_size"] = accumulated * training_args.world_size
+    for holder, names in ((data_args, DATA_HYPERPARAMETERS), (model_args, MODEL_HYPERPARAMETERS)):
+        values |= {name: getattr(holder, name) for name in names if hasattr(holder, name)}
+    return values
+
+
+def describe_devices(training_args) -> str:
+    """E.g. `1 x cuda:0 (NVIDIA H100 80GB HBM3)` or `2 processes on cpu`."""
+    import torch
+
+    device = training_args.device
+    processes = training_args.world_size
+    if device.type == "cuda":
+        return f"{processes} x {device} ({torch.cuda.get_device_name(device)})"
+    return f"{processes} process{'es' if processes > 1 else ''} on {device.type}"
+
+
+def training_gap(inputs: CardInputs) -> float | None:
+    """Training minus validation accuracy, when both were measured."""
+    validation = inputs.eval_metrics.get("accuracy")
+    if inputs.train_accuracy is None or validation is None:
+        return None
+    return inputs.train_accuracy - validation
+
+
+def overfitting_note(inputs: CardInputs) -> str | None:
+    """The product page's overfitting advice, when training accuracy is well above validation accuracy or the
+    overfitting monitor saw the validation loss stay well above the training loss."""
+    signs = []
+    gap = training_gap(inputs)
+    if gap is not None and gap >= OVERFITTING_GAP:
+        signs.append(
+            f"training accuracy ({inputs.train_accuracy:.1%} on {inputs.train_accuracy_images} training images) is "
+            f"{gap * 100:.1f} percentage points above validation accuracy ({inputs.eval_metrics['accuracy']:.1%})"
+        )
+    for event in inputs.overfitting_events[:1]:
+        signs.append(
+            f"from step {event['step']} the validation loss ({event['eval_loss']}) stayed well above the training "
+            f"loss ({event['train_loss']})"
+        )
+    if not signs:
+        return None
+    return (
+        f"Signs of overfitting: {'; '.join(signs)}. The model has memorised part of its training set and will do "
+        f"worse on new images than training suggests; ResNet-101 has a lot of capacity for "
+        f"{inputs.num_images:,} images. To close the gap, {OVERFITTING_ADVICE}."
+    )
+
+
+def per_class_rows(inputs: CardInputs) -> list[dict[str, object]]:
+    """One row per class: precision, recall, F1 and support on the validation split."""
+    if not inputs.per_class:
+        return []
+    columns = ("precision", "recall", "f1", "support")
+    return [
+        {"label": name} | {column: inputs.per_class[column][i] for column in columns}
+        for i, name in enumerate(inputs.label_names)
+    ]
+
+
+def load_log_history(output_dir: str | Path) -> list[dict]:
+    """The Trainer's log (losses and evaluations per step) from `trainer_state.json`; empty when absent."""
+    path = Path(output_dir) / "trainer_state.json"
+    return json.loads(path.read_text()).get("log_history", []) if path.is_file() else []
+
+
+def save_card_figures(inputs: CardInputs, output_dir: str | Path) -> dict[str, str]:
+    """Writes the confusion matrix and the curves next to the card; returns their file names by kind."""
+    output_dir = Path(output_dir)
+    figures = {}
+    if inputs.confusion_matrix:
+        plot_confusion_matrix(
+            np.asarray(inputs.confusion_matrix),
+            inputs.label_names,
+            output_dir / CONFUSION_MATRIX_FILE,
+            title="Confusion matrix (validation)",
+        )
+        figures["confusion_matrix"] = CONFUSION_MATRIX_FILE
+    curves = save_training_curves(
+        load_log_history(output_dir), output_dir / TRAINING_CURVES_FILE, inputs.train_accuracy
+    )
+    if curves is not None:
+        figures["training_curves"] = TRAINING_CURVES_FILE
+    return figures
+
+
+def build_card_data(inputs: CardInputs, shown_metrics: dict[str, float]) -> ModelCardData:
+    """The YAML metadata the Hub reads, with a model-index of the validation results."""
+    dataset_label = inputs.dataset_name or "imagefolder"
     eval_results = [
         EvalResult(
             task_type="image-classification",
             task_name="Image Classification",
-            dataset_type=dataset_name or "imagefolder",
-            dataset_name=dataset_label,
+            dataset_type=dataset_label,
+            dataset_name=inputs.dataset_name or "an image folder",
             dataset_split="validation",
             metric_type=name,
             metric_name=name,
@@ -64,31 +232,90 @@ def render_model_card(
         )
         for name, value in shown_metrics.items()
     ]
-    card_data = ModelCardData(
-        model_name=model_name,
-        base_model=base_model,
+    return ModelCardData(
+        model_name=inputs.model_name,
+        base_model=inputs.base_model,
         library_name="transformers",
         pipeline_tag="image-classification",
-        license=license,
+        license=inputs.license,
         tags=["image-classification", "resnet", "hf-resnet101", "generated_from_trainer"],
-        datasets=[dataset_name] if dataset_name else None,
+        datasets=[inputs.dataset_name] if inputs.dataset_name else None,
         metrics=list(shown_metrics),
         eval_results=eval_results or None,
     )
+
+
+def render_model_card(
+    inputs: CardInputs, figures: dict[str, str] | None = None, repo_id: str | None = None
+) -> ModelCard:
+    """Fills the template: metadata the Hub reads and the readable body.
+
+    Args:
+        figures: file names of the figures to show, by kind (`confusion_matrix`, `training_curves`).
+        repo_id: where the model is published, for the usage snippet; defaults to the one the run was given.
+    """
+    shown_metrics = {name: inputs.eval_metrics[name] for name in CARD_METRICS if name in inputs.eval_metrics}
+    tier = tier_for(inputs.num_images)
+    splits = list(inputs.images_per_class)
     return ModelCard.from_template(
-        card_data,
+        build_card_data(inputs, shown_metrics),
         template_path=str(template_path()),
-        model_name=model_name,
-        repo_id=repo_id,
-        base_model=base_model,
-        dataset_description=f"`{dataset_name}`" if dataset_name else "a folder of images",
-        label_names=label_names,
+        model_name=inputs.model_name,
+        repo_id=repo_id or inputs.repo_id or inputs.model_name,
+        base_model=inputs.base_model,
+        dataset_description=f"`{inputs.dataset_name}`" if inputs.dataset_name else "a folder of images",
+        data_source=inputs.data_source,
+        label_names=inputs.label_names,
         eval_metrics=shown_metrics,
-        num_validation_images=split_sizes.get("validation", 0),
-        split_sizes=split_sizes,
-        train_class_counts=train_class_counts,
-        hyperparameters=hyperparameters,
-        precision=precision,
-        train_runtime=format_duration(train_runtime_s),
-        framework_versions=framework_versions(),
+        num_validation_images=sum(inputs.images_per_class.get("validation", {}).values()),
+        splits=splits,
+        split_sizes={split: sum(counts.values()) for split, counts in inputs.images_per_class.items()},
+        class_rows=[
+            {"label": name, "counts": [inputs.images_per_class[split].get(name, 0) for split in splits]}
+            for name in inputs.label_names
+        ],
+        num_images=inputs.num_images,
+        tier=tier,
+        unusable_files=inputs.unusable_files,
+        empty_classes=inputs.empty_classes,
+        per_class_rows=per_class_rows(inputs),
+        figures=figures or {},
+        train_accuracy=inputs.train_accuracy,
+        train_accuracy_images=inputs.train_accuracy_images,
+        overfitting_note=overfitting_note(inputs),
+        hyperparameters=inputs.hyperparameters,
+        precision=inputs.precision,
+        devices=inputs.devices,
+        train_runtime=format_duration(inputs.train_runtime_s),
+        framework_versions=inputs.framework_versions,
     )
+
+
+def write_model_card(output_dir: str | Path, inputs: CardInputs | None = None, repo_id: str | None = None) -> Path:
+    """Draws the figures and writes `README.md` in a finished output folder; returns the card's path.
+
+    Raises:
+        UsageError: when `inputs` is not given and the folder holds no `card_inputs.json`.
+    """
+    output_dir = Path(output_dir)
+    inputs = inputs or CardInputs.load(output_dir)
+    card = render_model_card(inputs, save_card_figures(inputs, output_dir), repo_id=repo_id)
+    path = output_dir / "README.md"
+    card.save(path)
+    return path
+
+
+def card_text_for_repo(output_dir: str | Path, repo_id: str) -> str | None:
+    """The card rendered for `repo_id` when the folder's card names another repo; None when it already fits.
+
+    The figures already in the folder are shown; nothing in the folder is written.
+    """
+    output_dir = Path(output_dir)
+    if not (output_dir / CARD_INPUTS_FILE).is_file():
+        return None
+    inputs = CardInputs.load(output_dir)
+    if inputs.repo_id == repo_id:
+        return None
+    kinds = {"confusion_matrix": CONFUSION_MATRIX_FILE, "training_curves": TRAINING_CURVES_FILE}
+    figures = {kind: name for kind, name in kinds.items() if (output_dir / name).is_file()}
+    return str(render_model_card(inputs, figures, repo_id=repo_id))

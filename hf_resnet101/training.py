@@ -19,6 +19,7 @@ from transformers.utils import logging
 
 from .advice import Setting
 from .arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
+from .card_evaluation import MAX_TRAIN_ACCURACY_IMAGES, CardEvaluation, evaluate_for_card
 from .checkpoints import (
     CheckpointCompletionCallback,
     TimedCheckpointCallback,
@@ -29,10 +30,10 @@ from .checkpoints import (
 from .data import limit_samples, load_hub_dataset, load_image_folders, report_from_dataset, write_split_files
 from .data_report import DataReport
 from .errors import UsageError
-from .hub import push_output_dir
+from .hub import check_push_settings, push_output_dir
 from .losses import balanced_class_weights, make_weighted_loss
 from .metrics import build_compute_metrics
-from .model_card import render_model_card
+from .model_card import CardInputs, collect_hyperparameters, describe_devices, write_model_card
 from .modeling import (
     count_parameters,
     freeze_backbone,
@@ -63,21 +64,6 @@ from .transforms import (
 logger = logging.get_logger(__name__)
 
 PIPELINE_CHECK_IMAGES = 8
-CARD_HYPERPARAMETERS = (
-    "learning_rate",
-    "per_device_train_batch_size",
-    "per_device_eval_batch_size",
-    "gradient_accumulation_steps",
-    "num_train_epochs",
-    "max_steps",
-    "lr_scheduler_type",
-    "warmup_steps",
-    "weight_decay",
-    "optim",
-    "seed",
-    "eval_strategy",
-    "eval_steps",
-)
 
 
 @dataclass
@@ -274,6 +260,49 @@ def check_with_pipeline(
     return results
 
 
+def describe_data_source(data_args: DataArguments) -> str:
+    """The data's origin for the card: a Hub dataset's name, or the image folders' last two path parts."""
+    if data_args.dataset_name:
+        return f"the dataset `{data_args.dataset_name}`"
+    folders = [Path(p) for p in (data_args.train_dir, data_args.validation_dir) if p]
+    return "image folder " + " and ".join(f"`{p.parent.name}/{p.name}`" for p in folders)
+
+
+def build_card_inputs(
+    data_args: DataArguments,
+    model_args: ModelArguments,
+    training_args: FinetuneTrainingArguments,
+    dataset: datasets.DatasetDict,
+    report: DataReport,
+    metrics: dict[str, float],
+    evaluation: CardEvaluation,
+    train_runtime: float,
+    overfitting_events: list[dict],
+) -> CardInputs:
+    label_names = dataset["train"].features["label"].names
+    return CardInputs(
+        model_name=Path(training_args.output_dir).name,
+        repo_id=training_args.hub_model_id,
+        base_model=model_args.model_name_or_path,
+        label_names=label_names,
+        images_per_class={name: class_counts(split, label_names) for name, split in dataset.items()},
+        eval_metrics=metrics,
+        hyperparameters=collect_hyperparameters(data_args, model_args, training_args),
+        precision=training_args.precision_note,
+        devices=describe_devices(training_args),
+        train_runtime_s=train_runtime,
+        per_class=evaluation.per_class,
+        confusion_matrix=evaluation.confusion_matrix,
+        train_accuracy=evaluation.train_accuracy,
+        train_accuracy_images=evaluation.train_accuracy_images,
+        data_source=describe_data_source(data_args),
+        dataset_name=data_args.dataset_name,
+        unusable_files=len(report.unusable),
+        empty_classes=list(report.empty_classes),
+        overfitting_events=overfitting_events,
+    )
+
+
 def callback_of(trainer: Trainer, kind: type):
     return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, kind))
 
@@ -317,8 +346,10 @@ def run_finetune(
     setup_logging(training_args)
     # The Trainer's own push would replace the model card with its generic one: this package pushes itself.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    # The Trainer pickles its arguments into training_args.bin: keep the token out of them.
+    # Kept out of training_args so the Trainer never saves the token (training_args.bin is a pickle of them).
     hub_token, training_args.hub_token = training_args.hub_token, None
+    if push_to_hub:  # before any data is loaded: nobody should learn after hours of training that a push can't work
+        hub_token = check_push_settings(training_args.hub_model_id, hub_token)
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
     with training_args.main_process_first(desc="checking the output folder"):
@@ -371,26 +402,28 @@ def run_finetune(
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
     metrics = {k.removeprefix("eval_"): v for k, v in eval_metrics.items() if isinstance(v, float)}
+    train_sample = min(len(dataset["validation"]), MAX_TRAIN_ACCURACY_IMAGES)
+    train_indices = pipeline_check_indices(len(dataset["train"]), train_sample)
+    card_evaluation = evaluate_for_card(trainer, dataset["train"], train_indices, processor, len(label_names))
 
     check_indices = pipeline_check_indices(len(dataset["validation"]), PIPELINE_CHECK_IMAGES)
     evaluated = predict_labels(trainer, check_indices, label_names)
     pipeline_predictions = []
     if trainer.is_world_process_zero():
         write_split_files(dataset, output_dir)
-        card = render_model_card(
-            model_name=output_dir.name,
-            repo_id=training_args.hub_model_id or str(output_dir),
-            base_model=model_args.model_name_or_path,
-            label_names=label_names,
-            eval_metrics=metrics,
-            split_sizes={name: len(split) for name, split in dataset.items()},
-            train_class_counts=class_counts(dataset["train"], label_names),
-            hyperparameters={name: getattr(training_args, name) for name in CARD_HYPERPARAMETERS},
-            precision=training_args.precision_note,
-            train_runtime_s=train_runtime,
-            dataset_name=data_args.dataset_name,
+        card_inputs = build_card_inputs(
+            data_args,
+            model_args,
+            training_args,
+            dataset,
+            report,
+            metrics,
+            card_evaluation,
+            train_runtime,
+            callback_of(trainer, OverfittingMonitor).events,
         )
-        card.save(output_dir / "README.md")
+        card_inputs.save(output_dir)
+        write_model_card(output_dir, card_inputs)
         pipeline_predictions = check_with_pipeline(
             output_dir, dataset["validation"], check_indices, evaluated, label_names
         )
@@ -401,5 +434,6 @@ def run_finetune(
             training_args.hub_model_id,
             private=training_args.hub_private_repo,
             token=hub_token,
+            hub_strategy=getattr(training_args.hub_strategy, "value", training_args.hub_strategy),
         )
     return FinetuneResult(output_dir, label_names, metrics, pipeline_predictions)

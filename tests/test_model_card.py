@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
 
+import pytest
 import yaml
 from conftest import REPO_ROOT
 
-from hf_resnet101.model_card import render_model_card, template_path
+from hf_resnet101.errors import UsageError
+from hf_resnet101.model_card import CardInputs, render_model_card, template_path, write_model_card
 
 
 def test_template_is_the_top_level_file():
@@ -31,20 +34,28 @@ def test_wheel_ships_template_and_metric_modules(tmp_path):
     assert template == (REPO_ROOT / "model_card_template.md").read_text()
 
 
-def test_rendered_card_metadata():
-    card = render_model_card(
+def card_inputs(**overrides) -> CardInputs:
+    values = dict(
         model_name="resnet101-birds",
         repo_id="me/resnet101-birds",
         base_model="microsoft/resnet-101",
         label_names=["Blue Jay", "cat"],
+        images_per_class={"train": {"Blue Jay": 50, "cat": 50}, "validation": {"Blue Jay": 8, "cat": 8}},
         eval_metrics={"accuracy": 0.8125, "f1_macro": 0.8, "loss": 0.3},
-        split_sizes={"train": 100, "validation": 16},
-        train_class_counts={"Blue Jay": 50, "cat": 50},
         hyperparameters={"learning_rate": 5e-5},
         precision="fp16 mixed precision on CUDA",
+        devices="1 x cuda:0 (NVIDIA H100)",
         train_runtime_s=3725,
+        per_class={"precision": [0.9, 0.75], "recall": [0.75, 0.875], "f1": [0.8182, 0.8077], "support": [8, 8]},
+        confusion_matrix=[[6, 2], [1, 7]],
+        train_accuracy=0.85,
+        train_accuracy_images=16,
     )
-    text = str(card)
+    return CardInputs(**(values | overrides))
+
+
+def test_rendered_card_metadata():
+    text = str(render_model_card(card_inputs()))
     metadata = yaml.safe_load(text.split("---")[1])
     assert metadata["library_name"] == "transformers"
     assert metadata["pipeline_tag"] == "image-classification"
@@ -54,3 +65,45 @@ def test_rendered_card_metadata():
     assert 'pipeline("image-classification", model="me/resnet101-birds")' in text
     assert "1 h 02 min 05 s" in text
     assert "| accuracy | 0.8125 |" in text
+    assert "| Blue Jay | 0.9000 | 0.7500 | 0.8182 | 8 |" in text
+    assert "| Blue Jay | 50 | 8 |" in text
+    assert "1 x cuda:0 (NVIDIA H100)" in text
+    assert "Overfitting" not in text  # 85% against 81%: a small gap
+
+
+def test_card_names_the_size_tier():
+    assert "**tiny** tier (under 2,000 images" in str(render_model_card(card_inputs()))
+    many = {"train": {"Blue Jay": 4000, "cat": 4000}, "validation": {"Blue Jay": 500, "cat": 500}}
+    assert "**medium** tier (5,000-20,000 images" in str(render_model_card(card_inputs(images_per_class=many)))
+
+
+def test_large_train_validation_gap_earns_the_page_advice():
+    text = str(render_model_card(card_inputs(train_accuracy=1.0)))
+    assert "**Overfitting.** Signs of overfitting: training accuracy (100.0% on 16" in text
+    assert "18.8 percentage points above validation accuracy" in text
+    assert "microsoft/resnet-50" in text and "1e-5" in text
+
+
+def test_overfitting_monitor_events_earn_the_note_too():
+    event = {"step": 40, "train_loss": 0.05, "eval_loss": 0.9, "eval_accuracy": 0.7}
+    text = str(render_model_card(card_inputs(overfitting_events=[event])))
+    assert "from step 40 the validation loss (0.9) stayed well above the training loss (0.05)" in text
+
+
+def test_card_rerenders_from_a_saved_folder(tmp_path):
+    inputs = card_inputs()
+    inputs.save(tmp_path)
+    history = [{"step": 1, "loss": 1.0}, {"step": 1, "eval_loss": 0.9, "eval_accuracy": 0.5}]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    path = write_model_card(tmp_path, repo_id="someone/else")
+    text = path.read_text()
+    assert "![Confusion matrix on the validation split](confusion_matrix.png)" in text
+    assert "(training_curves.png)" in text
+    assert 'model="someone/else"' in text
+    for name in ("confusion_matrix.png", "training_curves.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_card_without_inputs_says_what_to_give(tmp_path):
+    with pytest.raises(UsageError, match="card_inputs.json"):
+        write_model_card(tmp_path)

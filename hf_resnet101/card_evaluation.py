@@ -1,0 +1,53 @@
+"""The final evaluation the model card reports: per-class results, confusion matrix, and training accuracy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
+from transformers import Trainer
+
+from .metrics import per_class_report
+from .transforms import preprocess_for_evaluation, resolve_data_config
+
+# Training accuracy is measured on as many training images as there are validation images, up to this many: the
+# overfitting check then costs about one more evaluation.
+MAX_TRAIN_ACCURACY_IMAGES = 2_000
+
+
+@dataclass
+class CardEvaluation:
+    per_class: dict[str, list[float]] = field(default_factory=dict)
+    confusion_matrix: list[list[int]] = field(default_factory=list)
+    train_accuracy: float | None = None
+    train_accuracy_images: int = 0
+
+
+def _logits(prediction) -> np.ndarray:
+    logits = prediction.predictions
+    return np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float32)
+
+
+def evaluate_for_card(
+    trainer: Trainer, train: datasets.Dataset, train_indices: list[int], processor, num_labels: int
+) -> CardEvaluation:
+    """Predicts the validation split and the training images at `train_indices` (with evaluation preprocessing).
+
+    A collective call: run it on every process.
+    """
+    validation = trainer.predict(trainer.eval_dataset)
+    report = per_class_report(_logits(validation), np.asarray(validation.label_ids), num_labels)
+    train_accuracy = None
+    if train_indices:
+        with trainer.args.main_process_first(desc="preparing the training sample for evaluation"):
+            sample = preprocess_for_evaluation(train.select(train_indices), processor, resolve_data_config(processor))
+        predicted = trainer.predict(sample)
+        train_accuracy = float((_logits(predicted).argmax(-1) == np.asarray(predicted.label_ids)).mean())
+    columns = ("precision", "recall", "f1", "support")
+    return CardEvaluation(
+        per_class={column: report[column] for column in columns},
+        confusion_matrix=report["confusion_matrix"],
+        train_accuracy=train_accuracy,
+        train_accuracy_images=len(train_indices),
+    )
