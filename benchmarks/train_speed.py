@@ -5,7 +5,7 @@
 Every variant runs in its own process (so peak memory and start-up are its own) on the same generated
 photo-like JPEGs and the same full-size ResNet-101 (random weights; speed does not depend on them):
 - baseline: the transformers example's recipe (`baseline_recipe.py`), stock Trainer, fp32;
-- package: `hf_resnet101`'s run (precision auto: bf16 on CPUs with native bf16, fp16 on CUDA; channels_last);
+- package: `hf_resnet101`'s run (precision auto: fp16 on CUDA, fp32 on a CPU; channels_last);
 - plain PyTorch and timm loops under the same autocast and channels_last: the ceiling to approach.
 "Doc-default" runs evaluate every step (the page's default) on 16 validation images. Prints one summary
 table last. The same script runs unchanged on CUDA.
@@ -38,11 +38,8 @@ def save_resnet101(path: Path) -> None:
 
 
 def autocast_dtype() -> torch.dtype | None:
-    from hf_resnet101.devices import cpu_supports_bf16
-
-    if torch.cuda.is_available():
-        return torch.float16
-    return torch.bfloat16 if cpu_supports_bf16() else None
+    """The package's `--precision auto`: fp16 on CUDA, fp32 on a CPU."""
+    return torch.float16 if torch.cuda.is_available() else None
 
 
 def run_baseline(work: Path, args, eval_steps: int | None) -> dict:

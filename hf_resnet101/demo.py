@@ -55,7 +55,7 @@ def run_demo(output_dir: str | Path, epochs: float | None = None, seed: int = 42
             f"Demo: the Hub is not reachable, so {DEFAULT_MODEL}'s pretrained weights cannot be downloaded. "
             "Training the same ResNet-101 architecture from random weights instead, with settings for that: "
             + ", ".join(f"{k}={v}" for k, v in settings.items())
-            + f", image_size={DEMO_IMAGE_SIZE}, bf16 autocast where the CPU runs it natively."
+            + f", image_size={DEMO_IMAGE_SIZE}, channels_last."
         )
         label_names = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
         model_and_processor = (build_random_resnet101(label_names), resnet_image_processor())

@@ -19,8 +19,8 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 def resolve_precision(requested: str, cuda_available: bool, cpu_bf16: bool) -> tuple[bool, bool, str]:
     """Chooses the mixed precision that the hardware runs best.
 
-    `auto` means fp16 on a CUDA GPU (as the design asks), bf16 autocast on a CPU that runs bf16 natively (about
-    twice fp32's speed there), fp32 otherwise. An explicit choice is kept where the hardware can run it.
+    `auto` means fp16 on a CUDA GPU (as the design asks) and fp32 on a CPU (measured faster than bf16 autocast
+    there with channels_last). An explicit choice is kept where the hardware can run it.
 
     Returns:
         (fp16, bf16, note): the flags to use and a sentence saying what was chosen and why.
@@ -32,13 +32,10 @@ def resolve_precision(requested: str, cuda_available: bool, cpu_bf16: bool) -> t
             return False, True, "bf16 mixed precision on CUDA"
         return False, False, "fp32 on CUDA (--precision fp32; fp16 is faster and takes about half the memory)"
     if requested == "auto":
-        if cpu_bf16:
-            return (
-                False,
-                True,
-                "bf16 autocast on CPU (auto: this CPU runs bf16 natively; --precision fp32 to turn off)",
-            )
-        return False, False, "fp32 on CPU (auto: this CPU has no native bf16)"
+        # Measured on a 2-core AVX-512 BF16 CPU: ResNet-101 with channels_last trains faster in fp32 than under
+        # bf16 autocast (2.6 against 2.0 images/s at 224x224, batch 4), so auto keeps fp32 on CPUs.
+        hint = "; --bf16 to try bf16 autocast, which this CPU supports" if cpu_bf16 else ""
+        return False, False, f"fp32 on CPU (auto{hint})"
     if requested == "fp16":
         if cpu_bf16:
             return (
