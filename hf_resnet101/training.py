@@ -35,6 +35,7 @@ from .losses import balanced_class_weights, make_weighted_loss
 from .metrics import build_compute_metrics
 from .model_card import CardInputs, collect_hyperparameters, describe_devices, write_model_card
 from .modeling import (
+    apply_gradient_checkpointing,
     count_parameters,
     freeze_backbone,
     load_image_processor,
@@ -380,6 +381,14 @@ def run_finetune(
             f"--freeze_backbone {model_args.freeze_backbone}: {frozen / 1e6:.2f} M parameters frozen, "
             f"{trainable / 1e6:.2f} M trained (fewer parameters to fit: less overfitting on small data)."
         )
+    checkpointing_flags = [
+        f for f in ("gradient_checkpointing", "activation_checkpointing") if hasattr(training_args, f)
+    ]
+    if any(getattr(training_args, flag) for flag in checkpointing_flags):
+        # The Trainer would call the model's own method, which transformers' ResNet lacks: do it here instead.
+        logger.warning(f"--gradient_checkpointing: {apply_gradient_checkpointing(model)} (less memory, ~30% slower).")
+        for flag in checkpointing_flags:
+            setattr(training_args, flag, False)
     if data_args.image_size:
         processor = set_image_size(processor, model.config, data_args.image_size)
     data_config = resolve_data_config(processor)

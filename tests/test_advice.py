@@ -199,3 +199,27 @@ def test_seeded_transform_repeats_per_image_and_epoch(image_folder):
     assert not torch.equal(first[0], first[1])  # another image index, other random crops
     transform.epoch = 1
     assert not torch.equal(transform(batch)["pixel_values"][0], first[0])
+
+
+def test_resnet_gradient_checkpointing_gives_the_same_gradients(tiny_resnet):
+    from transformers import AutoModelForImageClassification
+
+    from hf_resnet101.modeling import apply_gradient_checkpointing
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    grads = []
+    for checkpointed in (False, True):
+        model = AutoModelForImageClassification.from_pretrained(tiny_resnet).train()
+        if checkpointed:
+            assert apply_gradient_checkpointing(model) == "gradient checkpointing of 2 residual blocks"
+        model(pixel_values=x).logits.sum().backward()
+        grads.append(model.resnet.embedder.embedder.convolution.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_gradient_checkpointing_run(finetune_main, image_folder, tiny_resnet, tmp_path):
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
+    assert finetune_main([*args, "--gradient_checkpointing", "--eval_strategy", "no"]) == 0
+    assert (out / "model.safetensors").is_file()

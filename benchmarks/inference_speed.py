@@ -1,0 +1,74 @@
+"""Inference speed: `pipeline("image-classification")` throughput and latency, ResNet-101 against ViT-Base.
+
+    python benchmarks/inference_speed.py [--images 16] [--batch_size 8]
+
+Both models have random weights (speed does not depend on them): ResNet-101 as this package trains it, and
+ViT-Base from `ViTConfig()` defaults with its 224x224 processor. Generated 500x375 photo-like JPEGs. The product
+page claims ResNet-101 infers 2-3x faster than ViT-Base; this prints what this machine measures, summary last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor, pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_name, photo_like  # noqa: E402
+
+from hf_resnet101.modeling import build_random_resnet101, resnet_image_processor  # noqa: E402
+
+
+def save_models(root: Path) -> dict[str, Path]:
+    labels = [f"class_{i}" for i in range(10)]
+    build_random_resnet101(labels).save_pretrained(root / "resnet-101")
+    resnet_image_processor().save_pretrained(root / "resnet-101")
+    vit = ViTForImageClassification(ViTConfig(num_labels=10))
+    vit.save_pretrained(root / "vit-base")
+    ViTImageProcessor(size={"height": 224, "width": 224}).save_pretrained(root / "vit-base")
+    return {"ResNet-101": root / "resnet-101", "ViT-Base": root / "vit-base"}
+
+
+def measure(model_dir: Path, images: list, batch_size: int) -> tuple[float, float]:
+    device = 0 if torch.cuda.is_available() else -1
+    dtype = torch.float16 if torch.cuda.is_available() else torch.float32
+    classifier = pipeline("image-classification", model=str(model_dir), device=device, dtype=dtype)
+    classifier(images[:batch_size], batch_size=batch_size)  # warm-up
+    started = time.perf_counter()
+    classifier(images, batch_size=batch_size)
+    throughput = len(images) / (time.perf_counter() - started)
+    latencies = []
+    for image in images[:5]:
+        started = time.perf_counter()
+        classifier(image)
+        latencies.append(time.perf_counter() - started)
+    return throughput, sorted(latencies)[len(latencies) // 2] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=8)
+    args = parser.parse_args()
+    images = [photo_like(i, 500, 375) for i in range(args.images)]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in save_models(Path(tmp)).items():
+            results[name] = measure(path, images, args.batch_size)
+            print(f"{name}: {results[name][0]:.2f} images/s, {results[name][1]:.0f} ms per image", flush=True)
+    resnet, vit = results["ResNet-101"], results["ViT-Base"]
+    print(f"\npipeline('image-classification'), batch {args.batch_size}; {machine_name()}")
+    print("| model | images/s | latency ms (1 image) |")
+    print("|---|---|---|")
+    for name, (throughput, latency) in results.items():
+        print(f"| {name} | {throughput:.2f} | {latency:.0f} |")
+    print(f"| ResNet-101 / ViT-Base | {resnet[0] / vit[0]:.2f}x | {vit[1] / resnet[1]:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
