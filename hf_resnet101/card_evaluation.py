@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 from transformers import Trainer
+from transformers.trainer_utils import PredictionOutput
 
 from .metrics import per_class_report
 from .transforms import preprocess_for_evaluation, resolve_data_config
@@ -24,26 +25,31 @@ class CardEvaluation:
     train_accuracy_images: int = 0
 
 
-def _logits(prediction) -> np.ndarray:
+def prediction_logits(prediction: PredictionOutput) -> np.ndarray:
     logits = prediction.predictions
     return np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float32)
 
 
 def evaluate_for_card(
-    trainer: Trainer, train: datasets.Dataset, train_indices: list[int], processor, num_labels: int
+    trainer: Trainer,
+    validation: PredictionOutput,
+    train: datasets.Dataset,
+    train_indices: list[int],
+    processor,
+    num_labels: int,
 ) -> CardEvaluation:
-    """Predicts the validation split and the training images at `train_indices` (with evaluation preprocessing).
+    """Per-class results from the validation predictions, and accuracy on the training images at `train_indices`
+    (predicted with evaluation preprocessing).
 
     A collective call: run it on every process.
     """
-    validation = trainer.predict(trainer.eval_dataset)
-    report = per_class_report(_logits(validation), np.asarray(validation.label_ids), num_labels)
+    report = per_class_report(prediction_logits(validation), np.asarray(validation.label_ids), num_labels)
     train_accuracy = None
     if train_indices:
         with trainer.args.main_process_first(desc="preparing the training sample for evaluation"):
             sample = preprocess_for_evaluation(train.select(train_indices), processor, resolve_data_config(processor))
         predicted = trainer.predict(sample)
-        train_accuracy = float((_logits(predicted).argmax(-1) == np.asarray(predicted.label_ids)).mean())
+        train_accuracy = float((prediction_logits(predicted).argmax(-1) == np.asarray(predicted.label_ids)).mean())
     columns = ("precision", "recall", "f1", "support")
     return CardEvaluation(
         per_class={column: report[column] for column in columns},

@@ -17,11 +17,11 @@ from datasets import ClassLabel, load_dataset
 from transformers import EvalPrediction, Pipeline
 from transformers.utils import logging
 
-from .confusion import compute_confusion_matrix, plot_confusion_matrix
+from .confusion import plot_confusion_matrix
 from .data import scan_class_folders
 from .errors import UsageError
 from .inference import classify
-from .metrics import build_compute_metrics, load_metric
+from .metrics import build_compute_metrics, per_class_report
 
 logger = logging.get_logger(__name__)
 
@@ -191,11 +191,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def per_class_rows(references: np.ndarray, predictions: np.ndarray, label_names: Sequence[str]) -> list[dict]:
-    """Precision, recall, F1 and support for every class of the model (the package's metric module)."""
-    scores = load_metric("classification_metrics").compute(
-        predictions=predictions, references=references, num_labels=len(label_names), per_class=True
-    )
+def per_class_rows(scores: dict, label_names: Sequence[str]) -> list[dict]:
+    """Precision, recall, F1 and support for every class of the model, from `metrics.per_class_report`."""
     return [
         {"class": name, "precision": p, "recall": r, "f1": f, "support": int(s)}
         for name, p, r, f, s in zip(
@@ -243,12 +240,12 @@ def evaluate_model(
     names = [data.names[i] for i in positions]
     compute_metrics = build_compute_metrics(len(label_names))
     metrics = compute_metrics(EvalPrediction(predictions=logits, label_ids=references))
-    predictions = logits.argmax(-1)
+    report = per_class_report(logits, references, len(label_names))
     return Evaluation(
         metrics=metrics,
-        per_class=per_class_rows(references, predictions, label_names),
+        per_class=per_class_rows(report, label_names),
         mistakes=most_confident_mistakes(softmax(logits), references, names, label_names),
-        confusion=compute_confusion_matrix(references, predictions, len(label_names)),
+        confusion=np.asarray(report["confusion_matrix"]),
         label_names=label_names,
         num_images=len(positions),
         unreadable=unreadable,

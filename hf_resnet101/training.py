@@ -19,7 +19,7 @@ from transformers.utils import logging
 
 from .advice import Setting
 from .arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-from .card_evaluation import MAX_TRAIN_ACCURACY_IMAGES, CardEvaluation, evaluate_for_card
+from .card_evaluation import MAX_TRAIN_ACCURACY_IMAGES, CardEvaluation, evaluate_for_card, prediction_logits
 from .checkpoints import (
     CheckpointCompletionCallback,
     TimedCheckpointCallback,
@@ -217,13 +217,6 @@ def pipeline_check_indices(num_images: int, count: int) -> list[int]:
     return sorted({round(i) for i in np.linspace(0, num_images - 1, min(count, num_images))})
 
 
-def predict_labels(trainer: Trainer, indices: list[int], label_names: list[str]) -> list[str]:
-    """The evaluation path's predictions for some validation images (a collective call: run it on every process)."""
-    logits = trainer.predict(trainer.eval_dataset.select(indices)).predictions
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    return [label_names[i] for i in np.asarray(logits).argmax(-1)]
-
-
 def check_with_pipeline(
     output_dir: Path, validation: datasets.Dataset, indices: list[int], evaluated: list[str], label_names: list[str]
 ) -> list[dict]:
@@ -413,10 +406,14 @@ def run_finetune(
     metrics = {k.removeprefix("eval_"): v for k, v in eval_metrics.items() if isinstance(v, float)}
     train_sample = min(len(dataset["validation"]), MAX_TRAIN_ACCURACY_IMAGES)
     train_indices = pipeline_check_indices(len(dataset["train"]), train_sample)
-    card_evaluation = evaluate_for_card(trainer, dataset["train"], train_indices, processor, len(label_names))
-
+    # One prediction pass over validation serves the card and the pipeline check (a collective call).
+    validation_prediction = trainer.predict(trainer.eval_dataset)
+    card_evaluation = evaluate_for_card(
+        trainer, validation_prediction, dataset["train"], train_indices, processor, len(label_names)
+    )
     check_indices = pipeline_check_indices(len(dataset["validation"]), PIPELINE_CHECK_IMAGES)
-    evaluated = predict_labels(trainer, check_indices, label_names)
+    check_logits = prediction_logits(validation_prediction)[check_indices]
+    evaluated = [label_names[i] for i in check_logits.argmax(-1)]
     pipeline_predictions = []
     if trainer.is_world_process_zero():
         write_split_files(dataset, output_dir)

@@ -141,9 +141,9 @@ class SeededTrainTransform:
 
     def __call__(self, batch: dict) -> dict:
         pixel_values = []
-        for item, index in zip(batch["image"], batch[INDEX_COLUMN], strict=True):
-            image = to_rgb(open_image(item, self.min_short_side))
-            with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):  # the global RNG is left as it was, once per batch
+            for item, index in zip(batch["image"], batch[INDEX_COLUMN], strict=True):
+                image = to_rgb(open_image(item, self.min_short_side))
                 torch.manual_seed(self.image_seed(index))
                 pixel_values.append(self.transform(image))
         return {"pixel_values": pixel_values, "label": batch["label"]}
