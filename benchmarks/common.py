@@ -52,6 +52,8 @@ class StepTimer(TrainerCallback):
         self.step_done()
 
     def step_done(self) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # GPU work is asynchronous: a step ends when its kernels have run
         self.times.append(time.perf_counter())
         if self.first_step_wall is None:
             self.first_step_wall = time.time()

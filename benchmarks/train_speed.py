@@ -14,6 +14,7 @@ table last. The same script runs unchanged on CUDA.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import subprocess
@@ -60,6 +61,7 @@ def run_baseline(work: Path, args, eval_steps: int | None) -> dict:
 def run_package(work: Path, args, eval_steps: int | None) -> dict:
     import hf_resnet101.training as training
     from hf_resnet101.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
+    from hf_resnet101.memory import shut_down_data_loaders
 
     timer = StepTimer()
     holder = {}
@@ -84,7 +86,9 @@ def run_package(work: Path, args, eval_steps: int | None) -> dict:
     trainer = holder["trainer"]
     started = time.perf_counter()
     trainer.evaluate()
-    return {"timer": timer, "eval_images_per_s": len(trainer.eval_dataset) / (time.perf_counter() - started)}
+    eval_images_per_s = len(trainer.eval_dataset) / (time.perf_counter() - started)
+    shut_down_data_loaders(trainer)
+    return {"timer": timer, "eval_images_per_s": eval_images_per_s}
 
 
 def run_loop(args, model_kind: str) -> dict:
@@ -149,10 +153,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variant_timeout", type=float, default=900, help="Seconds before a variant is stopped.")
+    parser.add_argument("--log", help="Append every variant's output to this file (default: shown on failure).")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
+        # A variant that hangs prints where it is before it is stopped.
+        faulthandler.dump_traceback_later(max(1.0, args.variant_timeout - 5), exit=True)
         print("RESULT " + json.dumps(run_variant(args.variant, Path(args.work), args)))
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,15 +180,36 @@ def main() -> None:
             }
             command = [sys.executable, __file__, "--variant", variant, "--work", str(work),
                        "--batch_size", str(args.batch_size), "--steps", str(args.steps),
-                       "--image_size", str(args.image_size)]  # fmt: skip
-            done = subprocess.run(command, env=env, capture_output=True, text=True)
+                       "--image_size", str(args.image_size),
+                       "--variant_timeout", str(args.variant_timeout)]  # fmt: skip
+            done = run_logged(command, env, args.variant_timeout, args.log, variant)
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-            if done.returncode or not lines:
-                print(f"{variant} failed:\n{done.stderr[-3000:]}")
+            if not lines:
+                print(f"{variant} failed (exit {done.returncode}):\n{done.stderr[-3000:]}", flush=True)
                 continue
+            if done.returncode:  # measured, then failed to exit: keep the numbers, say so
+                print(f"{variant} exited with {done.returncode} after printing its result: {done.stderr[-300:]}")
             results[variant] = json.loads(lines[-1][7:])
             print(f"{variant}: {results[variant]}", flush=True)
     print_summary(results, args)
+
+
+def run_logged(command: list[str], env: dict, timeout: float, log: str | None, name: str):
+    """Runs one variant; its stderr goes to `log` as it is written (so a stopped variant leaves its trace)."""
+    if not log:
+        try:
+            return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout + 10)
+        except subprocess.TimeoutExpired as stopped:
+            return subprocess.CompletedProcess(command, -9, stopped.stdout or "", str(stopped.stderr or ""))
+    with open(log, "a") as stream:
+        stream.write(f"\n===== {name}: {' '.join(command)}\n")
+        stream.flush()
+        try:
+            done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=stream, text=True,
+                                  timeout=timeout + 10)  # fmt: skip
+        except subprocess.TimeoutExpired as stopped:
+            return subprocess.CompletedProcess(command, -9, stopped.stdout or "", f"stopped after {timeout} s")
+    return subprocess.CompletedProcess(command, done.returncode, done.stdout, f"see {log}")
 
 
 def print_summary(results: dict, args) -> None:

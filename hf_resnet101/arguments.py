@@ -13,7 +13,7 @@ import torch
 from transformers import TrainingArguments
 
 from .advice import PRESETS
-from .devices import PRECISIONS, cpu_supports_bf16, resolve_precision
+from .devices import PRECISIONS, auto_dataloader_workers, cpu_supports_bf16, resolve_precision
 from .errors import UsageError
 
 DEFAULT_MODEL = "microsoft/resnet-101"
@@ -190,6 +190,17 @@ class FinetuneTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Stop after this many evaluations without improvement of --metric_for_best_model."},
     )
+    dataloader_num_workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Worker processes that decode and augment images. Default: on a GPU, the CPU cores per process "
+            "less one (at most 16), persistent between epochs; on a CPU 0, as the training needs every core."
+        },
+    )
+    dataloader_persistent_workers: bool | None = field(
+        default=None,
+        metadata={"help": "Keep the workers alive between epochs (default: yes whenever there are workers)."},
+    )
 
     def __post_init__(self):
         if not self.output_dir:
@@ -238,5 +249,12 @@ class FinetuneTrainingArguments(TrainingArguments):
         self.fp16, self.bf16, self.precision_note = resolve_precision(
             requested, cuda_available=cuda, cpu_bf16=cpu_supports_bf16()
         )
+        if self.dataloader_num_workers is None:
+            local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+            self.dataloader_num_workers = auto_dataloader_workers(cuda, os.cpu_count() or 1, local_processes)
+        if self.dataloader_num_workers < 0:
+            raise UsageError(f"--dataloader_num_workers must be 0 or more, got {self.dataloader_num_workers}.")
+        if self.dataloader_persistent_workers is None:
+            self.dataloader_persistent_workers = self.dataloader_num_workers > 0
         super().__post_init__()
         self.mixed_precision = "fp16" if self.fp16 else "bf16" if self.bf16 else "no"

@@ -24,6 +24,7 @@ from .checkpoints import (
     CheckpointCompletionCallback,
     TimedCheckpointCallback,
     check_writable,
+    last_complete_checkpoint,
     resolve_resume,
     save_final_model,
 )
@@ -32,6 +33,14 @@ from .data_report import DataReport
 from .errors import UsageError
 from .hub import check_push_settings, push_output_dir
 from .losses import balanced_class_weights, make_weighted_loss
+from .memory import (
+    BatchPlan,
+    is_out_of_memory,
+    multi_process_advice,
+    out_of_memory_advice,
+    release_device_memory,
+    shut_down_data_loaders,
+)
 from .metrics import build_compute_metrics
 from .model_card import CardInputs, collect_hyperparameters, describe_devices, write_model_card
 from .modeling import (
@@ -129,6 +138,17 @@ def load_model_and_processor(model_args: ModelArguments, label_names: list[str])
     return model, processor
 
 
+def describe_data_loading(training_args: FinetuneTrainingArguments) -> str:
+    workers = training_args.dataloader_num_workers
+    if not workers:
+        return "data loading: in the training process (--dataloader_num_workers 0)"
+    extras = [
+        "persistent" if training_args.dataloader_persistent_workers else "restarted every epoch",
+        "pinned memory" if training_args.dataloader_pin_memory and training_args.device.type == "cuda" else "",
+    ]
+    return f"data loading: {workers} worker process(es) per device, " + ", ".join(e for e in extras if e)
+
+
 def log_run_summary(
     training_args: FinetuneTrainingArguments,
     model_args: ModelArguments,
@@ -157,6 +177,7 @@ def log_run_summary(
         f"{trainable / 1e6:.2f} M trained), input {image_size[0]}x{image_size[1]}",
         f"device: {training_args.device} x {training_args.world_size} process(es); precision: "
         f"{training_args.precision_note}",
+        describe_data_loading(training_args),
         describe_hardware(training_args, report, image_size[0], model),
         f"settings: {describe_settings(settings)}",
         f"batch: {training_args.per_device_train_batch_size} per device, global {global_batch}; "
@@ -324,6 +345,54 @@ def train_with_interrupt(trainer: Trainer, resume_from: str | None):
     return result, runtime
 
 
+def train_fitting_memory(build, resume_from: str | None, image_size: int | None):
+    """Trains; when the device runs out of memory, trains again with a smaller per-device batch and more gradient
+    accumulation, so the effective batch, the steps and the learning-rate schedule stay what the user asked for.
+
+    The retry starts where the failed attempt would have been resumed: the newest complete checkpoint, or the
+    weights as they were before training (kept on the CPU, one process only).
+
+    Raises:
+        UsageError: out of memory at a per-device batch of 1, or in a run of several processes (with the flags
+            that fit).
+    """
+    trainer = build()
+    args = trainer.args
+    output_dir = Path(args.output_dir)
+    initial_state = None  # a CPU copy of the weights (180 MB for ResNet-101), for a retry from the start
+    if args.world_size == 1 and resume_from is None:
+        initial_state = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()}
+    while True:
+        plan = BatchPlan(args.per_device_train_batch_size, args.gradient_accumulation_steps)
+        try:
+            train_result, runtime = train_with_interrupt(trainer, resume_from)
+            return trainer, train_result, runtime
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            failed_at, reason = trainer.state.global_step, str(error).split("\n")[0]
+        smaller = plan.smaller()
+        if args.world_size > 1:
+            raise UsageError(multi_process_advice(plan))
+        if smaller is None:
+            raise UsageError(out_of_memory_advice(plan, image_size))
+        release_device_memory(trainer)
+        newest = last_complete_checkpoint(output_dir)
+        resume_from = str(newest) if newest else resume_from
+        if resume_from is None:
+            trainer.model.load_state_dict(initial_state)
+        logger.warning(
+            f"Out of memory at step {failed_at + 1} with --per_device_train_batch_size {plan.per_device} ({reason}). "
+            f"Training again with {smaller.per_device} per device and --gradient_accumulation_steps "
+            f"{smaller.accumulation} (effective batch {smaller.effective} per process, learning-rate schedule "
+            f"unchanged), from {resume_from or 'the start'}."
+        )
+        args.per_device_train_batch_size = smaller.per_device
+        args.gradient_accumulation_steps = smaller.accumulation
+        del trainer
+        trainer = build()
+
+
 def run_finetune(
     data_args: DataArguments,
     model_args: ModelArguments,
@@ -389,8 +458,11 @@ def run_finetune(
         training_args, model_args, data_args, dataset, report, settings, model, (data_config.height, data_config.width)
     )
 
-    trainer = build_trainer(model, processor, dataset, training_args, data_args, model_args.channels_last)
-    train_result, train_runtime = train_with_interrupt(trainer, resume_from)
+    trainer, train_result, train_runtime = train_fitting_memory(
+        lambda: build_trainer(model, processor, dataset, training_args, data_args, model_args.channels_last),
+        resume_from,
+        data_args.image_size,
+    )
     if model_args.freeze_backbone:
         unfreeze_batch_norm(trainer.model)
     save_final_model(trainer, output_dir)
@@ -413,6 +485,7 @@ def run_finetune(
     )
     check_indices = pipeline_check_indices(len(dataset["validation"]), PIPELINE_CHECK_IMAGES)
     check_logits = prediction_logits(validation_prediction)[check_indices]
+    shut_down_data_loaders(trainer)  # the last pass over the data: its workers are done
     evaluated = [label_names[i] for i in check_logits.argmax(-1)]
     pipeline_predictions = []
     if trainer.is_world_process_zero():

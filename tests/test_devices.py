@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from hf_resnet101.devices import resolve_precision
 
@@ -36,3 +37,68 @@ def test_precision_flag_and_contradictions(tmp_path):
         FinetuneTrainingArguments(output_dir=str(tmp_path), precision="fp32", bf16=True)
     with pytest.raises(UsageError, match="--precision must be one of"):
         FinetuneTrainingArguments(output_dir=str(tmp_path), precision="int8")
+
+
+@pytest.mark.parametrize(
+    ("cuda", "cpus", "processes", "expected"),
+    [(True, 16, 1, 15), (True, 64, 1, 16), (True, 16, 4, 3), (True, 2, 2, 1), (False, 16, 1, 0)],
+)
+def test_auto_dataloader_workers(cuda, cpus, processes, expected):
+    from hf_resnet101.devices import auto_dataloader_workers
+
+    assert auto_dataloader_workers(cuda, cpus, processes) == expected
+
+
+def test_dataloader_defaults_and_explicit_workers(tmp_path):
+    from hf_resnet101.arguments import FinetuneTrainingArguments
+    from hf_resnet101.errors import UsageError
+
+    args = FinetuneTrainingArguments(output_dir=str(tmp_path))
+    if torch.cuda.is_available():  # the GPU machine: workers by default, kept alive
+        assert args.dataloader_num_workers > 0 and args.dataloader_persistent_workers
+    else:
+        assert args.dataloader_num_workers == 0 and not args.dataloader_persistent_workers
+    args = FinetuneTrainingArguments(output_dir=str(tmp_path), dataloader_num_workers=2)
+    assert args.dataloader_persistent_workers  # workers are kept alive between epochs unless asked otherwise
+    args = FinetuneTrainingArguments(
+        output_dir=str(tmp_path), dataloader_num_workers=2, dataloader_persistent_workers=False
+    )
+    assert not args.dataloader_persistent_workers
+    with pytest.raises(UsageError, match="--dataloader_num_workers must be 0 or more"):
+        FinetuneTrainingArguments(output_dir=str(tmp_path), dataloader_num_workers=-1)
+
+
+def test_worker_processes_augment_exactly_as_the_training_process(finetune_main, image_folder, tiny_resnet, tmp_path):
+    """Persistent workers over two epochs see each epoch's augmentation: the run equals one without workers."""
+    import json
+
+    def losses(workers: str) -> list[float]:
+        out = tmp_path / f"workers-{workers}"
+        args = [
+            "--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--output_dir", str(out),
+            "--num_train_epochs", "2", "--eval_strategy", "no", "--logging_steps", "1", "--seed", "3",
+            "--augmentation", "heavy", "--dataloader_num_workers", workers,
+        ]  # fmt: skip
+        assert finetune_main(args) == 0
+        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        return [entry["loss"] for entry in history if "loss" in entry]
+
+    assert losses("2") == losses("0")
+
+
+def test_no_worker_process_outlives_the_run(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
+    """Even while the Trainer is still referenced (as by a notebook or a benchmark), the run's persistent data
+    workers, training's and every evaluation's, are stopped when it returns."""
+    import multiprocessing
+
+    import hf_resnet101.training as training
+
+    kept = []
+    build = training.build_trainer
+    monkeypatch.setattr(training, "build_trainer", lambda *a, **k: kept.append(build(*a, **k)) or kept[-1])
+    args = [
+        "--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet),
+        "--output_dir", str(tmp_path / "o"), "--max_steps", "2", "--eval_steps", "1", "--dataloader_num_workers", "2",
+    ]  # fmt: skip
+    assert finetune_main(args) == 0
+    assert kept and multiprocessing.active_children() == []
