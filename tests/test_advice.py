@@ -133,13 +133,41 @@ def test_weighted_training_on_imbalanced_data(finetune_main, tiny_resnet, tmp_pa
 
 
 @pytest.mark.parametrize("strength", ["none", "light", "standard", "heavy"])
-def test_augmentation_strengths_produce_normalised_tensors(strength):
+def test_augmentation_strengths_produce_normalised_batches(strength):
     from messy_data import coloured
+    from torchvision.transforms.v2.functional import pil_to_tensor
 
-    transform = build_train_transform(DataConfig(48, 40, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), strength)
-    tensor = transform(coloured((200, 40, 40), size=(100, 70)))
-    assert tensor.shape == (3, 48, 40) and tensor.dtype == torch.float32
-    assert tensor.min() < 0 < tensor.max()
+    from hf_resnet101.transforms import collate
+
+    config = DataConfig(48, 40, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    crop = build_train_transform(config, strength)(pil_to_tensor(coloured((200, 40, 40), size=(100, 70))))
+    assert crop.shape == (3, 48, 40) and crop.dtype == torch.uint8
+    batch = collate([{"pixel_values": crop, "label": 1}] * 2, mean=config.mean, std=config.std)["pixel_values"]
+    assert batch.shape == (2, 3, 48, 40) and batch.dtype == torch.float32
+    assert torch.allclose(batch[0], (crop / 255 - 0.5) / 0.25, atol=1e-6)
+    assert batch.min() < 0 < batch.max()
+
+
+def test_jpegs_decode_upright_and_alike_by_either_decoder(tmp_path):
+    """torchvision's decoder (full-size JPEGs) and Pillow's (the rest) give the same upright RGB pixels."""
+    from messy_data import coloured, exif_rotated_jpeg
+    from PIL import Image
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    from hf_resnet101.images import to_rgb
+    from hf_resnet101.transforms import decode_rgb
+
+    exif_rotated_jpeg(tmp_path / "rotated.jpg")
+    coloured((90, 120, 200), size=(64, 48)).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    coloured((90, 120, 200), size=(64, 48)).convert("L").save(tmp_path / "grey.jpg", quality=95)
+    for name in ("rotated.jpg", "cmyk.jpg", "grey.jpg"):
+        path = tmp_path / name
+        by_pillow = pil_to_tensor(to_rgb(Image.open(path))).int()
+        from_path = decode_rgb({"path": str(path), "bytes": None}, min_short_side=448)
+        from_bytes = decode_rgb({"path": None, "bytes": path.read_bytes()}, min_short_side=448)
+        assert torch.equal(from_path, from_bytes)
+        assert from_path.dtype == torch.uint8 and from_path.shape == by_pillow.shape, name
+        assert (from_path.int() - by_pillow).abs().float().mean() < 3, name  # IDCT rounding differs by a level or two
 
 
 def test_freeze_backbone_trains_only_the_last_stage(finetune_main, image_folder, tiny_resnet, tmp_path):
