@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix
 
 # Past this many classes the cells are too small to carry their counts.
@@ -28,6 +26,9 @@ def row_normalised(matrix: np.ndarray) -> np.ndarray:
 def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Writes a PNG: colours are row-normalised (per-class recall), numbers are counts."""
     size = max(4.0, 0.45 * len(label_names) + 2.5)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported here: matplotlib adds ~0.5 s to start-up
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(size + 1.0, size))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()

@@ -189,9 +189,10 @@ def unfreeze_batch_norm(model: torch.nn.Module) -> None:
 def enable_resnet_checkpointing(model: torch.nn.Module) -> int:
     """Activation checkpointing for transformers' ResNet, which has none built in.
 
-    Each residual block recomputes its activations during the backward pass instead of keeping them, trading
-    about a third more compute for much less activation memory. Block `forward`s are wrapped in place, so the
-    weights' names (and saved checkpoints) are unchanged. Returns the number of blocks wrapped.
+    Each residual block recomputes its activations during the backward pass instead of keeping them: 0.39-0.46x
+    the peak memory for 1.4x (large batches) to 4x (small ones) the step time, measured on an H200. Block
+    `forward`s are wrapped in place, so the weights' names (and saved checkpoints) are unchanged. Returns the
+    number of blocks wrapped.
     """
     from torch.utils.checkpoint import checkpoint
 
