@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Fine-tune on scikit-learn's hand-written digits (ships with scikit-learn; works offline).",
     )
     demo.add_argument("--output_dir", default="demo_output", help="Where the demo writes its data and model.")
-    demo.add_argument("--epochs", type=float, default=None, help="Training epochs (default: 3 offline, 2 online).")
+    demo.add_argument("--epochs", type=float, default=None, help="Training epochs (default: 2).")
     demo.add_argument("--seed", type=int, default=42)
 
     inspect = commands.add_parser(
@@ -105,6 +105,8 @@ def run_command(argv: list[str] | None = None) -> None:
     if args.command == "demo":
         from .demo import print_demo_report, run_demo
 
+        if args.epochs is not None and args.epochs <= 0:
+            raise UsageError(f"--epochs must be positive, got {args.epochs:g}.")
         print_demo_report(run_demo(args.output_dir, epochs=args.epochs, seed=args.seed))
     elif args.command in ("card", "push"):
         run_hub_command(args)

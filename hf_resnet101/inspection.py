@@ -12,6 +12,7 @@ from .advice import evaluation_cost_warning, hardware_advice
 from .data import VALIDATION_SPLIT_NAMES, plan_image_folders
 from .data_report import DataReport
 from .devices import cpu_supports_bf16
+from .errors import UsageError
 from .settings import describe_tier
 
 PAGE_BATCH_SIZE = 4
@@ -42,6 +43,11 @@ def inspect_folder(
     strict: bool = False,
     image_size: int = 224,
 ) -> Inspection:
+    if not Path(data).is_dir():
+        raise UsageError(
+            f"{data} is not a folder: give the folder of class sub-folders (or the one holding train/ and "
+            "validation/ folders)."
+        )
     train_dir, found_validation = find_split_folders(Path(data))
     validation_dir = validation_dir or found_validation
     plan = plan_image_folders(

@@ -89,3 +89,17 @@ def test_missing_output_dir(finetune_main, capsys, image_folder):
 def test_missing_training_data(finetune_main, capsys, tmp_path):
     err = run(finetune_main, capsys, ["--output_dir", str(tmp_path / "o")])
     assert "--train_dir" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["inspect", "{tmp}/nope"], "nope is not a folder: give the folder of class sub-folders"),
+        (["demo", "--epochs", "0", "--output_dir", "{tmp}/demo"], "--epochs must be positive, got 0."),
+    ],
+)
+def test_commands_name_what_was_wrong(capsys, tmp_path, argv, expected):
+    from conftest import run_cli
+
+    _, err = run_cli(capsys, [arg.format(tmp=tmp_path) for arg in argv], expected_code=2)
+    assert expected in err and "--train_dir" not in err

@@ -102,3 +102,18 @@ def test_no_worker_process_outlives_the_run(finetune_main, image_folder, tiny_re
     ]  # fmt: skip
     assert finetune_main(args) == 0
     assert kept and multiprocessing.active_children() == []
+
+
+@pytest.mark.slow
+def test_torch_compile_run(finetune_main, image_folder, tiny_resnet, tmp_path):
+    """The Trainer's --torch_compile works with the package's model preparation (channels_last, collate)."""
+    out = tmp_path / "out"
+    args = [
+        "--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--output_dir", str(out),
+        "--max_steps", "3", "--eval_strategy", "no", "--torch_compile",
+    ]  # fmt: skip
+    assert finetune_main(args) == 0
+    from safetensors.torch import load_file
+
+    assert load_file(out / "model.safetensors").keys() == load_file(tiny_resnet / "model.safetensors").keys()
+    assert (out / "pipeline_check.json").is_file()
