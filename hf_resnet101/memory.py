@@ -41,7 +41,7 @@ def out_of_memory_advice(plan: BatchPlan, image_size: int | None) -> str:
     size = f" (now {image_size})" if image_size else ""
     return (
         f"Out of memory even at --per_device_train_batch_size {plan.per_device}. Lower the memory each image "
-        f"needs: --gradient_checkpointing (about 0.4x the peak memory, up to twice the step time), --fp16 on a GPU, "
+        f"needs: --gradient_checkpointing (about 0.4x the peak memory, 1.4x to 4x the step time), --fp16 on a GPU, "
         f"a smaller --image_size{size}, or --freeze_backbone all_but_last; or use a GPU with more memory."
     )
 

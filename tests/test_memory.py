@@ -119,3 +119,11 @@ def test_out_of_memory_at_one_image_per_device_says_what_to_change(
     assert "Out of memory even at --per_device_train_batch_size 1" in err
     assert "--gradient_checkpointing" in err
     assert "Traceback" not in err
+
+
+def test_several_processes_get_the_flags_that_fit():
+    from hf_resnet101.memory import multi_process_advice
+
+    advice = multi_process_advice(BatchPlan(32, 2))
+    assert "--per_device_train_batch_size 16 --gradient_accumulation_steps 4" in advice
+    assert "--gradient_checkpointing" in multi_process_advice(BatchPlan(1, 8))
