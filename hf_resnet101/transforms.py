@@ -69,7 +69,7 @@ def set_image_size(processor, model_config, image_size: int):
 def build_train_transform(data_config: DataConfig, augmentation: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """Training augmentation for one upright uint8 RGB tensor (3, H, W); returns a uint8 (3, height, width) tensor.
 
-    - none: resize, as evaluation does;
+    - none: the shorter side resized to the input size, then a centre crop (the aspect ratio kept);
     - light: random resized crop and horizontal flip (the transformers example's recipe);
     - standard: light plus colour jitter;
     - heavy: standard with RandAugment and random erasing (to the mean colour, which normalises to 0).
@@ -78,7 +78,8 @@ def build_train_transform(data_config: DataConfig, augmentation: str) -> Callabl
     """
     size = (data_config.height, data_config.width)
     if augmentation == "none":
-        steps = [v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)]
+        bicubic = v2.InterpolationMode.BICUBIC
+        steps = [v2.Resize(max(size), interpolation=bicubic, antialias=True), v2.CenterCrop(size)]
     else:
         steps = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
     if augmentation == "heavy":
