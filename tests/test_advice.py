@@ -256,3 +256,13 @@ def test_gradient_checkpointing_run(finetune_main, image_folder, tiny_models, tm
     assert (out / "model.safetensors").is_file()
     expected = {"resnet": "gradient checkpointing of 2 residual blocks", "timm": "built-in gradient checkpointing"}
     assert f"--gradient_checkpointing: {expected[family]}" in caplog.text
+
+
+def test_no_augmentation_keeps_the_aspect_ratio():
+    """A 100x50 image with a red left quarter: a centre crop of the resized image shows no red; a squash would."""
+    image = torch.zeros(3, 50, 100, dtype=torch.uint8)
+    image[2] = 200  # blue
+    image[:, :, :25] = torch.tensor([200, 0, 0], dtype=torch.uint8).view(3, 1, 1)
+    crop = build_train_transform(DataConfig(16, 16, (0.5,) * 3, (0.5,) * 3), "none")(image)
+    assert crop.shape == (3, 16, 16)
+    assert crop[0].max() < 50  # no red left
