@@ -66,6 +66,35 @@ class StepTimer(TrainerCallback):
         return float(np.median(durations))
 
 
+def bare_training_step(
+    model: torch.nn.Module, forward, batch_size: int, image_size: int, dtype: torch.dtype | None, scale_loss: bool
+):
+    """One training step on a fixed random batch, no data pipeline and no Trainer: the ceiling to compare with.
+
+    The model goes to the GPU if there is one, channels_last; AdamW (fused on CUDA); autocast to `dtype` if given;
+    a GradScaler when `scale_loss` and fp16. `forward(model, pixels)` returns the logits. Returns `step()`, which
+    runs one step and waits for the device.
+    """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=scale_loss and dtype == torch.float16)
+    x = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = torch.nn.functional.cross_entropy(forward(model, x).float(), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
 def machine_name() -> str:
     cpu = platform.processor() or "unknown CPU"
     try:

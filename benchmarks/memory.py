@@ -22,44 +22,36 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_name, peak_rss_mib  # noqa: E402
+from common import bare_training_step, machine_name, peak_rss_mib  # noqa: E402
 
 
 def measure(batch_size: int, image_size: int, mixed: bool, checkpointing: bool, steps: int) -> dict:
     from hf_resnet101.modeling import apply_gradient_checkpointing, build_random_resnet101
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if mixed else None
+    cuda = torch.cuda.is_available()
+    dtype = (torch.float16 if cuda else torch.bfloat16) if mixed else None
     model = build_random_resnet101([str(i) for i in range(10)])
     if checkpointing:
         apply_gradient_checkpointing(model)
-    model = model.to(device, memory_format=torch.channels_last).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=device.type == "cuda")
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    x = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch_size,), device=device)
-    if device.type == "cuda":
+    step = bare_training_step(
+        model, lambda m, x: m(pixel_values=x).logits, batch_size, image_size, dtype, scale_loss=True
+    )
+    del model  # the step holds it
+    if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     times = []
     try:
         for _ in range(steps):
             started = time.perf_counter()
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = torch.nn.functional.cross_entropy(model(pixel_values=x).logits.float(), y)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            step()
             times.append(time.perf_counter() - started)
     except torch.OutOfMemoryError:
         return {"peak_mib": float("inf"), "images_per_s": 0.0}
     finally:
-        del model, optimizer, x, y
+        del step
     steady = sorted(times[1:] or times)[len(times[1:] or times) // 2]
-    if device.type == "cuda":
+    if cuda:
         peak = torch.cuda.max_memory_allocated() / 2**20
         torch.cuda.empty_cache()
     else:

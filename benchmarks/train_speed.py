@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import StepTimer, machine_name, peak_rss_mib, write_jpeg_folder  # noqa: E402
+from common import StepTimer, bare_training_step, machine_name, peak_rss_mib, write_jpeg_folder  # noqa: E402
 
 VARIANTS = ("baseline", "package", "baseline_doc_default", "package_doc_default", "plain_torch", "timm_loop")
 
@@ -93,32 +93,20 @@ def run_package(work: Path, args, eval_steps: int | None) -> dict:
 
 def run_loop(args, model_kind: str) -> dict:
     """A bare training loop on random tensors: no data pipeline, no Trainer."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if model_kind == "timm":
         import timm
 
-        model = timm.create_model("resnet101", num_classes=10)
+        model, forward = timm.create_model("resnet101", num_classes=10), lambda m, x: m(x)
     else:
         from hf_resnet101.modeling import build_random_resnet101
 
         model = build_random_resnet101([str(i) for i in range(10)])
-    model = model.to(device, memory_format=torch.channels_last).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=device.type == "cuda")
-    dtype = autocast_dtype()
-    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
-    x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (args.batch_size,), device=device)
+        forward = lambda m, x: m(pixel_values=x).logits  # noqa: E731
+    step = bare_training_step(model, forward, args.batch_size, args.image_size, autocast_dtype(), scale_loss=False)
     timer = StepTimer()
     timer.times = [time.perf_counter()]
     for _ in range(args.steps):
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = model(x) if model_kind == "timm" else model(pixel_values=x).logits
-            loss = torch.nn.functional.cross_entropy(out.float(), y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        step()
         timer.step_done()
     return {"timer": timer}
 

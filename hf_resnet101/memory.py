@@ -37,11 +37,15 @@ class BatchPlan:
         return BatchPlan(self.per_device // factor, self.accumulation * factor)
 
 
+# Measured on an H200 (benchmarks/memory.py): the cost and the gain of --gradient_checkpointing.
+CHECKPOINTING_TRADE = "about 0.4x the peak memory, at 1.4x to 4x the step time"
+
+
 def out_of_memory_advice(plan: BatchPlan, image_size: int | None) -> str:
     size = f" (now {image_size})" if image_size else ""
     return (
         f"Out of memory even at --per_device_train_batch_size {plan.per_device}. Lower the memory each image "
-        f"needs: --gradient_checkpointing (about 0.4x the peak memory, 1.4x to 4x the step time), --fp16 on a GPU, "
+        f"needs: --gradient_checkpointing ({CHECKPOINTING_TRADE}), --fp16 on a GPU, "
         f"a smaller --image_size{size}, or --freeze_backbone all_but_last; or use a GPU with more memory."
     )
 
@@ -87,12 +91,5 @@ def release_device_memory(trainer) -> None:
     trainer.accelerator.free_memory()  # its references to the optimizer, scheduler and dataloaders
     trainer.optimizer = trainer.lr_scheduler = None
     trainer.model_wrapped = trainer.model
-    gc.collect()
+    gc.collect()  # free_memory collected before it dropped its references: collect again now they are gone
     clear_device_cache(garbage_collection=True)
-
-
-def peak_device_memory_gib(device: torch.device) -> float | None:
-    """The peak memory the caching allocator handed out on a CUDA device since the start (None elsewhere)."""
-    if device.type != "cuda":
-        return None
-    return torch.cuda.max_memory_allocated(device) / 2**30

@@ -34,6 +34,7 @@ from .errors import UsageError
 from .hub import check_push_settings, push_output_dir
 from .losses import balanced_class_weights, make_weighted_loss
 from .memory import (
+    CHECKPOINTING_TRADE,
     BatchPlan,
     is_out_of_memory,
     multi_process_advice,
@@ -454,8 +455,8 @@ def run_finetune(
     if any(getattr(training_args, flag) for flag in checkpointing_flags):
         # The Trainer would call the model's own method, which transformers' ResNet lacks: do it here instead.
         logger.warning(
-            f"--gradient_checkpointing: {apply_gradient_checkpointing(model)} (measured on an H200: 0.4x the peak "
-            "memory, 1.4x to 2x the step time at batch 128-256, more at small batches)."
+            f"--gradient_checkpointing: {apply_gradient_checkpointing(model)} ({CHECKPOINTING_TRADE}, measured on "
+            "an H200)."
         )
         for flag in checkpointing_flags:
             setattr(training_args, flag, False)

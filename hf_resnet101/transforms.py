@@ -109,19 +109,21 @@ def draft_size(width: int, height: int, min_short_side: int | None) -> tuple[int
     return (math.ceil(width * scale), math.ceil(height * scale)) if scale < 0.5 else None
 
 
-def open_image(item: dict | Image.Image, min_short_side: int | None = None) -> Image.Image:
-    """Opens an undecoded `datasets` image; large JPEGs are decoded at reduced size (Pillow's draft mode).
+def open_image(item: dict, min_short_side: int | None = None) -> tuple[Image.Image, bool]:
+    """Opens an undecoded `datasets` image (its header only); a large JPEG is set to decode at reduced size.
 
-    Draft mode lets the JPEG decoder scale by 1/2, 1/4 or 1/8 while decoding, never below `min_short_side` on
-    the shorter side: a 3000x2000 photo for 224x224 training crops decodes at 750x500, several times faster,
-    and every crop still has about as many source pixels as it needs.
+    Pillow's draft mode lets the JPEG decoder scale by 1/2, 1/4 or 1/8 while decoding, never below
+    `min_short_side` on the shorter side: a 3000x2000 photo for 224x224 training crops decodes at 750x500, several
+    times faster, and every crop still has about as many source pixels as it needs.
+
+    Returns:
+        (image, reduced): the image, and whether draft mode was set on it.
     """
-    if isinstance(item, Image.Image):
-        return item
     image = Image.open(item["path"] if item.get("path") else io.BytesIO(item["bytes"]))
-    if image.format == "JPEG" and (reduced := draft_size(*image.size, min_short_side)):
+    reduced = draft_size(*image.size, min_short_side) if image.format == "JPEG" else None
+    if reduced:
         image.draft("RGB", reduced)
-    return image
+    return image, reduced is not None
 
 
 def decode_rgb(item: dict | Image.Image, min_short_side: int | None = None) -> torch.Tensor:
@@ -131,17 +133,20 @@ def decode_rgb(item: dict | Image.Image, min_short_side: int | None = None) -> t
     applied (about 1.4x Pillow's decode and conversion); large JPEGs through Pillow's draft mode (`open_image`);
     every other image, and any JPEG `decode_jpeg` refuses, through Pillow and `to_rgb`.
     """
-    if not isinstance(item, Image.Image):
+    if isinstance(item, Image.Image):
+        return v2.functional.pil_to_tensor(to_rgb(item))
+    image, reduced = open_image(item, min_short_side)
+    if image.format == "JPEG" and not reduced:
         path = item.get("path")
-        with Image.open(path or io.BytesIO(item["bytes"])) as header:  # reads the header only
-            full_size_jpeg = header.format == "JPEG" and not draft_size(*header.size, min_short_side)
-        if full_size_jpeg:
-            data = read_file(path) if path else torch.frombuffer(bytearray(item["bytes"]), dtype=torch.uint8)
-            try:
-                return decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
-            except RuntimeError:
-                pass  # e.g. an arithmetic-coded or truncated JPEG: Pillow reads what it can
-    return v2.functional.pil_to_tensor(to_rgb(open_image(item, min_short_side)))
+        data = read_file(path) if path else torch.frombuffer(bytearray(item["bytes"]), dtype=torch.uint8)
+        try:
+            decoded = decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+        except RuntimeError:
+            pass  # e.g. an arithmetic-coded or truncated JPEG: Pillow reads what it can
+        else:
+            image.close()
+            return decoded
+    return v2.functional.pil_to_tensor(to_rgb(image))
 
 
 class SeededTrainTransform:

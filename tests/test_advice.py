@@ -208,10 +208,10 @@ def test_large_jpegs_decode_at_reduced_size_small_ones_in_full(tmp_path):
 
     coloured((90, 120, 200), size=(3000, 2000)).save(tmp_path / "big.jpg", quality=90)
     coloured((90, 120, 200), size=(500, 375)).save(tmp_path / "small.jpg", quality=90)
-    big = open_image({"path": str(tmp_path / "big.jpg"), "bytes": None}, min_short_side=448)
+    big, _ = open_image({"path": str(tmp_path / "big.jpg"), "bytes": None}, min_short_side=448)
     big.load()
     assert big.size == (750, 500)  # 1/4: the smallest scale that keeps the short side at least 448
-    small = open_image({"path": str(tmp_path / "small.jpg"), "bytes": None}, min_short_side=448)
+    small, _ = open_image({"path": str(tmp_path / "small.jpg"), "bytes": None}, min_short_side=448)
     small.load()
     assert small.size == (500, 375)
 
