@@ -49,4 +49,4 @@ step train_batch4 120 $TRAIN --batch_size 4 --variants baseline,package,plain_to
 step memory 90 python3 benchmarks/memory.py
 step oom_recovery 75 python3 benchmarks/oom_recovery.py --gib 12 --batch_size 256
 step inference 60 python3 benchmarks/inference_speed.py --images 256 --batch_size 32
-step tests 120 python3 -m pytest -q -x -p no:cacheprovider tests/test_memory.py tests/test_devices.py tests/test_finetune.py
+step tests 180 python3 -m pytest -q -p no:cacheprovider tests/test_memory.py tests/test_devices.py tests/test_finetune.py

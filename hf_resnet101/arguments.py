@@ -194,7 +194,8 @@ class FinetuneTrainingArguments(TrainingArguments):
         default=None,
         metadata={
             "help": "Worker processes that decode and augment images. Default: on a GPU, the CPU cores per process "
-            "less one (at most 16), persistent between epochs; on a CPU 0, as the training needs every core."
+            "less one (at most 16), persistent between epochs; on a CPU 0, as the training needs every core. "
+            "Evaluation reads its images, prepared once, in the training process."
         },
     )
     dataloader_persistent_workers: bool | None = field(

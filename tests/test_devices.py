@@ -86,11 +86,8 @@ def test_worker_processes_augment_exactly_as_the_training_process(finetune_main,
     assert losses("2") == losses("0")
 
 
-def test_no_worker_process_outlives_the_run(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
-    """Even while the Trainer is still referenced (as by a notebook or a benchmark), the run's persistent data
-    workers, training's and every evaluation's, are stopped when it returns."""
-    import multiprocessing
-
+def run_with_two_workers(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
+    """A short run with two data workers and evaluation every step; returns the Trainer it built, still referenced."""
     import hf_resnet101.training as training
 
     kept = []
@@ -101,7 +98,27 @@ def test_no_worker_process_outlives_the_run(finetune_main, image_folder, tiny_re
         "--output_dir", str(tmp_path / "o"), "--max_steps", "2", "--eval_steps", "1", "--dataloader_num_workers", "2",
     ]  # fmt: skip
     assert finetune_main(args) == 0
-    assert kept and multiprocessing.active_children() == []
+    return kept[-1]
+
+
+def test_no_worker_process_outlives_the_run(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
+    """Even while the Trainer is still referenced (as by a notebook or a benchmark), the run's persistent data
+    workers, training's and every evaluation's, are stopped when it returns."""
+    import multiprocessing
+
+    assert run_with_two_workers(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch) is not None
+    assert multiprocessing.active_children() == []
+
+
+def test_evaluation_reads_prepared_tensors_in_process(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
+    """With training workers asked for, evaluation and prediction still load in the training process (their
+    tensors are prepared once), the evaluation loader is made once, and the training loader keeps its workers."""
+    trainer = run_with_two_workers(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch)
+    evaluation = trainer.get_eval_dataloader()
+    assert evaluation.num_workers == 0 and trainer.get_eval_dataloader() is evaluation
+    assert trainer.get_test_dataloader(trainer.eval_dataset).num_workers == 0
+    assert trainer.get_train_dataloader().num_workers == 2
+    assert trainer.args.dataloader_num_workers == 2 and trainer.args.dataloader_persistent_workers
 
 
 @pytest.mark.slow
