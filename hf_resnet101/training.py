@@ -217,15 +217,14 @@ class PreparedEvaluationTrainer(Trainer):
     """
 
     def get_eval_dataloader(self, eval_dataset=None):
+        # The stock Trainer's cache of evaluation loaders (kept only with persistent workers), keyed as it keys it.
         key = eval_dataset if isinstance(eval_dataset, str) else "eval" if eval_dataset is None else None
-        loaders = getattr(self, "_eval_dataloaders", None)
-        if loaders is None:
-            loaders = self._eval_dataloaders = {}
+        loaders = self.__dict__.setdefault("_eval_dataloaders", {})
         if key in loaders:
             return loaders[key]
         with loading_in_process(self.args):
             loader = super().get_eval_dataloader(eval_dataset)
-        if key is not None:
+        if key is not None:  # a dataset object passed in is not cached
             loaders[key] = loader
         return loader
 
