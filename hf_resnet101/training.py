@@ -216,6 +216,17 @@ class PreparedEvaluationTrainer(Trainer):
     (benchmarks/RESULTS.md). The evaluation loader is made once and reused at every evaluation.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The Trainer takes a model whose forward has **kwargs to normalise its loss by `num_items_in_batch`, and
+        # then neither divides it by the gradient-accumulation steps nor averages it over processes (it multiplies
+        # by their number instead). transformers' ResNet accepts **kwargs but ignores `num_items_in_batch`: its loss
+        # would be the process count (and the accumulation steps) too large. Every label counts in image
+        # classification, so the per-batch mean the models return is the right loss; a `compute_loss_func` (the
+        # class-weighted loss) does its own normalisation and keeps the Trainer's handling.
+        if self.compute_loss_func is None:
+            self.model_accepts_loss_kwargs = False
+
     def get_eval_dataloader(self, eval_dataset=None):
         # The stock Trainer's cache of evaluation loaders (kept only with persistent workers), keyed as it keys it.
         key = eval_dataset if isinstance(eval_dataset, str) else "eval" if eval_dataset is None else None

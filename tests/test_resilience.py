@@ -186,7 +186,7 @@ def test_token_never_written(finetune_main, image_folder, tiny_resnet, tmp_path,
 
 def test_two_processes_match_one_with_the_same_global_batch(image_folder, tiny_resnet, tmp_path):
     common = ["--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "epoch",
-              "--save_strategy", "no"]  # fmt: skip
+              "--save_strategy", "no", "--logging_steps", "1"]  # fmt: skip
     single = run([sys.executable, RECIPE, *common, "--output_dir", str(tmp_path / "one"),
                   "--per_device_train_batch_size", "8"])  # fmt: skip
     assert single.returncode == 0, single.stderr[-3000:]
@@ -202,6 +202,10 @@ def test_two_processes_match_one_with_the_same_global_batch(image_folder, tiny_r
     one = json.loads((tmp_path / "one" / "trainer_state.json").read_text())
     two = json.loads((tmp_path / "two" / "trainer_state.json").read_text())
     assert one["global_step"] == two["global_step"] == 3
+    # The same images make the first global batch in both runs, before any update: the logged loss is the same
+    # loss, not the process count times it (BatchNorm sees 4 images a process instead of 8, hence the tolerance).
+    one_losses, two_losses = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert two_losses[1] == pytest.approx(one_losses[1], rel=0.15), (one_losses, two_losses)
     metrics = json.loads((tmp_path / "two" / "eval_results.json").read_text())
     assert metrics["eval_samples_per_second"] > 0 and 0 <= metrics["eval_accuracy"] <= 1
 
@@ -224,3 +228,14 @@ def test_accelerate_configs_load_and_cpu_config_runs(image_folder, tiny_resnet, 
     assert "precision: bf16 autocast on CPU (--fp16 asked for" in result.stderr or "fp32 on CPU (--fp16" in (
         result.stderr
     )
+
+
+def test_gradient_accumulation_logs_the_loss_of_the_whole_batch(finetune_main, image_folder, tiny_resnet, tmp_path):
+    common = ["--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "no",
+              "--save_strategy", "no", "--logging_steps", "1", "--max_steps", "1"]  # fmt: skip
+    assert finetune_main([*common, "--output_dir", str(tmp_path / "big"), "--per_device_train_batch_size", "8"]) == 0
+    assert finetune_main([*common, "--output_dir", str(tmp_path / "accumulated"), "--per_device_train_batch_size",
+                          "4", "--gradient_accumulation_steps", "2"]) == 0  # fmt: skip
+    big, accumulated = losses(tmp_path / "big")[1], losses(tmp_path / "accumulated")[1]
+    # Two half batches average to the whole batch's loss (not their sum); BatchNorm statistics differ slightly.
+    assert accumulated == pytest.approx(big, rel=0.15)
