@@ -13,6 +13,7 @@ from transformers import TrainerCallback
 from transformers.utils import logging
 
 from .errors import UsageError
+from .storage import write_failure_reason
 
 logger = logging.get_logger(__name__)
 
@@ -149,13 +150,15 @@ def save_final_model(trainer, output_dir: Path) -> None:
             for item in staging.iterdir():
                 os.replace(item, output_dir / item.name)
             shutil.rmtree(staging, ignore_errors=True)
-    except OSError as error:
+    except Exception as error:
+        # safetensors and torch raise their own errors for a full disk, not OSError.
+        reason = write_failure_reason(error) or (error.strerror if isinstance(error, OSError) else None)
+        if reason is None:
+            raise
         if trainer.is_world_process_zero():
             shutil.rmtree(staging, ignore_errors=True)
         last = last_complete_checkpoint(output_dir)
         hint = (
             f" The last checkpoint, {last}, is intact: free space and run the same command to resume." if last else ""
         )
-        raise UsageError(
-            f"Could not write the final model to {output_dir}: {error.strerror or error}.{hint}"
-        ) from error
+        raise UsageError(f"Could not write the final model to {output_dir}: {reason}.{hint}") from error

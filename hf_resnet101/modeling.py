@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 from urllib.parse import urlparse
 
@@ -101,6 +102,16 @@ def load_model_for_labels(
         )
     except (OSError, ValueError) as error:
         raise UsageError(f"Could not load model {name_or_path!r}: {error}\n{_offline_hint(name_or_path)}") from error
+    except pickle.UnpicklingError as error:
+        # torch.load(weights_only=True) refused a pickle that holds more than tensors: loading it could run code.
+        reason = str(error).split("WeightsUnpickler error: ")[-1].split("\n")[0].split(". Please")[0]
+        raise UsageError(
+            f"The weights of {name_or_path!r} are a pickle (e.g. pytorch_model.bin) that holds more than tensors "
+            f"({reason}), and are not loaded: unpickling them could run any code. Use a checkpoint saved as "
+            "safetensors (model.safetensors); only if you trust where the file came from, convert it once "
+            "(torch.load with weights_only=False, then save_pretrained, which writes safetensors) and train from "
+            "the converted folder."
+        ) from error
 
 
 def resnet101_config(label_names: list[str]) -> ResNetConfig:

@@ -24,7 +24,9 @@ from .checkpoints import (
     CheckpointCompletionCallback,
     TimedCheckpointCallback,
     check_writable,
+    is_complete,
     last_complete_checkpoint,
+    list_checkpoints,
     resolve_resume,
     save_final_model,
 )
@@ -62,6 +64,7 @@ from .settings import (
     describe_settings,
     describe_tier,
 )
+from .storage import damaged_checkpoint_files, remove_incomplete_checkpoints, reporting_write_failures
 from .transforms import (
     SeededTrainTransform,
     build_train_transform,
@@ -455,6 +458,52 @@ def train_fitting_memory(build, resume_from: str | None, image_size: int | None)
         trainer = build()
 
 
+def check_checkpoint_readable(checkpoint: Path) -> None:
+    """Stops before training when the checkpoint to resume from cannot be read back (a damaged or truncated file).
+
+    Raises:
+        UsageError: naming the damaged files and the checkpoints that could be resumed instead.
+    """
+    damaged = damaged_checkpoint_files(checkpoint)
+    if not damaged:
+        return
+    others = [p for p in list_checkpoints(checkpoint.parent) if p != checkpoint and is_complete(p)]
+    instead = (
+        f"Resume from an earlier one with --resume_from_checkpoint {others[-1]}"
+        if others
+        else "No other complete checkpoint is there"
+    )
+    raise UsageError(
+        f"Checkpoint {checkpoint} is damaged and cannot be resumed: "
+        + "; ".join(f"{name} ({reason})" for name, reason in damaged.items())
+        + f". {instead}, delete {checkpoint.name}, or pass --overwrite_output_dir to start over."
+    )
+
+
+def after_failed_save(training_args: FinetuneTrainingArguments) -> str:
+    """Removes what a failed checkpoint save left half-written; says what is intact."""
+    output_dir = Path(training_args.output_dir)
+    if training_args.process_index == 0:
+        remove_incomplete_checkpoints(output_dir, is_complete)
+    last = last_complete_checkpoint(output_dir)
+    if last is None:
+        return "No checkpoint was completed: free space and run the same command to start again."
+    return f"The last complete checkpoint, {last}, is intact: free space and run the same command to resume from it."
+
+
+def after_failed_results(training_args: FinetuneTrainingArguments, started: float) -> str:
+    """Removes the results written since `started` (any of them may be cut short); says what is intact."""
+    output_dir = Path(training_args.output_dir)
+    if training_args.process_index == 0:
+        for path in output_dir.iterdir():
+            if path.is_file() and path.stat().st_mtime >= started:
+                path.unlink(missing_ok=True)
+    return (
+        f"The final model is saved in {output_dir} (model.safetensors, config.json); its metrics, card and plots "
+        "are not. Free space and run the same command again to write them."
+    )
+
+
 def run_finetune(
     data_args: DataArguments,
     model_args: ModelArguments,
@@ -523,14 +572,41 @@ def run_finetune(
         training_args, model_args, data_args, dataset, report, settings, model, (data_config.height, data_config.width)
     )
 
-    trainer, train_result, train_runtime = train_fitting_memory(
-        lambda: build_trainer(model, processor, dataset, training_args, data_args, model_args.channels_last),
-        resume_from,
-        data_args.image_size,
-    )
+    if resume_from is not None:
+        check_checkpoint_readable(Path(resume_from))
+    with reporting_write_failures("a checkpoint", output_dir, after=lambda: after_failed_save(training_args)):
+        trainer, train_result, train_runtime = train_fitting_memory(
+            lambda: build_trainer(model, processor, dataset, training_args, data_args, model_args.channels_last),
+            resume_from,
+            data_args.image_size,
+        )
     if model_args.freeze_backbone:
         unfreeze_batch_norm(trainer.model)
     save_final_model(trainer, output_dir)
+    results_started = time.time()
+    with reporting_write_failures(
+        "the run's results", output_dir, after=lambda: after_failed_results(training_args, results_started)
+    ):
+        return finish_run(trainer, train_result, train_runtime, dataset, report, processor, push_to_hub, hub_token,
+                          data_args, model_args, training_args)  # fmt: skip
+
+
+def finish_run(
+    trainer,
+    train_result,
+    train_runtime: float,
+    dataset: datasets.DatasetDict,
+    report: DataReport,
+    processor,
+    push_to_hub: bool,
+    hub_token: str | None,
+    data_args: DataArguments,
+    model_args: ModelArguments,
+    training_args: FinetuneTrainingArguments,
+) -> FinetuneResult:
+    """After the final model is saved: metrics, the validation pass, the card, the pipeline check and the push."""
+    output_dir = Path(training_args.output_dir)
+    label_names = dataset["train"].features["label"].names
     if trainer.is_world_process_zero():
         callback_of(trainer, OverfittingMonitor).save(output_dir)
     trainer.log_metrics("train", train_result.metrics)

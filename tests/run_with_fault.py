@@ -3,10 +3,13 @@
     FAULT=kill|kill_during_save|interrupt FAULT_STEP=N python tests/run_with_fault.py [finetune options]
 
 kill: SIGKILL at the end of step N (a crash); kill_during_save: SIGKILL while checkpoint N is being finished,
-before it is marked complete; interrupt: SIGINT (Ctrl-C) at the end of step N.
+before it is marked complete; interrupt: SIGINT (Ctrl-C) at the end of step N; disk_full: from the end of step N
+(0: once training has ended; -1: once the final model is saved) no file can grow past 64 bytes (RLIMIT_FSIZE, so
+every write that follows fails in the kernel as on a full disk, with EFBIG instead of ENOSPC).
 """
 
 import os
+import resource
 import runpy
 import signal
 import sys
@@ -21,10 +24,21 @@ FAULT = os.environ["FAULT"]
 STEP = int(os.environ["FAULT_STEP"])
 
 
+def fill_disk():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
 class InjectFault(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == STEP and FAULT in ("kill", "interrupt"):
             os.kill(os.getpid(), signal.SIGKILL if FAULT == "kill" else signal.SIGINT)
+        if state.global_step == STEP and FAULT == "disk_full":
+            fill_disk()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if STEP == 0 and FAULT == "disk_full":
+            fill_disk()
 
 
 def build_trainer_with_fault(*args, **kwargs):
@@ -39,9 +53,17 @@ def mark_complete_or_die(checkpoint, step):
     mark_complete(checkpoint, step)
 
 
+def save_final_model_then_fill_disk(*args, **kwargs):
+    save_final_model(*args, **kwargs)
+    if FAULT == "disk_full" and STEP == -1:
+        fill_disk()
+
+
 build_trainer, mark_complete = training.build_trainer, checkpoints.mark_complete
+save_final_model = training.save_final_model
 training.build_trainer = build_trainer_with_fault
 checkpoints.mark_complete = mark_complete_or_die
+training.save_final_model = save_final_model_then_fill_disk
 recipe = Path(__file__).resolve().parents[1] / "recipes" / "finetune.py"
 sys.argv = [str(recipe), *sys.argv[1:]]
 runpy.run_path(str(recipe), run_name="__main__")

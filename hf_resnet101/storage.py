@@ -1,0 +1,106 @@
+"""Failed writes and damaged files: recognising them, cleaning up after them, and saying so in one message.
+
+A disk that fills up in the middle of a run surfaces as whatever the writing library raises: an `OSError` from
+Python, a `SafetensorError` from safetensors ("IoError ... No space left on device"), or a `RuntimeError` from
+torch's zip writer ("unexpected pos 64 vs 0", "file write failed"). These are told apart from other errors here, so
+a run can stop with what failed, why, and what is still intact, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import re
+import shutil
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import UsageError
+
+# errno values that mean "this write cannot succeed until the user changes something".
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+# torch's zip writer reports a short write without an errno.
+TORCH_WRITE_FAILURE = re.compile(r"unexpected pos|file write failed|PytorchStreamWriter failed")
+SAFETENSORS_IO_ERROR = re.compile(r'IoError.*?message: "([^"]+)"')
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def write_failure_reason(error: BaseException) -> str | None:
+    """Why a write failed ("No space left on device", ...), or None when `error` is not a failed write."""
+    for link in _chain(error):
+        if isinstance(link, OSError) and link.errno in WRITE_ERRNOS:
+            return link.strerror or str(link)
+        if type(link).__name__ == "SafetensorError" and "IoError" in str(link):
+            match = SAFETENSORS_IO_ERROR.search(str(link))
+            return match.group(1) if match else str(link)
+        if isinstance(link, RuntimeError) and TORCH_WRITE_FAILURE.search(str(link)):
+            return "the file could not be written in full (is the disk full?)"
+    return None
+
+
+def remove_incomplete_checkpoints(output_dir: Path, is_complete: Callable[[Path], bool]) -> list[Path]:
+    """Deletes the checkpoint folders a failed save left without their completion marker; returns them."""
+    removed = []
+    for folder in sorted(Path(output_dir).glob("checkpoint-*")):
+        if folder.is_dir() and not is_complete(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+@contextlib.contextmanager
+def reporting_write_failures(what: str, output_dir: Path, after: Callable[[], str] = lambda: ""):
+    """Turns a failed write inside the block into a `UsageError` naming `what` failed and why.
+
+    Args:
+        what: what was being written ("a checkpoint", "the final model", ...).
+        after: called only on a failed write, to clean up; returns a sentence on what is intact and what to do.
+    """
+    try:
+        yield
+    except UsageError:
+        raise
+    except Exception as error:
+        reason = write_failure_reason(error)
+        if reason is None:
+            raise
+        hint = after()
+        raise UsageError(
+            f"Could not write {what} to {output_dir}: {reason}." + (f" {hint}" if hint else "")
+        ) from error
+
+
+def damaged_checkpoint_files(checkpoint: Path) -> dict[str, str]:
+    """The files of a checkpoint that cannot be read back, each with the reason; empty when it is sound.
+
+    Reads every byte of torch's zip files (optimizer, scheduler, RNG states; CRC-checked) and the headers of the
+    safetensors files, which is what resuming needs, without unpickling anything.
+    """
+    import json
+
+    from safetensors import safe_open
+
+    damaged = {}
+    for path in sorted(checkpoint.iterdir()):
+        try:
+            if path.suffix in (".pt", ".pth", ".bin"):
+                with zipfile.ZipFile(path) as archive:
+                    bad = archive.testzip()
+                if bad is not None:
+                    damaged[path.name] = f"{bad} fails its checksum"
+            elif path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as weights:
+                    weights.keys()
+            elif path.suffix == ".json":
+                json.loads(path.read_text())
+        except Exception as error:  # any failure to read back is damage, whatever the library raises
+            damaged[path.name] = f"{type(error).__name__}: {error}".split("\n")[0][:200]
+    return damaged

@@ -1,0 +1,123 @@
+"""Failures a user meets mid-run: a disk that fills up, a damaged checkpoint, a base model that is an unsafe pickle.
+
+Each ends with one message and exit status 2, no traceback, and nothing half-written left behind. The full disk is
+real failing writes: `tests/run_with_fault.py` lowers RLIMIT_FSIZE at a chosen moment, so the kernel refuses every
+later write past 64 bytes (EFBIG, where a full disk gives ENOSPC) whatever library makes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO_ROOT, save_tiny_resnet, write_class_images
+
+from hf_resnet101.checkpoints import COMPLETE_MARKER
+
+SCRIPT = str(REPO_ROOT / "tests" / "run_with_fault.py")
+RECIPE = str(REPO_ROOT / "recipes" / "finetune.py")
+
+
+@pytest.fixture(scope="module")
+def data_and_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("failures")
+    return write_class_images(root / "data", per_class=8), save_tiny_resnet(root / "model")
+
+
+def run(script: str, folder, model, out, *extra: str, **env) -> subprocess.CompletedProcess:
+    args: list[str] = ["--train_dir", str(folder), "--output_dir", str(out), "--model_name_or_path", str(model),
+            "--num_train_epochs", "1", "--save_steps", "2", "--eval_strategy", "no", "--seed", "3"]  # fmt: skip
+    args += extra
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", **env}
+    return subprocess.run([sys.executable, script, *args], env=full_env, capture_output=True, text=True, timeout=600)
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, message: str) -> None:
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_disk_full_during_a_checkpoint(data_and_model, tmp_path):
+    folder, model = data_and_model
+    out = tmp_path / "out"
+    failed = run(SCRIPT, folder, model, out, FAULT="disk_full", FAULT_STEP="4")
+    assert_clean_failure(failed, f"Could not write a checkpoint to {out}: File too large")
+    assert f"The last complete checkpoint, {out / 'checkpoint-2'}, is intact" in failed.stderr
+    # The checkpoint that was being written is gone; the one before it is whole.
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert (out / "checkpoint-2" / COMPLETE_MARKER).is_file()
+    # Space freed, the same command resumes and finishes.
+    again = run(RECIPE, folder, model, out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"Resuming from {out / 'checkpoint-2'}" in again.stderr
+    assert (out / "model.safetensors").is_file()
+
+
+def test_disk_full_during_the_final_save(data_and_model, tmp_path):
+    folder, model = data_and_model
+    out = tmp_path / "out"
+    failed = run(SCRIPT, folder, model, out, FAULT="disk_full", FAULT_STEP="0")
+    assert_clean_failure(failed, f"Could not write the final model to {out}: File too large")
+    assert not (out / "model.safetensors").exists() and not (out / ".final-tmp").exists()
+
+
+def test_disk_full_after_the_final_save(data_and_model, tmp_path):
+    folder, model = data_and_model
+    out = tmp_path / "out"
+    failed = run(SCRIPT, folder, model, out, FAULT="disk_full", FAULT_STEP="-1")
+    assert_clean_failure(failed, f"Could not write the run's results to {out}: File too large")
+    assert "The final model is saved in" in failed.stderr
+    assert (out / "model.safetensors").is_file()
+    for path in out.glob("*.json"):  # no result file cut short
+        json.loads(path.read_text())
+    assert not (out / "README.md").exists() and not (out / "train_results.json").exists()
+    again = run(RECIPE, folder, model, out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] >= 0
+    assert (out / "README.md").is_file()
+
+
+def test_damaged_checkpoint_is_named_before_resuming(data_and_model, tmp_path):
+    folder, model = data_and_model
+    out = tmp_path / "out"
+    killed = run(SCRIPT, folder, model, out, FAULT="kill", FAULT_STEP="5")
+    assert killed.returncode == -9
+    newest = out / "checkpoint-4"
+    rng_state = newest / "rng_state.pth"
+    rng_state.write_bytes(rng_state.read_bytes()[:100])  # cut short, as by a failing disk
+    before = snapshot(out)
+    failed = run(RECIPE, folder, model, out)
+    assert_clean_failure(failed, f"Checkpoint {newest} is damaged and cannot be resumed: rng_state.pth")
+    assert f"--resume_from_checkpoint {out / 'checkpoint-2'}" in failed.stderr
+    assert snapshot(out) == before
+    # The earlier checkpoint it offers does resume.
+    again = run(RECIPE, folder, model, out, "--resume_from_checkpoint", str(out / "checkpoint-2"))
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_base_model_that_is_an_unsafe_pickle(finetune_main, capsys, data_and_model, tmp_path):
+    folder, model = data_and_model
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    for name in ("config.json", "preprocessor_config.json"):
+        (pickled / name).write_bytes((model / name).read_bytes())
+
+    class RunsCode:
+        def __reduce__(self):
+            return (print, ("PICKLE CODE RAN",))
+
+    torch.save({"weight": RunsCode()}, pickled / "pytorch_model.bin")
+    args = ["--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), "--model_name_or_path", str(pickled)]
+    assert finetune_main(args) == 2
+    captured = capsys.readouterr()
+    assert "are a pickle (e.g. pytorch_model.bin) that holds more than tensors" in captured.err
+    assert "PICKLE CODE RAN" not in captured.out + captured.err
