@@ -1,4 +1,5 @@
-"""The `hf-resnet101` command: the things around training (demo, inspect, predict, evaluate, export, card, push)."""
+"""The `hf-resnet101` command: training (`train`) and the things around it (demo, inspect, predict, evaluate, export,
+card, push)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ def exit_on_usage_error(main: Callable[..., object]) -> Callable[..., int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-resnet101", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "train",
+        add_help=False,  # its options are the training script's (`hf-resnet101 train --help` lists them)
+        help="Train: `hf-resnet101 train [ACCELERATE LAUNCH OPTIONS --] TRAINING OPTIONS`, i.e. `accelerate launch "
+        "recipes/finetune.py` returning the run's own exit status (2 bad input, 130 interrupted), no traceback.",
+    )
     demo = commands.add_parser(
         "demo",
         help="Fine-tune on scikit-learn's hand-written digits (ships with scikit-learn; works offline).",
@@ -281,4 +288,9 @@ AFTER_TRAINING_COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "ex
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # argparse would take the training options for its own
+        from .launch import run_train
+
+        sys.exit(run_train(argv[1:], verbose="--verbose" in argv))
     sys.exit(run_command(argv))

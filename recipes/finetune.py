@@ -3,23 +3,14 @@
     accelerate launch recipes/finetune.py --train_dir DATA/train --output_dir OUT
     accelerate launch recipes/finetune.py --config recipes/configs/birds.yaml --output_dir OUT
 
-Options follow `TrainingArguments` and the transformers image-classification example; see --help.
+Options follow `TrainingArguments` and the transformers image-classification example; see --help. The run itself
+(parsing, then `hf_resnet101.training.run_finetune`) lives in `hf_resnet101.finetune`, which `hf-resnet101 train`
+launches too.
 """
 
 import sys
 
-from hf_resnet101.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-from hf_resnet101.cli import exit_on_usage_error
-from hf_resnet101.parser import ConfigParser
-from hf_resnet101.training import run_finetune
-
-
-@exit_on_usage_error
-def main(argv: list[str] | None = None):
-    parser = ConfigParser((DataArguments, ModelArguments, FinetuneTrainingArguments))
-    data_args, model_args, training_args = parser.parse_args_and_config(argv)
-    return run_finetune(data_args, model_args, training_args, explicit=parser.explicit_options)
-
+from hf_resnet101.finetune import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,67 @@
+"""`hf-resnet101 train`: Accelerate's launcher with the run's own exit status, and no launcher traceback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hf_resnet101.launch import split_launch_options
+
+TRAIN = [sys.executable, "-c", "from hf_resnet101.cli import main; main()", "train"]
+
+
+def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([*TRAIN, *argv], env=env, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def test_launch_options_come_before_the_separator():
+    assert split_launch_options(["--num_processes", "2", "--", "--train_dir", "d"]) == (
+        ["--num_processes", "2"],
+        ["--train_dir", "d"],
+    )
+    assert split_launch_options(["--train_dir", "d"]) == ([], ["--train_dir", "d"])
+
+
+@pytest.mark.parametrize("launch", [[], ["--multi_gpu", "--num_processes", "2", "--"]], ids=["one", "two"])
+def test_bad_input_exits_2_without_a_traceback(launch, tmp_path):
+    result = run([*launch, "--train_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "out")])
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"error: --train_dir {tmp_path / 'missing'} does not exist" in result.stderr
+    for noise in ("Traceback", "CalledProcessError", "ChildFailedError", "had defaults used instead"):
+        assert noise not in result.stderr
+
+
+def test_plain_accelerate_launch_shows_the_message_too(tmp_path):
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hf_resnet101.finetune"]  # fmt: skip
+    result = subprocess.run([*launch, "--train_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "o")],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert f"error: --train_dir {tmp_path / 'missing'} does not exist" in result.stderr
+    assert result.returncode != 0  # accelerate's own status (1), which `hf-resnet101 train` replaces by 2
+
+
+def test_a_run_trains_and_ctrl_c_saves_a_checkpoint(image_folder, tiny_resnet, tmp_path):
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--num_train_epochs", "300", "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
+    # Its own session, so Ctrl-C can be sent as a terminal sends it: to the whole process group.
+    process = subprocess.Popen([*TRAIN, *argv], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen = ""
+    while "Run summary" not in seen:
+        line = process.stderr.readline()
+        assert line, seen[-3000:]
+        seen += line
+    time.sleep(3)  # into the training steps
+    os.killpg(process.pid, signal.SIGINT)
+    rest = process.communicate(timeout=300)[1]
+    assert process.returncode == 130, (seen + rest)[-3000:]
+    assert "interrupted: checkpoint saved at step" in rest
+    assert "Traceback" not in seen + rest
+    assert list(out.glob("checkpoint-*"))
