@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -65,3 +67,50 @@ def auto_dataloader_workers(cuda_available: bool, cpu_count: int, local_processe
         return 0
     per_process = max(1, cpu_count // max(1, local_processes))
     return max(1, min(MAX_AUTO_WORKERS, per_process - 1))
+
+
+def parent_environment(pid: int) -> dict[str, str] | None:
+    """The environment a process was started with (Linux /proc), or None where it cannot be read."""
+    try:
+        raw = open(f"/proc/{pid}/environ", "rb").read()  # noqa: SIM115 (one read)
+    except OSError:
+        return None
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {key.decode(errors="replace"): value.decode(errors="replace") for key, value in pairs}
+
+
+def launcher_set_threads(environ: dict[str, str], launcher_environ: dict[str, str] | None) -> bool:
+    """True when OMP_NUM_THREADS=1 was put there by the launcher, not asked for by the user.
+
+    `accelerate launch` without `--cpu` (and torchrun with several processes) sets OMP_NUM_THREADS=1 for the script
+    unless the user's environment has it, which leaves one core of a CPU-only machine training. The launcher's own
+    environment, as the user started it, tells the two apart.
+    """
+    return (
+        environ.get("OMP_NUM_THREADS") == "1"
+        and launcher_environ is not None
+        and ("OMP_NUM_THREADS" not in launcher_environ)
+    )
+
+
+def cpu_threads_per_process(cpu_count: int, local_processes: int) -> int:
+    """The cores each training process on this machine can have (what torch takes without a launcher)."""
+    return max(1, cpu_count // max(1, local_processes))
+
+
+def restore_cpu_threads(local_processes: int) -> str | None:
+    """Gives a CPU run its share of the cores back when the launcher, not the user, limited it to one thread.
+
+    Returns:
+        A sentence for the run summary when the thread count was changed, else None.
+    """
+    if not launcher_set_threads(dict(os.environ), parent_environment(os.getppid())):
+        return None
+    threads = cpu_threads_per_process(len(os.sched_getaffinity(0)), local_processes)
+    if threads <= 1:
+        return None
+    torch.set_num_threads(threads)
+    return (
+        f"CPU threads: {threads} per process (the launcher had set OMP_NUM_THREADS=1; set OMP_NUM_THREADS yourself "
+        "to choose)"
+    )

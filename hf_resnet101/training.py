@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from .checkpoints import (
 )
 from .data import limit_samples, load_hub_dataset, load_image_folders, report_from_dataset, write_split_files
 from .data_report import DataReport
+from .devices import restore_cpu_threads
 from .errors import UsageError
 from .hub import check_push_settings, push_output_dir
 from .losses import balanced_class_weights, make_weighted_loss
@@ -525,6 +527,10 @@ def run_finetune(
     if push_to_hub:  # before any data is loaded: nobody should learn after hours of training that a push can't work
         hub_token = check_push_settings(training_args.hub_model_id, hub_token)
     set_seed(training_args.seed)
+    if training_args.device.type == "cpu":
+        threads_note = restore_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        if threads_note and training_args.process_index == 0:
+            logger.warning(threads_note)
     output_dir = Path(training_args.output_dir)
     with training_args.main_process_first(desc="checking the output folder"):
         # Before anything is loaded: an unwritable folder or one holding something else stops here.

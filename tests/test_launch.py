@@ -65,3 +65,31 @@ def test_a_run_trains_and_ctrl_c_saves_a_checkpoint(image_folder, tiny_resnet, t
     assert "interrupted: checkpoint saved at step" in rest
     assert "Traceback" not in seen + rest
     assert list(out.glob("checkpoint-*"))
+
+
+def test_launcher_threads_are_told_from_the_users():
+    from hf_resnet101.devices import cpu_threads_per_process, launcher_set_threads
+
+    assert launcher_set_threads({"OMP_NUM_THREADS": "1"}, {"PATH": "/bin"})  # put there by the launcher
+    assert not launcher_set_threads({"OMP_NUM_THREADS": "1"}, {"OMP_NUM_THREADS": "1"})  # asked for by the user
+    assert not launcher_set_threads({"OMP_NUM_THREADS": "1"}, None)  # unknown: left alone
+    assert not launcher_set_threads({}, {})
+    assert cpu_threads_per_process(16, 2) == 8 and cpu_threads_per_process(2, 4) == 1
+
+
+@pytest.mark.parametrize("user_threads", [None, "1"])
+def test_accelerate_launch_on_a_cpu_trains_with_every_core(user_threads, image_folder, tiny_resnet, tmp_path):
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hf_resnet101.finetune"]  # fmt: skip
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(tmp_path / "out"), "--model_name_or_path",
+            str(tiny_resnet), "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env |= {"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""} | (
+        {"OMP_NUM_THREADS": user_threads} if user_threads else {}
+    )
+    result = subprocess.run([*launch, *argv], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cores = len(os.sched_getaffinity(0))
+    restored = f"CPU threads: {cores} per process (the launcher had set OMP_NUM_THREADS=1" in result.stderr
+    # accelerate launch sets OMP_NUM_THREADS=1 for a CPU run; only a user's own setting is kept.
+    assert restored == (user_threads is None and cores > 1)
