@@ -154,6 +154,17 @@ def cpu_epoch_estimate_s(num_train: int, image_size: int, bf16: bool, cores: int
     return num_train / rate
 
 
+def approximate_duration(seconds: float) -> str:
+    """An estimate in the unit that reads best: "about 50 s", "about 12 min", "about 3.5 h", "about 2.1 days"."""
+    if seconds < 90:
+        return f"about {max(1, round(seconds, -1) if seconds >= 10 else round(seconds)):.0f} s"
+    if seconds < 90 * 60:
+        return f"about {seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"about {seconds / 3600:.1f} h"
+    return f"about {seconds / 86400:.1f} days"
+
+
 def hardware_advice(
     cuda_memory_gib: float | None, num_train: int, image_size: int, bf16: bool, cores: int, full_size_model: bool
 ) -> str:
@@ -167,8 +178,8 @@ def hardware_advice(
         return f"GPU with {cuda_memory_gib:.0f} GiB: the page recommends a batch size of {batch[0]}-{batch[1]}."
     if not full_size_model:
         return "No GPU: training on the CPU."
-    hours = cpu_epoch_estimate_s(num_train, image_size, bf16, cores) / 3600
+    epoch = approximate_duration(cpu_epoch_estimate_s(num_train, image_size, bf16, cores))
     return (
         f"No GPU: CPU training of the full ResNet-101 is very slow (the page: not recommended). Estimated "
-        f"{hours:.1f} h per epoch of {num_train:,} images at {image_size}x{image_size} on {cores} cores."
+        f"{epoch} per epoch of {num_train:,} images at {image_size}x{image_size} on {cores} cores."
     )

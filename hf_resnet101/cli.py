@@ -46,9 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="Fine-tune on scikit-learn's hand-written digits (ships with scikit-learn; works offline).",
     )
-    demo.add_argument("--output_dir", default="demo_output", help="Where the demo writes its data and model.")
+    demo.add_argument(
+        "--output_dir", default="demo_output", help="Where the demo writes its data and model (default: demo_output)."
+    )
     demo.add_argument("--epochs", type=float, default=None, help="Training epochs (default: 2).")
-    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--seed", type=int, default=42, help="Random seed (default: 42).")
 
     inspect = commands.add_parser(
         "inspect",

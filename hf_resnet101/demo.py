@@ -77,9 +77,8 @@ def run_demo(output_dir: str | Path, epochs: float | None = None, seed: int = 42
 
 
 def print_demo_report(result: FinetuneResult) -> None:
-    print(f"\nModel saved to {result.output_dir}")
     print(
-        "Validation metrics: "
+        "\nValidation metrics: "
         + ", ".join(
             f"{k}={v:.4f}" for k, v in result.eval_metrics.items() if "runtime" not in k and "per_second" not in k
         )
@@ -87,4 +86,4 @@ def print_demo_report(result: FinetuneResult) -> None:
     print("pipeline('image-classification') on validation images:")
     for row in result.pipeline_predictions:
         print(f"  true {row['true']}: predicted {row['pipeline']} (score {row['score']:.2f})")
-    print(f'\nUse it: pipeline("image-classification", model="{result.output_dir}")')
+    print("\n" + "\n".join(result.closing_lines()))

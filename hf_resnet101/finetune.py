@@ -18,7 +18,10 @@ from .training import run_finetune
 def main(argv: list[str] | None = None):
     parser = ConfigParser((DataArguments, ModelArguments, FinetuneTrainingArguments))
     data_args, model_args, training_args = parser.parse_args_and_config(argv)
-    return run_finetune(data_args, model_args, training_args, explicit=parser.explicit_options)
+    result = run_finetune(data_args, model_args, training_args, explicit=parser.explicit_options)
+    if training_args.process_index == 0:
+        print("\n" + "\n".join(result.closing_lines()))
+    return result
 
 
 if __name__ == "__main__":

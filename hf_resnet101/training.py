@@ -90,6 +90,19 @@ class FinetuneResult:
     label_names: list[str]
     eval_metrics: dict[str, float]
     pipeline_predictions: list[dict] = field(default_factory=list)
+    hub_model_id: str | None = None  # where it was pushed
+
+    def closing_lines(self) -> list[str]:
+        """What a finished run says last: where the model is and how to use it."""
+        model = self.hub_model_id or str(self.output_dir)
+        shown = {k: v for k, v in self.eval_metrics.items() if k in ("accuracy", "f1_macro", "top5_accuracy")}
+        return [
+            f"Model saved to {self.output_dir}"
+            + (f" and pushed to https://huggingface.co/{self.hub_model_id}" if self.hub_model_id else "")
+            + (" (validation " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + ")" if shown else ""),
+            f"Model card: {self.output_dir / 'README.md'}",
+            f'Use it: pipeline("image-classification", model="{model}")',
+        ]
 
 
 def setup_logging(training_args: FinetuneTrainingArguments) -> None:
@@ -662,4 +675,5 @@ def finish_run(
             token=hub_token,
             hub_strategy=getattr(training_args.hub_strategy, "value", training_args.hub_strategy),
         )
-    return FinetuneResult(output_dir, label_names, metrics, pipeline_predictions)
+    pushed_to = training_args.hub_model_id if push_to_hub else None
+    return FinetuneResult(output_dir, label_names, metrics, pipeline_predictions, pushed_to)

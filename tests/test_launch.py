@@ -1,4 +1,5 @@
-"""`hf-resnet101 train`: Accelerate's launcher with the run's own exit status, and no launcher traceback."""
+"""Entry points as a user meets them: `hf-resnet101 train` (Accelerate's launcher with the run's own exit status and
+no launcher traceback), CPU threads under `accelerate launch`, and what a finished run or `inspect` says last."""
 
 from __future__ import annotations
 
@@ -93,3 +94,36 @@ def test_accelerate_launch_on_a_cpu_trains_with_every_core(user_threads, image_f
     restored = f"CPU threads: {cores} per process (the launcher had set OMP_NUM_THREADS=1" in result.stderr
     # accelerate launch sets OMP_NUM_THREADS=1 for a CPU run; only a user's own setting is kept.
     assert restored == (user_threads is None and cores > 1)
+
+
+def test_a_finished_run_ends_with_where_the_model_is_and_how_to_use_it(
+    finetune_main, capsys, image_folder, tiny_resnet, tmp_path
+):
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
+    assert finetune_main(argv) == 0
+    last_lines = capsys.readouterr().out.strip().splitlines()[-3:]
+    assert last_lines[0].startswith(f"Model saved to {out} (validation accuracy ")
+    assert last_lines[1] == f"Model card: {out / 'README.md'}"
+    assert last_lines[2] == f'Use it: pipeline("image-classification", model="{out}")'
+
+
+def test_inspect_estimates_cpu_time_in_a_readable_unit(capsys, image_folder):
+    from hf_resnet101.advice import approximate_duration
+    from hf_resnet101.cli import run_command
+
+    assert [approximate_duration(s) for s in (3, 48, 600, 7200, 200000)] == [
+        "about 3 s", "about 50 s", "about 10 min", "about 2.0 h", "about 2.3 days"
+    ]  # fmt: skip
+    assert run_command(["inspect", str(image_folder)]) == 0
+    printed = capsys.readouterr().out
+    assert "Estimated about " in printed and "0.0 h" not in printed
+
+
+def test_demo_help_shows_its_defaults(capsys):
+    from hf_resnet101.cli import run_command
+
+    with pytest.raises(SystemExit):
+        run_command(["demo", "--help"])
+    assert "(default: demo_output)" in " ".join(capsys.readouterr().out.split())  # argparse wraps lines
