@@ -632,14 +632,18 @@ def finish_run(
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
 
-    eval_metrics = trainer.evaluate()
+    # One prediction pass over validation gives the final metrics and serves the card and the pipeline check (a
+    # collective call); it is logged and reported to the callbacks as `trainer.evaluate()` would, which would
+    # otherwise be a second pass over the same images.
+    validation_prediction = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
+    eval_metrics = dict(validation_prediction.metrics)
+    trainer.log(eval_metrics)
+    trainer.control = trainer.callback_handler.on_evaluate(trainer.args, trainer.state, trainer.control, eval_metrics)
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
     metrics = {k.removeprefix("eval_"): v for k, v in eval_metrics.items() if isinstance(v, float)}
     train_sample = min(len(dataset["validation"]), MAX_TRAIN_ACCURACY_IMAGES)
     train_indices = pipeline_check_indices(len(dataset["train"]), train_sample)
-    # One prediction pass over validation serves the card and the pipeline check (a collective call).
-    validation_prediction = trainer.predict(trainer.eval_dataset)
     card_evaluation = evaluate_for_card(
         trainer, validation_prediction, dataset["train"], train_indices, processor, len(label_names)
     )
