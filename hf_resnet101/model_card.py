@@ -79,7 +79,7 @@ class CardInputs:
     """Everything the card shows that is not in the template; saved as `card_inputs.json` by a run."""
 
     model_name: str
-    base_model: str
+    base_model: str | None  # a Hub id, or None when unknown or when training started from random weights
     label_names: list[str]
     images_per_class: dict[str, dict[str, int]]
     eval_metrics: dict[str, float]
@@ -99,6 +99,8 @@ class CardInputs:
     overfitting_events: list[dict] = field(default_factory=list)
     framework_versions: dict[str, str] = field(default_factory=framework_versions)
     license: str = "apache-2.0"
+    random_init: bool = False  # trained from random initial weights: not fine-tuned from any model
+    architecture: str | None = None  # e.g. "ResNetForImageClassification", named when there is no base model
 
     @property
     def num_images(self) -> int:
@@ -179,13 +181,18 @@ def overfitting_note(inputs: CardInputs) -> str | None:
     )
 
 
+def table_cell(text: str) -> str:
+    """A class name as a Markdown table cell: a `|` in it would start a new column."""
+    return text.replace("|", "\\|")
+
+
 def per_class_rows(inputs: CardInputs) -> list[dict[str, object]]:
     """One row per class: precision, recall, F1 and support on the validation split."""
     if not inputs.per_class:
         return []
     columns = ("precision", "recall", "f1", "support")
     return [
-        {"label": name} | {column: inputs.per_class[column][i] for column in columns}
+        {"label": table_cell(name)} | {column: inputs.per_class[column][i] for column in columns}
         for i, name in enumerate(inputs.label_names)
     ]
 
@@ -234,7 +241,7 @@ def build_card_data(inputs: CardInputs, shown_metrics: dict[str, float]) -> Mode
     ]
     return ModelCardData(
         model_name=inputs.model_name,
-        base_model=inputs.base_model,
+        base_model=None if inputs.random_init else inputs.base_model,  # None: left out of the metadata
         library_name="transformers",
         pipeline_tag="image-classification",
         license=inputs.license,
@@ -263,6 +270,8 @@ def render_model_card(
         model_name=inputs.model_name,
         repo_id=repo_id or inputs.repo_id or inputs.model_name,
         base_model=inputs.base_model,
+        random_init=inputs.random_init,
+        architecture=inputs.architecture or "image-classification model",
         dataset_description=f"`{inputs.dataset_name}`" if inputs.dataset_name else "a folder of images",
         data_source=inputs.data_source,
         label_names=inputs.label_names,
@@ -271,7 +280,7 @@ def render_model_card(
         splits=splits,
         split_sizes={split: sum(counts.values()) for split, counts in inputs.images_per_class.items()},
         class_rows=[
-            {"label": name, "counts": [inputs.images_per_class[split].get(name, 0) for split in splits]}
+            {"label": table_cell(name), "counts": [inputs.images_per_class[split].get(name, 0) for split in splits]}
             for name in inputs.label_names
         ],
         num_images=inputs.num_images,
