@@ -7,7 +7,7 @@ so `hf-resnet101 card OUT` can render it again, for instance after the template 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata, resources
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .advice import tier_for
 from .confusion import plot_confusion_matrix
 from .errors import UsageError
+from .modeling import is_hub_id
 from .monitors import OVERFITTING_ADVICE
 from .plots import TRAINING_CURVES_FILE, save_training_curves
 
@@ -125,6 +126,23 @@ class CardInputs:
                 "(it writes card_inputs.json next to the model)."
             )
         return cls(**json.loads(path.read_text()))
+
+
+RANDOM_INIT_NOTE = "none (random initialisation)"
+LOCAL_MODEL_NOTE = "a local folder"
+
+
+def public_inputs(inputs: CardInputs) -> CardInputs:
+    """`inputs` with nothing local in what gets published: a base model that is not a Hub id (a path, as runs
+    before this check recorded) is left out, and a local model path among the hyperparameters is replaced."""
+    base = None if inputs.random_init or not is_hub_id(inputs.base_model) else inputs.base_model
+    hyperparameters = dict(inputs.hyperparameters)
+    name = hyperparameters.get("model_name_or_path")
+    if inputs.random_init:
+        hyperparameters["model_name_or_path"] = RANDOM_INIT_NOTE
+    elif isinstance(name, str) and not is_hub_id(name) and not name.startswith(LOCAL_MODEL_NOTE):
+        hyperparameters["model_name_or_path"] = f"{LOCAL_MODEL_NOTE} ({base or 'origin not recorded'})"
+    return replace(inputs, base_model=base, hyperparameters=hyperparameters)
 
 
 def collect_hyperparameters(data_args, model_args, training_args) -> dict[str, object]:
@@ -261,6 +279,7 @@ def render_model_card(
         figures: file names of the figures to show, by kind (`confusion_matrix`, `training_curves`).
         repo_id: where the model is published, for the usage snippet; defaults to the one the run was given.
     """
+    inputs = public_inputs(inputs)
     shown_metrics = {name: inputs.eval_metrics[name] for name in CARD_METRICS if name in inputs.eval_metrics}
     tier = tier_for(inputs.num_images)
     splits = list(inputs.images_per_class)

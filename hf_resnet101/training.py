@@ -50,12 +50,11 @@ from .memory import (
     shut_down_data_loaders,
 )
 from .metrics import build_compute_metrics
-from .model_card import CardInputs, collect_hyperparameters, describe_devices, write_model_card
+from .model_card import CardInputs, collect_hyperparameters, describe_devices, public_inputs, write_model_card
 from .modeling import (
     apply_gradient_checkpointing,
     count_parameters,
     freeze_backbone,
-    is_hub_id,
     load_image_processor,
     load_model_for_labels,
     local_files_only_for,
@@ -379,12 +378,7 @@ def build_card_inputs(
     """What the card shows; nothing local: the base model is a Hub id or left out, and so is the model path."""
     label_names = dataset["train"].features["label"].names
     base_model = None if random_init else resolve_base_model(model_args.model_name_or_path, model_args.base_model_id)
-    hyperparameters = collect_hyperparameters(data_args, model_args, training_args)
-    if random_init:
-        hyperparameters["model_name_or_path"] = "none (random initialisation)"
-    elif not is_hub_id(model_args.model_name_or_path):
-        hyperparameters["model_name_or_path"] = f"a local folder ({base_model or 'origin not recorded'})"
-    return CardInputs(
+    inputs = CardInputs(
         model_name=Path(training_args.output_dir).name,
         repo_id=training_args.hub_model_id,
         base_model=base_model,
@@ -393,7 +387,7 @@ def build_card_inputs(
         label_names=label_names,
         images_per_class={name: class_counts(split, label_names) for name, split in dataset.items()},
         eval_metrics=metrics,
-        hyperparameters=hyperparameters,
+        hyperparameters=collect_hyperparameters(data_args, model_args, training_args),
         precision=training_args.precision_note,
         devices=describe_devices(training_args),
         train_runtime_s=train_runtime,
@@ -407,6 +401,7 @@ def build_card_inputs(
         empty_classes=list(report.empty_classes),
         overfitting_events=overfitting_events,
     )
+    return public_inputs(inputs)  # saved as card_inputs.json, which is published too
 
 
 def callback_of(trainer: Trainer, kind: type):
