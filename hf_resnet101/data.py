@@ -78,6 +78,22 @@ def check_class_folder_names(root: Path, names: list[str]) -> None:
         )
 
 
+def check_dataset_label_names(dataset_name: str, names: list[str]) -> None:
+    """Stops on a dataset's label names that cannot be shown safely (see `unsafe_label_characters`).
+
+    Raises:
+        UsageError: naming each such label (escaped).
+    """
+    bad = {name: unsafe_label_characters(str(name)) for name in names}
+    listing = "\n".join(f"  {name!r}: {', '.join(chars)}" for name, chars in bad.items() if chars)
+    if listing:
+        raise UsageError(
+            f"Dataset {dataset_name!r} has label names with control characters (newline, tab, escape codes, ...), "
+            f"which would break the model card, the log and the labels:\n{listing}\n"
+            "Give the labels clean names (e.g. with datasets' `cast_column` and a new `ClassLabel`), then run again."
+        )
+
+
 def scan_class_folders(root: str | Path, what: str = "--train_dir") -> ClassFolders:
     """Lists the image files of a folder with one sub-folder per class.
 
@@ -358,6 +374,7 @@ def load_hub_dataset(
         dataset = dataset.rename_column(label_column, "label")
     if not isinstance(dataset["train"].features["label"], ClassLabel):
         dataset = dataset.class_encode_column("label")
+    check_dataset_label_names(dataset_name, dataset["train"].features["label"].names)
     if not isinstance(dataset["train"].features["image"], ImageFeature):
         dataset = dataset.cast_column("image", ImageFeature())
     if "validation" not in dataset:

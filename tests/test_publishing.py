@@ -250,6 +250,16 @@ def test_control_characters_in_a_class_name_stop_with_the_folder_named(
     run_cli(capsys, ["inspect", str(data)], expected_code=2)
 
 
+def test_control_characters_in_a_dataset_label_stop_the_run(finetune_main, tiny_resnet, tmp_path, capsys):
+    data = write_class_images(tmp_path / "data", per_class=4, classes={"cat": (200, 60, 40), "red\x1b[31m": (9, 9, 9)})
+    out = tmp_path / "out"
+    args = ["--dataset_name", str(data), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
+    assert finetune_main(args) == 2
+    err = capsys.readouterr().err
+    assert "'red\\x1b[31m'" in err and "\x1b" not in err and "Traceback" not in err
+    assert not (out / "README.md").exists()
+
+
 def test_class_names_like_yaml_or_table_syntax_keep_the_card_whole(finetune_main, tiny_resnet, tmp_path):
     classes = {"license: other": (200, 60, 40), "a | b": (40, 70, 200), "- item": (50, 190, 60)}
     data = write_class_images(tmp_path / "data", per_class=6, classes=classes)
