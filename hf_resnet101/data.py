@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import os
 import unicodedata
 from collections import Counter
@@ -396,33 +397,32 @@ def image_paths(split: Dataset) -> list[str | None]:
     return [item.get("path") for item in column]
 
 
-def data_root(train_dir: str | None, validation_dir: str | None) -> Path | None:
-    """The folder that `splits.csv` paths are relative to: the training folder, or the folder holding both."""
-    folders = [Path(p).resolve() for p in (train_dir, validation_dir) if p]
-    if not folders:
-        return None
-    return folders[0] if len(folders) == 1 else Path(os.path.commonpath(folders))
+def data_roots(train_dir: str | None, validation_dir: str | None) -> list[Path]:
+    """The folders that published paths are relative to: the parent of each data folder, so a path starts with the
+    data folder's own name (`train/cat/1.jpg`, `validation/cat/2.jpg`) and names nothing above it."""
+    roots = [Path(p).resolve().parent for p in (train_dir, validation_dir) if p]
+    return list(dict.fromkeys(roots))
 
 
-def relative_image_path(image_path: str | None, root: Path | None) -> str:
-    """A path inside the data folder, POSIX style; just the file name for one outside it (a Hub dataset's cache).
+def relative_image_path(image_path: str | None, roots: list[Path]) -> str:
+    """A path inside a data folder, POSIX style; just the file name for one outside them (a Hub dataset's cache).
 
     `splits.csv` is published with the model: an absolute path would show the user's directory names.
     """
     if not image_path:
         return ""
     path = Path(image_path).resolve()
-    if root is not None and path.is_relative_to(root):
-        return path.relative_to(root).as_posix()
-    return path.name
+    root = next((root for root in roots if path.is_relative_to(root)), None)
+    return path.relative_to(root).as_posix() if root else path.name
 
 
-def write_split_files(dataset: DatasetDict, output_dir: str | os.PathLike, root: Path | None = None) -> Path:
+def write_split_files(dataset: DatasetDict, output_dir: str | os.PathLike, roots: list[Path] | None = None) -> Path:
     """Writes `splits.csv` (split, label, path) so the split can be audited and reproduced.
 
-    Paths are relative to `root` (see `data_root`); the root itself is kept in `DATA_ROOT_FILE`, a local file
-    that is never pushed, so local tools (`export`) can still find the images.
+    Paths are relative to `roots` (see `data_roots`), which are kept in `DATA_ROOT_FILE`, a local file that is
+    never pushed, so local tools (`export`) can still find the images.
     """
+    roots = roots or []
     output_dir = Path(output_dir)
     path = output_dir / "splits.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -432,17 +432,18 @@ def write_split_files(dataset: DatasetDict, output_dir: str | os.PathLike, root:
         writer.writerow(["split", "label", "path"])
         for split_name, split in dataset.items():
             for label, image_path in zip(split["label"], image_paths(split), strict=True):
-                writer.writerow([split_name, names[label], relative_image_path(image_path, root)])
-    if root is not None:
-        (output_dir / DATA_ROOT_FILE).write_text(str(root))
+                writer.writerow([split_name, names[label], relative_image_path(image_path, roots)])
+    if roots:
+        (output_dir / DATA_ROOT_FILE).write_text(json.dumps([str(root) for root in roots]))
     return path
 
 
 def split_image_path(output_dir: str | os.PathLike, relative: str) -> Path:
-    """The local file a `splits.csv` path names (relative to the data root the run recorded)."""
+    """The local file a `splits.csv` path names: under the first data root the run recorded that holds it."""
     root_file = Path(output_dir) / DATA_ROOT_FILE
-    root = Path(root_file.read_text().strip()) if root_file.is_file() else Path(output_dir)
-    return root / relative
+    roots = [Path(root) for root in json.loads(root_file.read_text())] if root_file.is_file() else []
+    candidates = [root / relative for root in roots] or [Path(output_dir) / relative]
+    return next((path for path in candidates if path.is_file()), candidates[0])
 
 
 def report_from_dataset(dataset: DatasetDict) -> DataReport:

@@ -85,13 +85,13 @@ class DataReport:
         data["imbalance_ratio"] = round(self.imbalance_ratio, 3)
         return data
 
-    def save(self, output_dir: str | Path, root: Path | None = None) -> Path:
-        """Writes `data_report.json`, with file paths relative to the data folder `root` when given: the file is
-        published with the model, and absolute paths would show the user's directory names."""
+    def save(self, output_dir: str | Path, roots: list[Path] | None = None) -> Path:
+        """Writes `data_report.json`, with file paths relative to the data `roots` when given (see
+        `data.data_roots`): the file is published with the model, and absolute paths would show the user's
+        directory names."""
         path = Path(output_dir) / "data_report.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.to_dict() if root is None else paths_relative_to(self.to_dict(), root)
-        path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+        path.write_text(json.dumps(paths_relative_to(self.to_dict(), roots or []), indent=2, ensure_ascii=False))
         return path
 
     def summary_lines(self) -> list[str]:
@@ -133,14 +133,16 @@ class DataReport:
         return lines
 
 
-def paths_relative_to(value, root: Path):
-    """`value` (nested dicts and lists) with every string naming a path inside `root` made relative to it."""
+def paths_relative_to(value, roots: list[Path]):
+    """`value` (nested dicts and lists) with every string naming a path inside one of `roots` made relative to it."""
     if isinstance(value, dict):
-        return {key: paths_relative_to(item, root) for key, item in value.items()}
+        return {key: paths_relative_to(item, roots) for key, item in value.items()}
     if isinstance(value, list):
-        return [paths_relative_to(item, root) for item in value]
-    if isinstance(value, str) and Path(value).is_absolute() and Path(value).resolve().is_relative_to(root):
-        return Path(value).resolve().relative_to(root).as_posix()
+        return [paths_relative_to(item, roots) for item in value]
+    if isinstance(value, str) and Path(value).is_absolute():
+        path = Path(value).resolve()
+        root = next((root for root in roots if path.is_relative_to(root)), None)
+        return path.relative_to(root).as_posix() if root else value
     return value
 
 

@@ -29,7 +29,7 @@ from .checkpoints import (
     save_final_model,
 )
 from .data import (
-    data_root,
+    data_roots,
     limit_samples,
     load_hub_dataset,
     load_image_folders,
@@ -528,7 +528,7 @@ def run_finetune(
     choose_best_model_metric(training_args, explicit or {}, report.imbalance_ratio)
     check_settings(training_args, len(dataset["train"]), len(dataset["validation"]), logger.warning)
     if training_args.process_index == 0:
-        report.save(output_dir, data_root(data_args.train_dir, data_args.validation_dir))
+        report.save(output_dir, data_roots(data_args.train_dir, data_args.validation_dir))
 
     model, processor = model_and_processor or load_model_and_processor(model_args, label_names)
     if model_args.freeze_backbone:
@@ -594,7 +594,7 @@ def run_finetune(
     evaluated = [label_names[i] for i in check_logits.argmax(-1)]
     pipeline_predictions = []
     if trainer.is_world_process_zero():
-        write_split_files(dataset, output_dir, data_root(data_args.train_dir, data_args.validation_dir))
+        write_split_files(dataset, output_dir, data_roots(data_args.train_dir, data_args.validation_dir))
         card_inputs = build_card_inputs(
             data_args,
             model_args,

@@ -43,7 +43,7 @@ def test_train_dir_only_end_to_end(finetune_main, image_folder, tiny_resnet, tmp
 
     classifier = pipeline("image-classification", model=str(out))
     for row in validation:
-        assert classifier(str(image_folder / row["path"]))[0]["label"] in CLASS_NAMES  # relative to the data
+        assert classifier(str(image_folder.parent / row["path"]))[0]["label"] in CLASS_NAMES  # relative to the data
 
     checked = json.loads((out / "pipeline_check.json").read_text())
     assert checked and all(row["pipeline"] == row["evaluation"] for row in checked)

@@ -96,7 +96,7 @@ def test_push_then_pipeline_downloads_the_same_model(
     assert FAKE_TOKEN not in "".join(capfd.readouterr())
 
     validation = [
-        str(image_folder / row.split(",")[2])
+        str(image_folder.parent / row.split(",")[2])
         for row in (out / "splits.csv").read_text().splitlines()[1:]
         if "validation" in row
     ]

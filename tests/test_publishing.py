@@ -65,9 +65,22 @@ def test_splits_csv_holds_paths_relative_to_the_data_folder(finetune_main, image
     assert len(rows) == 24
     for row in rows:
         assert not os.path.isabs(row["path"]) and str(tmp_path) not in row["path"]
-        assert row["path"].startswith(f"{row['label']}/")  # CLASS/FILE inside --train_dir
-        assert (image_folder / row["path"]).is_file()
+        assert row["path"].startswith(f"train/{row['label']}/")  # the data folder's own name, CLASS, FILE
+        assert (image_folder.parent / row["path"]).is_file()
     assert str(tmp_path) not in (out / "splits.csv").read_text()
+
+
+def test_splits_csv_names_no_folder_above_unrelated_train_and_validation_folders(finetune_main, tiny_resnet, tmp_path):
+    train = write_class_images(tmp_path / "alice" / "private" / "train", per_class=6, seed=1)
+    validation = write_class_images(tmp_path / "mnt" / "shared" / "val", per_class=2, seed=2)
+    out = tmp_path / "out"
+    args = ["--train_dir", str(train), "--validation_dir", str(validation), "--output_dir", str(out)]
+    assert finetune_main([*args, "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "no"]) == 0
+    rows = read_splits(out)
+    assert {row["path"].split("/")[0] for row in rows if row["split"] == "train"} == {"train"}
+    assert {row["path"].split("/")[0] for row in rows if row["split"] == "validation"} == {"val"}
+    text = (out / "splits.csv").read_text()
+    assert "alice" not in text and "private" not in text and "mnt" not in text and "shared" not in text
 
 
 def test_pushed_files_name_no_local_path_and_no_unknown_base_model(
@@ -84,7 +97,7 @@ def test_pushed_files_name_no_local_path_and_no_unknown_base_model(
         leaks = [name for name, stored in pushed.items() if local.encode() in stored.content]
         assert leaks == [], f"{local} published in {leaks}"
     report = json.loads(pushed["data_report.json"].content)
-    assert [item["path"] for item in report["unusable"]] == ["cat/broken.png"]
+    assert [item["path"] for item in report["unusable"]] == ["train/cat/broken.png"]
 
     card = pushed["README.md"].content.decode()
     assert "base_model" not in card_metadata(card)  # the tiny model records no Hub id: none rather than a path
@@ -291,7 +304,7 @@ def test_dot_folders_are_listed_as_ignored(finetune_main, image_folder, tiny_res
     assert "are not classes and are ignored: ..dots, .hidden" in caplog.text
     assert "folders ignored (names starting with '.' are not classes)" in caplog.text  # the run summary
     report = json.loads((out / "data_report.json").read_text())
-    assert report["ignored_folders"] == ["..dots", ".hidden"]
+    assert report["ignored_folders"] == ["train/..dots", "train/.hidden"]
     assert set(report["images_per_class"]["train"]) == {"Blue Jay", "cat", "élan vital"}
 
     out_text, _ = run_cli(capsys, ["inspect", str(image_folder)])
