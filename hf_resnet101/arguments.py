@@ -15,6 +15,7 @@ from transformers import TrainingArguments
 from .advice import PRESETS
 from .devices import PRECISIONS, auto_dataloader_workers, cpu_supports_bf16, resolve_precision
 from .errors import UsageError
+from .modeling import is_hub_id
 
 DEFAULT_MODEL = "microsoft/resnet-101"
 AUGMENTATIONS = ("none", "light", "standard", "heavy")
@@ -119,6 +120,13 @@ class ModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run code shipped with a Hub model or dataset. Only for repos you trust."}
     )
+    base_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id USER/NAME of the weights a local --model_name_or_path holds, for the card's base_model "
+            "(default: what the folder records, else none)."
+        },
+    )
     freeze_backbone: str | None = field(
         default=None,
         metadata={
@@ -135,6 +143,11 @@ class ModelArguments:
         spec = self.freeze_backbone
         if spec is not None and spec != "all_but_last" and not (spec.isdigit() and int(spec) > 0):
             raise UsageError(f"--freeze_backbone takes all_but_last or a positive number of stages, got {spec!r}.")
+        if self.base_model_id is not None and not is_hub_id(self.base_model_id):
+            raise UsageError(
+                f"--base_model_id takes a Hub id such as microsoft/resnet-101, got {self.base_model_id!r}: the card's "
+                "base_model must name a model on the Hub."
+            )
 
 
 @dataclass

@@ -23,7 +23,7 @@ CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 RUN_OUTPUTS = re.compile(
     r"^(checkpoint-\d+.*|runs|\.final-tmp.*|README\.md|config\.json|model\.safetensors|preprocessor_config\.json"
     r"|.*_results\.json|trainer_state\.json|training_args\.bin|splits\.csv|data_report\.json|pipeline_check\.json"
-    r"|monitors\.json|card_inputs\.json|.*\.png|\.write-probe.*)$"
+    r"|monitors\.json|card_inputs\.json|.*\.png|\.write-probe.*|\.data_root)$"
 )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import os
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,8 @@ IMAGE_EXTENSIONS = frozenset(
     | {".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".pcx", ".sgi", ".psd", ".icns"}
 )
 VALIDATION_SPLIT_NAMES = ("validation", "valid", "val")
+# Local only: a dot-file, so never pushed (hub.IGNORED_PATTERNS); holds the absolute data folder of a run.
+DATA_ROOT_FILE = ".data_root"
 
 
 @dataclass
@@ -34,6 +38,7 @@ class ClassFolders:
     root: Path
     files_by_class: dict[str, list[Path]]
     empty_classes: list[str] = field(default_factory=list)
+    ignored_folders: list[str] = field(default_factory=list)
 
     @property
     def class_names(self) -> list[str]:
@@ -48,11 +53,57 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
+def unsafe_label_characters(name: str) -> list[str]:
+    """The control and format characters of a class name (newline, tab, ESC, zero-width, ...), escaped.
+
+    A label is written into the model card's tables and YAML, the log and config.json; such characters break the
+    first two, can rewrite a terminal (ANSI escape codes) and hide what the label really is.
+    """
+    return sorted({repr(c)[1:-1] for c in name if unicodedata.category(c).startswith("C")})
+
+
+def check_class_folder_names(root: Path, names: list[str]) -> None:
+    """Stops on class folder names that cannot be shown safely as labels.
+
+    Raises:
+        UsageError: naming each such folder (escaped) and the characters to remove.
+    """
+    bad = {name: unsafe_label_characters(name) for name in names}
+    bad = {name: chars for name, chars in bad.items() if chars}
+    if bad:
+        listing = "\n".join(f"  {str(root / name)!r}: {', '.join(chars)}" for name, chars in sorted(bad.items()))
+        raise UsageError(
+            f"{len(bad)} class folder name(s) in {str(root)!r} hold control characters (newline, tab, escape codes, "
+            f"...), which would break the model card, the log and the labels:\n{listing}\n"
+            "Rename these folders (the folder names become the labels), then run again."
+        )
+
+
+def check_dataset_label_names(dataset_name: str, names: list[str]) -> None:
+    """Stops on a dataset's label names that cannot be shown safely (see `unsafe_label_characters`).
+
+    Raises:
+        UsageError: naming each such label (escaped).
+    """
+    bad = {name: unsafe_label_characters(str(name)) for name in names}
+    listing = "\n".join(f"  {name!r}: {', '.join(chars)}" for name, chars in bad.items() if chars)
+    if listing:
+        raise UsageError(
+            f"Dataset {dataset_name!r} has label names with control characters (newline, tab, escape codes, ...), "
+            f"which would break the model card, the log and the labels:\n{listing}\n"
+            "Give the labels clean names (e.g. with datasets' `cast_column` and a new `ClassLabel`), then run again."
+        )
+
+
 def scan_class_folders(root: str | Path, what: str = "--train_dir") -> ClassFolders:
     """Lists the image files of a folder with one sub-folder per class.
 
+    Folders whose names start with a dot (`.hidden`, `..dots`) are not classes (hidden by convention, and
+    imagefolder skips them too): they are left out and listed as ignored.
+
     Raises:
-        UsageError: when the folder is missing, holds no class sub-folders, or holds no images.
+        UsageError: when the folder is missing, holds no class sub-folders, holds no images, or a class folder's
+            name holds control characters.
     """
     root = Path(root)
     if not root.exists():
@@ -60,6 +111,12 @@ def scan_class_folders(root: str | Path, what: str = "--train_dir") -> ClassFold
     if not root.is_dir():
         raise UsageError(f"{what} {root} is not a folder: give a folder with one sub-folder of images per class.")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    ignored = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("."))
+    if ignored:
+        logger.warning(
+            f"Folders in {root} whose names start with '.' are not classes and are ignored: {', '.join(ignored)}."
+        )
+    check_class_folder_names(root, [p.name for p in class_dirs])
     loose_images = [p for p in root.iterdir() if p.is_file() and is_image_file(p)]
     if not class_dirs:
         hint = f" It holds {len(loose_images)} images directly:" if loose_images else ""
@@ -90,7 +147,7 @@ def scan_class_folders(root: str | Path, what: str = "--train_dir") -> ClassFold
             f"{what} {root} holds no images in its class sub-folders "
             f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS)[:8])}, ...)."
         )
-    return ClassFolders(root=root, files_by_class=files_by_class, empty_classes=empty)
+    return ClassFolders(root=root, files_by_class=files_by_class, empty_classes=empty, ignored_folders=ignored)
 
 
 def check_class_sets(train_counts: dict[str, int], validation_counts: dict[str, int] | None, train_root, val_root):
@@ -227,6 +284,9 @@ def plan_image_folders(
     report = build_report(files, class_names, sorted(set(empty)), duplicates)
     report.dropped_conflicting = sorted(dropped_conflicting)
     report.dropped_from_validation = sorted(dropped_leaks)
+    report.ignored_folders = [
+        str(folders.root / name) for folders in (train, validation) if folders for name in folders.ignored_folders
+    ]
 
     dropped = dropped_conflicting | dropped_leaks
     data_files = {
@@ -315,6 +375,7 @@ def load_hub_dataset(
         dataset = dataset.rename_column(label_column, "label")
     if not isinstance(dataset["train"].features["label"], ClassLabel):
         dataset = dataset.class_encode_column("label")
+    check_dataset_label_names(dataset_name, dataset["train"].features["label"].names)
     if not isinstance(dataset["train"].features["image"], ImageFeature):
         dataset = dataset.cast_column("image", ImageFeature())
     if "validation" not in dataset:
@@ -336,9 +397,34 @@ def image_paths(split: Dataset) -> list[str | None]:
     return [item.get("path") for item in column]
 
 
-def write_split_files(dataset: DatasetDict, output_dir: str | os.PathLike) -> Path:
-    """Writes `splits.csv` (split, label, path) so the split can be audited and reproduced."""
-    path = Path(output_dir) / "splits.csv"
+def data_roots(train_dir: str | None, validation_dir: str | None) -> list[Path]:
+    """The folders that published paths are relative to: the parent of each data folder, so a path starts with the
+    data folder's own name (`train/cat/1.jpg`, `validation/cat/2.jpg`) and names nothing above it."""
+    roots = [Path(p).resolve().parent for p in (train_dir, validation_dir) if p]
+    return list(dict.fromkeys(roots))
+
+
+def relative_image_path(image_path: str | None, roots: list[Path]) -> str:
+    """A path inside a data folder, POSIX style; just the file name for one outside them (a Hub dataset's cache).
+
+    `splits.csv` is published with the model: an absolute path would show the user's directory names.
+    """
+    if not image_path:
+        return ""
+    path = Path(image_path).resolve()
+    root = next((root for root in roots if path.is_relative_to(root)), None)
+    return path.relative_to(root).as_posix() if root else path.name
+
+
+def write_split_files(dataset: DatasetDict, output_dir: str | os.PathLike, roots: list[Path] | None = None) -> Path:
+    """Writes `splits.csv` (split, label, path) so the split can be audited and reproduced.
+
+    Paths are relative to `roots` (see `data_roots`), which are kept in `DATA_ROOT_FILE`, a local file that is
+    never pushed, so local tools (`export`) can still find the images.
+    """
+    roots = roots or []
+    output_dir = Path(output_dir)
+    path = output_dir / "splits.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     names = dataset["train"].features["label"].names
     with path.open("w", newline="") as f:
@@ -346,8 +432,18 @@ def write_split_files(dataset: DatasetDict, output_dir: str | os.PathLike) -> Pa
         writer.writerow(["split", "label", "path"])
         for split_name, split in dataset.items():
             for label, image_path in zip(split["label"], image_paths(split), strict=True):
-                writer.writerow([split_name, names[label], image_path or ""])
+                writer.writerow([split_name, names[label], relative_image_path(image_path, roots)])
+    if roots:
+        (output_dir / DATA_ROOT_FILE).write_text(json.dumps([str(root) for root in roots]))
     return path
+
+
+def split_image_path(output_dir: str | os.PathLike, relative: str) -> Path:
+    """The local file a `splits.csv` path names: under the first data root the run recorded that holds it."""
+    root_file = Path(output_dir) / DATA_ROOT_FILE
+    roots = [Path(root) for root in json.loads(root_file.read_text())] if root_file.is_file() else []
+    candidates = [root / relative for root in roots] or [Path(output_dir) / relative]
+    return next((path for path in candidates if path.is_file()), candidates[0])
 
 
 def report_from_dataset(dataset: DatasetDict) -> DataReport:

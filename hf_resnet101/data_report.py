@@ -67,6 +67,7 @@ class DataReport:
     formats: dict[str, int]
     dropped_from_validation: list[str] = field(default_factory=list)
     dropped_conflicting: list[str] = field(default_factory=list)
+    ignored_folders: list[str] = field(default_factory=list)
 
     @property
     def num_train_images(self) -> int:
@@ -84,10 +85,13 @@ class DataReport:
         data["imbalance_ratio"] = round(self.imbalance_ratio, 3)
         return data
 
-    def save(self, output_dir: str | Path) -> Path:
+    def save(self, output_dir: str | Path, roots: list[Path] | None = None) -> Path:
+        """Writes `data_report.json`, with file paths relative to the data `roots` when given (see
+        `data.data_roots`): the file is published with the model, and absolute paths would show the user's
+        directory names."""
         path = Path(output_dir) / "data_report.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
+        path.write_text(json.dumps(paths_relative_to(self.to_dict(), roots or []), indent=2, ensure_ascii=False))
         return path
 
     def summary_lines(self) -> list[str]:
@@ -112,6 +116,9 @@ class DataReport:
                 lines.append(f"  ... and {len(self.unusable) - MAX_LISTED} more (see data_report.json)")
         if self.empty_classes:
             lines.append("class folders with no usable images (left out): " + ", ".join(self.empty_classes))
+        if self.ignored_folders:
+            ignored = ", ".join(self.ignored_folders)
+            lines.append(f"folders ignored (names starting with '.' are not classes): {ignored}")
         dup = self.duplicates
         if dup.within_class:
             lines.append(f"identical images inside a class: {len(dup.within_class)} groups (harmless, but wasted)")
@@ -124,6 +131,19 @@ class DataReport:
                 f"(they inflate the validation score; {verb})"
             )
         return lines
+
+
+def paths_relative_to(value, roots: list[Path]):
+    """`value` (nested dicts and lists) with every string naming a path inside one of `roots` made relative to it."""
+    if isinstance(value, dict):
+        return {key: paths_relative_to(item, roots) for key, item in value.items()}
+    if isinstance(value, list):
+        return [paths_relative_to(item, roots) for item in value]
+    if isinstance(value, str) and Path(value).is_absolute():
+        path = Path(value).resolve()
+        root = next((root for root in roots if path.is_relative_to(root)), None)
+        return path.relative_to(root).as_posix() if root else value
+    return value
 
 
 def size_stats(values: list[int]) -> dict[str, int]:

@@ -73,7 +73,13 @@ def run_demo(output_dir: str | Path, epochs: float | None = None, seed: int = 42
         disable_tqdm=False,
         **settings,
     )
-    return run_finetune(data_args, model_args, training_args, model_and_processor=model_and_processor)
+    return run_finetune(
+        data_args,
+        model_args,
+        training_args,
+        model_and_processor=model_and_processor,
+        random_init=model_and_processor is not None,  # built by build_random_resnet101
+    )
 
 
 def print_demo_report(result: FinetuneResult) -> None:

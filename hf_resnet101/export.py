@@ -106,11 +106,14 @@ def onnx_session(path: str | Path, threads: int | None = None):
 
 def validation_images_of(model_dir: Path, count: int) -> list[Path]:
     """Up to `count` validation images listed in a training run's splits.csv, spread over the list."""
+    from .data import split_image_path  # `datasets` is only needed here
+
     splits = model_dir / "splits.csv"
     if not splits.is_file():
         return []
     with splits.open(newline="", encoding="utf-8") as f:
-        paths = [Path(row["path"]) for row in csv.DictReader(f) if row["split"] == "validation" and row["path"]]
+        rows = [row["path"] for row in csv.DictReader(f) if row["split"] == "validation" and row["path"]]
+    paths = [split_image_path(model_dir, row) for row in rows]
     paths = [p for p in paths if p.is_file()]
     if len(paths) <= count:
         return paths

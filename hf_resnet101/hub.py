@@ -58,6 +58,85 @@ def check_push_settings(repo_id: str | None, token: str | None = None) -> str:
     return resolved
 
 
+TOKENS_PAGE = "https://huggingface.co/settings/tokens"
+READ_ONLY_ORG_ROLES = frozenset({"read"})
+
+
+def fine_grained_can_write(access_token: dict, repo_id: str, namespace: str) -> bool:
+    """True when a fine-grained token's scopes grant `repo.write` on the repo itself or on its namespace."""
+    scopes = (access_token.get("fineGrained") or {}).get("scoped") or []
+    return any(
+        "repo.write" in scope.get("permissions", []) and scope.get("entity", {}).get("name") in (namespace, repo_id)
+        for scope in scopes
+    )
+
+
+def token_write_problem(whoami: dict, repo_id: str) -> str | None:
+    """Why the token that `whoami` (the Hub's `/api/whoami-v2` answer) describes cannot push to `repo_id`; None
+    when it can.
+
+    The answer names the user, their organisations with their role in each, and the token's role: `read`,
+    `write`, or `fineGrained` with per-namespace permissions.
+    """
+    user = whoami.get("name")
+    namespace = repo_id.split("/")[0] if "/" in repo_id else user
+    orgs = {org.get("name"): org for org in whoami.get("orgs") or []}
+    if namespace != user and namespace not in orgs:
+        member_of = ", ".join(sorted(orgs)) or "none"
+        return (
+            f"the token belongs to {user!r}, who is not a member of {namespace!r} (organisations: {member_of}). "
+            f"Use --hub_model_id {user}/{repo_id.split('/')[-1]}, or a token of a member of {namespace!r}"
+        )
+    if namespace in orgs and orgs[namespace].get("roleInOrg") in READ_ONLY_ORG_ROLES:
+        return f"{user!r} has the read role in {namespace!r}: ask an admin of {namespace!r} for write access"
+    access_token = (whoami.get("auth") or {}).get("accessToken") or {}
+    role = access_token.get("role")
+    if role == "read":
+        return f"the token {access_token.get('displayName', '')!r} is read-only: create a token with the write role"
+    if role == "fineGrained" and not fine_grained_can_write(access_token, repo_id, namespace):
+        return (
+            f"the fine-grained token {access_token.get('displayName', '')!r} has no write permission on "
+            f"{namespace!r}: give it 'Write access to contents/settings of all repos' under {namespace}, or create "
+            "a token with the write role"
+        )
+    return None
+
+
+def check_write_access(repo_id: str, token: str) -> None:
+    """Asks the Hub, in one `whoami` request, whether `token` is valid and may write to `repo_id`.
+
+    Run before any data is loaded, so a wrong token is found in seconds rather than after training. When the Hub
+    cannot be reached the check is skipped with a warning (the push itself retries and, failing, keeps the folder).
+
+    Raises:
+        UsageError: for a token the Hub rejects, or one that cannot write to the repo, saying what to do.
+    """
+    try:
+        whoami = HfApi(token=token).whoami(token=token)
+    except HfHubHTTPError as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status == 401:
+            raise UsageError(
+                f"The Hub rejected the token (401 Unauthorized): it is wrong, expired or revoked. Create a token with "
+                f"write access at {TOKENS_PAGE}, then `hf auth login` or set HF_TOKEN, and run again (nothing was "
+                "trained yet)."
+            ) from error
+        if not is_transient(error):
+            raise
+        logger.warning(f"Could not check the Hub token before training ({status}); the push will tell.")
+        return
+    except Exception as error:
+        if not is_transient(error):
+            raise
+        logger.warning(f"Could not reach the Hub to check the token ({type(error).__name__}); the push will tell.")
+        return
+    problem = token_write_problem(whoami, repo_id)
+    if problem:
+        raise UsageError(
+            f"--push_to_hub to {repo_id} cannot work: {problem} ({TOKENS_PAGE}). Nothing was trained yet."
+        )
+
+
 def is_transient(error: BaseException) -> bool:
     """True for failures worth another attempt: connection problems, time-outs, 5xx, 408 and 429 answers."""
     if isinstance(error, HfHubHTTPError):

@@ -7,7 +7,7 @@ so `hf-resnet101 card OUT` can render it again, for instance after the template 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata, resources
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .advice import tier_for
 from .confusion import plot_confusion_matrix
 from .errors import UsageError
+from .modeling import is_hub_id
 from .monitors import OVERFITTING_ADVICE
 from .plots import TRAINING_CURVES_FILE, save_training_curves
 
@@ -79,7 +80,7 @@ class CardInputs:
     """Everything the card shows that is not in the template; saved as `card_inputs.json` by a run."""
 
     model_name: str
-    base_model: str
+    base_model: str | None  # a Hub id, or None when unknown or when training started from random weights
     label_names: list[str]
     images_per_class: dict[str, dict[str, int]]
     eval_metrics: dict[str, float]
@@ -99,6 +100,8 @@ class CardInputs:
     overfitting_events: list[dict] = field(default_factory=list)
     framework_versions: dict[str, str] = field(default_factory=framework_versions)
     license: str = "apache-2.0"
+    random_init: bool = False  # trained from random initial weights: not fine-tuned from any model
+    architecture: str | None = None  # e.g. "ResNetForImageClassification", named when there is no base model
 
     @property
     def num_images(self) -> int:
@@ -123,6 +126,23 @@ class CardInputs:
                 "(it writes card_inputs.json next to the model)."
             )
         return cls(**json.loads(path.read_text()))
+
+
+RANDOM_INIT_NOTE = "none (random initialisation)"
+LOCAL_MODEL_NOTE = "a local folder"
+
+
+def public_inputs(inputs: CardInputs) -> CardInputs:
+    """`inputs` with nothing local in what gets published: a base model that is not a Hub id (a path, as runs
+    before this check recorded) is left out, and a local model path among the hyperparameters is replaced."""
+    base = None if inputs.random_init or not is_hub_id(inputs.base_model) else inputs.base_model
+    hyperparameters = dict(inputs.hyperparameters)
+    name = hyperparameters.get("model_name_or_path")
+    if inputs.random_init:
+        hyperparameters["model_name_or_path"] = RANDOM_INIT_NOTE
+    elif isinstance(name, str) and not is_hub_id(name) and not name.startswith(LOCAL_MODEL_NOTE):
+        hyperparameters["model_name_or_path"] = f"{LOCAL_MODEL_NOTE} ({base or 'origin not recorded'})"
+    return replace(inputs, base_model=base, hyperparameters=hyperparameters)
 
 
 def collect_hyperparameters(data_args, model_args, training_args) -> dict[str, object]:
@@ -179,13 +199,18 @@ def overfitting_note(inputs: CardInputs) -> str | None:
     )
 
 
+def table_cell(text: str) -> str:
+    """A class name as a Markdown table cell: a `|` in it would start a new column."""
+    return text.replace("|", "\\|")
+
+
 def per_class_rows(inputs: CardInputs) -> list[dict[str, object]]:
     """One row per class: precision, recall, F1 and support on the validation split."""
     if not inputs.per_class:
         return []
     columns = ("precision", "recall", "f1", "support")
     return [
-        {"label": name} | {column: inputs.per_class[column][i] for column in columns}
+        {"label": table_cell(name)} | {column: inputs.per_class[column][i] for column in columns}
         for i, name in enumerate(inputs.label_names)
     ]
 
@@ -234,7 +259,7 @@ def build_card_data(inputs: CardInputs, shown_metrics: dict[str, float]) -> Mode
     ]
     return ModelCardData(
         model_name=inputs.model_name,
-        base_model=inputs.base_model,
+        base_model=None if inputs.random_init else inputs.base_model,  # None: left out of the metadata
         library_name="transformers",
         pipeline_tag="image-classification",
         license=inputs.license,
@@ -254,6 +279,7 @@ def render_model_card(
         figures: file names of the figures to show, by kind (`confusion_matrix`, `training_curves`).
         repo_id: where the model is published, for the usage snippet; defaults to the one the run was given.
     """
+    inputs = public_inputs(inputs)
     shown_metrics = {name: inputs.eval_metrics[name] for name in CARD_METRICS if name in inputs.eval_metrics}
     tier = tier_for(inputs.num_images)
     splits = list(inputs.images_per_class)
@@ -263,6 +289,8 @@ def render_model_card(
         model_name=inputs.model_name,
         repo_id=repo_id or inputs.repo_id or inputs.model_name,
         base_model=inputs.base_model,
+        random_init=inputs.random_init,
+        architecture=inputs.architecture or "image-classification model",
         dataset_description=f"`{inputs.dataset_name}`" if inputs.dataset_name else "a folder of images",
         data_source=inputs.data_source,
         label_names=inputs.label_names,
@@ -271,7 +299,7 @@ def render_model_card(
         splits=splits,
         split_sizes={split: sum(counts.values()) for split, counts in inputs.images_per_class.items()},
         class_rows=[
-            {"label": name, "counts": [inputs.images_per_class[split].get(name, 0) for split in splits]}
+            {"label": table_cell(name), "counts": [inputs.images_per_class[split].get(name, 0) for split in splits]}
             for name in inputs.label_names
         ],
         num_images=inputs.num_images,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import socket
+from pathlib import Path
 from urllib.parse import urlparse
 
 import huggingface_hub.constants as hub_constants
 import torch
+from huggingface_hub import ModelCard
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -61,13 +66,72 @@ def local_files_only_for(name_or_path: str) -> bool:
     return True
 
 
+def is_hub_id(name: object) -> bool:
+    """True for a string shaped like a Hub repo id (`microsoft/resnet-101`, `resnet-50`), not a local path."""
+    if not isinstance(name, str) or not name or name.startswith((".", "~")) or os.path.isabs(name) or "\\" in name:
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return not os.path.exists(name)
+
+
+def recorded_base_model(folder: str | Path) -> str | None:
+    """The Hub id a local checkpoint came from, as it records it: `_name_or_path` in config.json (transformers 4
+    wrote it) or `base_model` in its model card. None when neither names a Hub id."""
+    folder = Path(folder)
+    config = folder / "config.json"
+    if config.is_file():
+        try:
+            name = json.loads(config.read_text()).get("_name_or_path")
+        except (ValueError, AttributeError):
+            name = None
+        if is_hub_id(name):
+            return name
+    card = folder / "README.md"
+    if card.is_file():
+        try:
+            base = ModelCard.load(card).data.to_dict().get("base_model")
+        except Exception:  # an unreadable card records nothing
+            base = None
+        base = base[0] if isinstance(base, list) and len(base) == 1 else base
+        if is_hub_id(base):
+            return base
+    return None
+
+
+def resolve_base_model(model_name_or_path: str, base_model_id: str | None = None) -> str | None:
+    """The Hub id to publish as the card's `base_model`: the one given, a Hub id trained from, or the one a local
+    checkpoint records; None when unknown (a local path would leak directory names and fail the Hub's check)."""
+    if base_model_id:
+        return base_model_id
+    if os.path.isdir(model_name_or_path):
+        return recorded_base_model(model_name_or_path)
+    return model_name_or_path if is_hub_id(model_name_or_path) else None
+
+
+def drop_remote_code_reference(obj, trust_remote_code: bool) -> bool:
+    """Removes `auto_map` from a loaded config or image processor unless remote code is trusted; True if removed.
+
+    Without it the saved output would point `pipeline` and `from_pretrained` at custom code that was never run
+    here, and they would stop to ask whether to run it (a hang in a batch job).
+    """
+    if trust_remote_code or not getattr(obj, "auto_map", None):
+        return False
+    delattr(obj, "auto_map")
+    return True
+
+
 def load_image_processor(name_or_path: str, *, local_files_only: bool, **kwargs):
     try:
-        return AutoImageProcessor.from_pretrained(name_or_path, local_files_only=local_files_only, **kwargs)
+        processor = AutoImageProcessor.from_pretrained(name_or_path, local_files_only=local_files_only, **kwargs)
     except (OSError, ValueError) as error:
         raise UsageError(
             f"Could not load the image processor of {name_or_path!r}: {error}\n{_offline_hint(name_or_path)}"
         ) from error
+    drop_remote_code_reference(processor, kwargs.get("trust_remote_code", False))
+    return processor
 
 
 def load_model_for_labels(
@@ -90,7 +154,7 @@ def load_model_for_labels(
             "its weights are kept and fine-tuned for the new labels."
         )
     try:
-        return AutoModelForImageClassification.from_pretrained(
+        model = AutoModelForImageClassification.from_pretrained(
             name_or_path,
             num_labels=len(label_names),
             id2label=id2label,
@@ -112,6 +176,12 @@ def load_model_for_labels(
             "(torch.load with weights_only=False, then save_pretrained, which writes safetensors) and train from "
             "the converted folder."
         ) from error
+    if drop_remote_code_reference(model.config, kwargs.get("trust_remote_code", False)):
+        logger.warning(
+            f"{name_or_path}'s config.json names custom code (auto_map); it was not run (no --trust_remote_code) "
+            "and the output does not refer to it: it loads with the built-in model class."
+        )
+    return model
 
 
 def resnet101_config(label_names: list[str]) -> ResNetConfig:

@@ -31,11 +31,18 @@ from .checkpoints import (
     resolve_resume,
     save_final_model,
 )
-from .data import limit_samples, load_hub_dataset, load_image_folders, report_from_dataset, write_split_files
+from .data import (
+    data_roots,
+    limit_samples,
+    load_hub_dataset,
+    load_image_folders,
+    report_from_dataset,
+    write_split_files,
+)
 from .data_report import DataReport
 from .devices import restore_cpu_threads
 from .errors import UsageError
-from .hub import check_push_settings, push_output_dir
+from .hub import check_push_settings, check_write_access, push_output_dir
 from .losses import balanced_class_weights, make_weighted_loss
 from .memory import (
     CHECKPOINTING_TRADE,
@@ -47,7 +54,7 @@ from .memory import (
     shut_down_data_loaders,
 )
 from .metrics import build_compute_metrics
-from .model_card import CardInputs, collect_hyperparameters, describe_devices, write_model_card
+from .model_card import CardInputs, collect_hyperparameters, describe_devices, public_inputs, write_model_card
 from .modeling import (
     apply_gradient_checkpointing,
     count_parameters,
@@ -55,6 +62,7 @@ from .modeling import (
     load_image_processor,
     load_model_for_labels,
     local_files_only_for,
+    resolve_base_model,
     unfreeze_batch_norm,
 )
 from .monitors import DivergenceCallback, EpochCallback, GracefulInterrupt, OverfittingMonitor, TrainingInterrupted
@@ -172,6 +180,20 @@ def describe_data_loading(training_args: FinetuneTrainingArguments) -> str:
     )
 
 
+def describe_start(model_args: ModelArguments, model: torch.nn.Module, random_init: bool) -> str:
+    """What training started from, for the run summary: the checkpoint, or random weights said as such."""
+    if random_init:
+        return f"{architecture_of(model)}, trained from random initialisation, not fine-tuned (no pretrained weights)"
+    base = resolve_base_model(model_args.model_name_or_path, model_args.base_model_id)
+    shown = model_args.model_name_or_path
+    return shown if base in (None, shown) else f"{shown} (base model {base})"
+
+
+def architecture_of(model: torch.nn.Module) -> str:
+    """E.g. `ResNetForImageClassification`: the class that loads the weights (named when no base model is)."""
+    return type(model).__name__
+
+
 def log_run_summary(
     training_args: FinetuneTrainingArguments,
     model_args: ModelArguments,
@@ -181,6 +203,7 @@ def log_run_summary(
     settings: dict[str, Setting],
     model: torch.nn.Module,
     image_size: tuple[int, int],
+    random_init: bool = False,
 ) -> None:
     if training_args.process_index != 0:
         return
@@ -196,7 +219,7 @@ def log_run_summary(
         f"{len(names)} classes",
         *report.summary_lines(),
         describe_tier(len(dataset["train"])),
-        f"model: {model_args.model_name_or_path} ({count_parameters(model) / 1e6:.2f} M parameters, "
+        f"model: {describe_start(model_args, model, random_init)} ({count_parameters(model) / 1e6:.2f} M parameters, "
         f"{trainable / 1e6:.2f} M trained), input {image_size[0]}x{image_size[1]}",
         f"device: {training_args.device} x {training_args.world_size} process(es); precision: "
         f"{training_args.precision_note}",
@@ -314,16 +337,26 @@ def pipeline_check_indices(num_images: int, count: int) -> list[int]:
 
 
 def check_with_pipeline(
-    output_dir: Path, validation: datasets.Dataset, indices: list[int], evaluated: list[str], label_names: list[str]
+    output_dir: Path,
+    validation: datasets.Dataset,
+    indices: list[int],
+    evaluated: list[str],
+    label_names: list[str],
+    trust_remote_code: bool = False,
 ) -> list[dict]:
     """Reloads the saved folder with `pipeline` and compares its labels with the evaluation's predictions.
+
+    `trust_remote_code` is passed explicitly: left unset, transformers asks on the terminal whether to run custom
+    code a folder names, which would hang a batch job.
 
     Raises:
         UsageError: when the pipeline returns labels that are not the class names (a broken label mapping).
     """
     sample = validation.select(indices)
     images = [image.convert("RGB") for image in sample["image"]]
-    classifier = pipeline("image-classification", model=str(output_dir), device=-1)
+    classifier = pipeline(
+        "image-classification", model=str(output_dir), device=-1, trust_remote_code=trust_remote_code
+    )
     outputs = classifier(images, top_k=1)
     predicted = [result[0]["label"] for result in outputs]
     unknown = sorted(set(predicted) - set(label_names))
@@ -368,12 +401,18 @@ def build_card_inputs(
     evaluation: CardEvaluation,
     train_runtime: float,
     overfitting_events: list[dict],
+    architecture: str | None = None,
+    random_init: bool = False,
 ) -> CardInputs:
+    """What the card shows; nothing local: the base model is a Hub id or left out, and so is the model path."""
     label_names = dataset["train"].features["label"].names
-    return CardInputs(
+    base_model = None if random_init else resolve_base_model(model_args.model_name_or_path, model_args.base_model_id)
+    inputs = CardInputs(
         model_name=Path(training_args.output_dir).name,
         repo_id=training_args.hub_model_id,
-        base_model=model_args.model_name_or_path,
+        base_model=base_model,
+        random_init=random_init,
+        architecture=architecture,
         label_names=label_names,
         images_per_class={name: class_counts(split, label_names) for name, split in dataset.items()},
         eval_metrics=metrics,
@@ -391,6 +430,7 @@ def build_card_inputs(
         empty_classes=list(report.empty_classes),
         overfitting_events=overfitting_events,
     )
+    return public_inputs(inputs)  # saved as card_inputs.json, which is published too
 
 
 def callback_of(trainer: Trainer, kind: type):
@@ -525,11 +565,13 @@ def run_finetune(
     training_args: FinetuneTrainingArguments,
     model_and_processor: tuple | None = None,
     explicit: dict[str, str] | None = None,
+    random_init: bool = False,
 ) -> FinetuneResult:
     """Runs the whole job.
 
     Args:
         model_and_processor: replaces loading from `--model_name_or_path` (the offline demo).
+        random_init: the model starts from random weights; the summary and the card say so, with no base model.
         explicit: options the user gave and where ("command line", "config file"); a preset leaves them alone.
     """
     setup_logging(training_args)
@@ -539,6 +581,7 @@ def run_finetune(
     hub_token, training_args.hub_token = training_args.hub_token, None
     if push_to_hub:  # before any data is loaded: nobody should learn after hours of training that a push can't work
         hub_token = check_push_settings(training_args.hub_model_id, hub_token)
+        check_write_access(training_args.hub_model_id, hub_token)
     set_seed(training_args.seed)
     if training_args.device.type == "cpu":
         threads_note = restore_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -564,7 +607,7 @@ def run_finetune(
     choose_best_model_metric(training_args, explicit or {}, report.imbalance_ratio)
     check_settings(training_args, len(dataset["train"]), len(dataset["validation"]), logger.warning)
     if training_args.process_index == 0:
-        report.save(output_dir)
+        report.save(output_dir, data_roots(data_args.train_dir, data_args.validation_dir))
 
     model, processor = model_and_processor or load_model_and_processor(model_args, label_names)
     if model_args.freeze_backbone:
@@ -588,7 +631,15 @@ def run_finetune(
         processor = set_image_size(processor, model.config, data_args.image_size)
     data_config = resolve_data_config(processor)
     log_run_summary(
-        training_args, model_args, data_args, dataset, report, settings, model, (data_config.height, data_config.width)
+        training_args,
+        model_args,
+        data_args,
+        dataset,
+        report,
+        settings,
+        model,
+        (data_config.height, data_config.width),
+        random_init,
     )
 
     if resume_from is not None:
@@ -607,7 +658,7 @@ def run_finetune(
         "the run's results", output_dir, after=lambda: after_failed_results(training_args, results_started)
     ):
         return finish_run(trainer, train_result, train_runtime, dataset, report, processor, push_to_hub, hub_token,
-                          data_args, model_args, training_args)  # fmt: skip
+                          data_args, model_args, training_args, random_init=random_init)  # fmt: skip
 
 
 def finish_run(
@@ -622,6 +673,7 @@ def finish_run(
     data_args: DataArguments,
     model_args: ModelArguments,
     training_args: FinetuneTrainingArguments,
+    random_init: bool = False,
 ) -> FinetuneResult:
     """After the final model is saved: metrics, the validation pass, the card, the pipeline check and the push."""
     output_dir = Path(training_args.output_dir)
@@ -653,7 +705,7 @@ def finish_run(
     evaluated = [label_names[i] for i in check_logits.argmax(-1)]
     pipeline_predictions = []
     if trainer.is_world_process_zero():
-        write_split_files(dataset, output_dir)
+        write_split_files(dataset, output_dir, data_roots(data_args.train_dir, data_args.validation_dir))
         card_inputs = build_card_inputs(
             data_args,
             model_args,
@@ -664,11 +716,13 @@ def finish_run(
             card_evaluation,
             train_runtime,
             callback_of(trainer, OverfittingMonitor).events,
+            architecture_of(trainer.model),
+            random_init,
         )
         card_inputs.save(output_dir)
         write_model_card(output_dir, card_inputs)
         pipeline_predictions = check_with_pipeline(
-            output_dir, dataset["validation"], check_indices, evaluated, label_names
+            output_dir, dataset["validation"], check_indices, evaluated, label_names, model_args.trust_remote_code
         )
         (output_dir / "pipeline_check.json").write_text(json.dumps(pipeline_predictions, indent=2, ensure_ascii=False))
     if push_to_hub and trainer.is_world_process_zero():

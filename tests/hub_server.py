@@ -3,6 +3,10 @@
 Upload: repo creation, YAML validation, pre-upload, LFS batch and PUT, NDJSON commit. Download: revision info, tree
 listing, resolve (HEAD and GET) with the headers the download code checks. Repos and files live in memory; no Xet
 (clients must set `HF_HUB_DISABLE_XET=1`). `fail_next_commits(n)` makes the next n commit calls answer 503.
+
+Tokens: `whoami-v2` answers as the Hub does (user name, organisations with the user's role in each, and the token's
+role: read, write or fineGrained with scoped permissions); an unknown token gets 401 there and on every write, and
+a token that may not write to a namespace gets 403 on repo creation. `add_token` registers more tokens.
 """
 
 from __future__ import annotations
@@ -79,12 +83,54 @@ class HubState:
     def __init__(self, token: str, user: str = "user"):
         self.token = token
         self.user = user
+        # The user's organisations and role in each, as whoami-v2 lists them.
+        self.orgs: dict[str, str] = {"user-org": "write", "readers-org": "read"}
+        # token -> the `auth.accessToken` part of whoami-v2 (role read/write/fineGrained, scoped permissions).
+        self.tokens: dict[str, dict] = {token: {"displayName": "test-write", "role": "write"}}
         self.repos: dict[str, Repo] = {}
         self.lfs_objects: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []
         self.failures_left = 0
         self.failure_status = 503
         self.lock = threading.Lock()
+
+    def add_token(self, token: str, role: str = "read", scoped: list[dict] | None = None) -> None:
+        """Registers a token: `role` read or write, or fineGrained with `scoped` [{"entity": {"type", "name"},
+        "permissions": [...]}] as the Hub lists them."""
+        access = {"displayName": f"test-{role}", "role": role}
+        if role == "fineGrained":
+            access["fineGrained"] = {"canReadGatedRepos": False, "global": [], "scoped": scoped or []}
+        self.tokens[token] = access
+
+    def may_write(self, token: str, namespace: str) -> bool:
+        """What the Hub enforces on writes: membership with more than read, and a token that may write there."""
+        access = self.tokens.get(token, {})
+        if namespace != self.user and self.orgs.get(namespace, "read") == "read":
+            return False
+        if access.get("role") == "write":
+            return True
+        scoped = access.get("fineGrained", {}).get("scoped", [])
+        return any(
+            scope["entity"]["name"] == namespace and "repo.write" in scope.get("permissions", []) for scope in scoped
+        )
+
+    def whoami(self, token: str) -> dict:
+        """The `/api/whoami-v2` answer for a known token, shaped like the Hub's."""
+        orgs = [
+            {"type": "org", "name": name, "fullname": name, "roleInOrg": role, "isEnterprise": False}
+            for name, role in self.orgs.items()
+        ]
+        return {
+            "type": "user",
+            "id": hashlib.md5(self.user.encode()).hexdigest()[:24],
+            "name": self.user,
+            "fullname": self.user.title(),
+            "email": f"{self.user}@example.com",
+            "emailVerified": True,
+            "isPro": False,
+            "orgs": orgs,
+            "auth": {"type": "access_token", "accessToken": {**self.tokens[token], "createdAt": hub_date()}},
+        }
 
     def fail_next_commits(self, count: int, status: int = 503) -> None:
         with self.lock:
@@ -142,8 +188,11 @@ class HubHandler(BaseHTTPRequestHandler):
         headers = {"X-Error-Code": code, "X-Error-Message": message}
         self.reply(status, {"error": message}, headers, head_only=head_only)
 
+    def bearer(self) -> str:
+        return self.headers.get("Authorization", "").removeprefix("Bearer ")
+
     def authorized(self) -> bool:
-        return self.headers.get("Authorization") == f"Bearer {self.state.token}"
+        return self.bearer() in self.state.tokens
 
     def readable_repo(self, repo_id: str, head_only: bool = False) -> Repo | None:
         repo = self.state.repos.get(repo_id)
@@ -190,11 +239,19 @@ class HubHandler(BaseHTTPRequestHandler):
 
     # -- upload ---------------------------------------------------------------------------------------------------
 
+    def whoami(self, query):
+        if not self.authorized():
+            return self.error(401, "Unauthorized", "Invalid credentials in Authorization header")
+        self.reply(200, self.state.whoami(self.bearer()))
+
     def create_repo(self, query):
         payload = json.loads(self.read_body())
         if not self.authorized():
             return self.error(401, "Unauthorized", "Invalid credentials in Authorization header")
-        repo_id = f"{payload.get('organization') or self.state.user}/{payload['name']}"
+        namespace = payload.get("organization") or self.state.user
+        if not self.state.may_write(self.bearer(), namespace):
+            return self.error(403, "Forbidden", f"You don't have the rights to create a model under {namespace}")
+        repo_id = f"{namespace}/{payload['name']}"
         url = f"{self.base_url}/{repo_id}"
         with self.state.lock:
             if repo_id in self.state.repos:
@@ -223,6 +280,9 @@ class HubHandler(BaseHTTPRequestHandler):
         repo = self.state.repos.get(repo_id)
         if repo is None:
             self.error(404, "RepoNotFound", f"Repository not found: {repo_id}")
+        elif not self.state.may_write(self.bearer(), repo_id.split("/")[0]):
+            self.error(403, "Forbidden", f"You don't have the rights to write to {repo_id}")
+            return None
         return repo
 
     def preupload(self, repo, revision, query):
@@ -380,6 +440,7 @@ ROUTES = {
     ],
     "PUT": [(r"/lfs-upload/(?P<oid>[0-9a-f]{64})", "lfs_upload")],
     "GET": [
+        (r"/api/whoami-v2", "whoami"),
         (rf"/api/models/{REPO}/revision/(?P<revision>[^/]+)", "revision_info"),
         (rf"/api/models/{REPO}", "revision_info"),
         (rf"/api/models/{REPO}/tree/(?P<revision>[^/]+)(?:/(?P<path>.*))?", "tree"),

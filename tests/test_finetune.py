@@ -43,7 +43,7 @@ def test_train_dir_only_end_to_end(finetune_main, image_folder, tiny_resnet, tmp
 
     classifier = pipeline("image-classification", model=str(out))
     for row in validation:
-        assert classifier(row["path"])[0]["label"] in CLASS_NAMES
+        assert classifier(str(image_folder.parent / row["path"]))[0]["label"] in CLASS_NAMES  # relative to the data
 
     checked = json.loads((out / "pipeline_check.json").read_text())
     assert checked and all(row["pipeline"] == row["evaluation"] for row in checked)
@@ -79,7 +79,9 @@ def test_validation_dir_is_used_as_is(finetune_main, train_and_validation_folder
     rows = read_splits(out)
     assert sum(row["split"] == "train" for row in rows) == 24
     assert sum(row["split"] == "validation" for row in rows) == 9
-    assert all(row["path"].startswith(str(validation)) for row in rows if row["split"] == "validation")
+    # Relative to the folder holding both (published with the model: no local directory names).
+    assert all(row["path"].startswith("validation/") for row in rows if row["split"] == "validation")
+    assert all(row["path"].startswith("train/") for row in rows if row["split"] == "train")
 
 
 @pytest.mark.parametrize("family", ["resnet", "timm", "vit"])

@@ -96,7 +96,9 @@ def test_push_then_pipeline_downloads_the_same_model(
     assert FAKE_TOKEN not in "".join(capfd.readouterr())
 
     validation = [
-        row.split(",")[2] for row in (out / "splits.csv").read_text().splitlines()[1:] if "validation" in row
+        str(image_folder.parent / row.split(",")[2])
+        for row in (out / "splits.csv").read_text().splitlines()[1:]
+        if "validation" in row
     ]
     local = pipeline("image-classification", model=str(out))(validation)
     point_client_at(monkeypatch, local_hub.url, tmp_path / "fresh-cache")

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_cli
 
 from hf_resnet101.errors import UsageError
 from hf_resnet101.model_card import CardInputs, render_model_card, template_path, write_model_card
@@ -107,3 +107,24 @@ def test_card_rerenders_from_a_saved_folder(tmp_path):
 def test_card_without_inputs_says_what_to_give(tmp_path):
     with pytest.raises(UsageError, match="card_inputs.json"):
         write_model_card(tmp_path)
+
+
+def test_card_of_an_older_run_with_a_local_base_model_publishes_no_path(tmp_path, capsys):
+    # card_inputs.json as runs before the base-model check wrote it: the local folder the model was loaded from.
+    local = "/home/someone/models/resnet-101-local"
+    inputs = card_inputs(base_model=local, hyperparameters={"learning_rate": 5e-5, "model_name_or_path": local})
+    inputs.save(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    run_cli(capsys, ["card", str(tmp_path)])
+    text = (tmp_path / "README.md").read_text()
+    assert local not in text and "huggingface.co//" not in text
+    assert "base_model" not in yaml.safe_load(text.split("---")[1])
+    assert "local checkpoint whose Hub origin was not recorded" in text
+    assert "| model_name_or_path | a local folder (origin not recorded) |" in text
+
+
+def test_card_of_random_initial_weights_says_so():
+    text = str(render_model_card(card_inputs(random_init=True, architecture="ResNetForImageClassification")))
+    assert "base_model" not in yaml.safe_load(text.split("---")[1])
+    assert "ResNetForImageClassification **trained from random initialisation, not fine-tuned**" in text
+    assert "fine-tuned for image classification" not in text
