@@ -71,6 +71,12 @@ def test_rendered_card_metadata():
     assert "Overfitting" not in text  # 85% against 81%: a small gap
 
 
+def test_card_states_only_measured_speed_with_its_device():
+    text = " ".join(str(render_model_card(card_inputs())).split())
+    assert "2-3x" not in text  # the page's claim, reversed on an H200
+    assert "1.6x as many images per second on a 2-core CPU, and 0.46x as many on an NVIDIA H200" in text
+
+
 def test_card_names_the_size_tier():
     assert "**tiny** tier (under 2,000 images" in str(render_model_card(card_inputs()))
     many = {"train": {"Blue Jay": 4000, "cat": 4000}, "validation": {"Blue Jay": 500, "cat": 500}}
