@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, write_class_images
@@ -90,18 +91,18 @@ def test_other_data_stops_before_anything_changes(finetune_main, finished, tmp_p
     assert snapshot(out) == before
 
 
-def test_changed_images_stop_a_resume(finetune_main, image_folder, tiny_resnet, tmp_path, capsys):
-    """Same labels, one image replaced: the data digest differs, so the checkpoints are not resumed."""
-    out = tmp_path / "out"
-    args = base_args(image_folder, tiny_resnet, out)
-    assert finetune_main(args) == 0
-    (out / MANIFEST_FILE).unlink()  # an unfinished run's folder, as a kill leaves it (checkpoints, no final manifest)
-    (out / "model.safetensors").unlink()
-    replaced = next((image_folder / "cat").iterdir())
-    shutil.copy(next((image_folder / "Blue Jay").iterdir()), replaced)
+def test_changed_images_are_another_run(finetune_main, finished, tmp_path, capsys):
+    """Same labels, one image replaced: the data digest differs, so the run is not taken for the finished one."""
+    args, out = finished
+    folder = args[args.index("--train_dir") + 1]
+    replaced = sorted((Path(folder) / "cat").iterdir())[0]
+    fresh = write_class_images(tmp_path / "fresh", per_class=1, seed=99, classes={"cat": (200, 60, 40)})
+    shutil.copy(fresh / "cat" / "img_000.png", replaced)
+    before = snapshot(out)
     capsys.readouterr()
     assert finetune_main(args) == 2
-    assert "the training data" in capsys.readouterr().err
+    assert "the training data (images added, removed, changed" in capsys.readouterr().err
+    assert snapshot(out) == before
 
 
 def test_overwrite_output_dir_starts_over(finetune_main, finished, caplog):
