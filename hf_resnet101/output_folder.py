@@ -124,6 +124,25 @@ def is_finished(output_dir: Path) -> bool:
     return bool(manifest and manifest.get("finished")) and (output_dir / "model.safetensors").is_file()
 
 
+def record_rewritten(output_dir: Path, names: list[str]) -> None:
+    """Records again the files a command of this package rewrote in a run's folder (`hf-resnet101 card`), so the
+    next run still counts them as run outputs."""
+    manifest = read_manifest(output_dir)
+    if manifest is None:
+        return
+    manifest["files"] |= {name: stamp(output_dir / name) for name in names if (output_dir / name).exists()}
+    write_manifest(output_dir, manifest)
+
+
+def write_manifest(output_dir: Path, manifest: dict) -> Path:
+    """Written whole or not at all (a kill mid-write leaves the old file)."""
+    path = output_dir / MANIFEST_FILE
+    tmp = output_dir / f".{MANIFEST_FILE}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    os.replace(tmp, path)
+    return path
+
+
 class RunManifest:
     """Records, in `run_manifest.json`, the files this run wrote: those new or changed since it started, plus the
     earlier run's outputs it continues. Updated when the run starts, at each checkpoint and when it finishes."""
@@ -148,8 +167,4 @@ class RunManifest:
             "files": files,
             "foreign": foreign,
         }
-        path = self.output_dir / MANIFEST_FILE
-        tmp = self.output_dir / f".{MANIFEST_FILE}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-        os.replace(tmp, path)
-        return path
+        return write_manifest(self.output_dir, manifest)

@@ -205,3 +205,13 @@ def test_two_processes_share_the_lock_without_deadlock(image_folder, tiny_resnet
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already finished" in again.stderr and snapshot(out) == before
+
+
+def test_card_rendered_again_stays_a_run_output(finetune_main, finished, capsys):
+    from conftest import run_cli
+
+    args, out = finished
+    (out / "README.md").write_text("stale")
+    run_cli(capsys, ["card", str(out)])
+    assert (out / "README.md").read_text() != "stale"
+    assert finetune_main(args) == 0  # the card is the run's again: the rerun finds a finished run, not a user's file
