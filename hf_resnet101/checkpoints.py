@@ -151,7 +151,8 @@ def resolve_resume(
     - `--resume_from_checkpoint PATH`: that checkpoint, which must be complete and of the same run;
     - a folder of this package's run with the same options: its newest complete checkpoint (the same command
       continues the run; a finished run is recognised once the data is scanned);
-    - a folder of another run, or holding files of the user's own: an error, never a silent overwrite.
+    - a folder of another run with checkpoints or a finished model, or holding files of the user's own: an error,
+      never a silent overwrite (a run that stopped before its first checkpoint is simply replaced).
 
     Args:
         options: the run's trajectory-changing options (`run_identity.options_identity`).
@@ -173,7 +174,8 @@ def resolve_resume(
         return None
     check_own_files(output_dir, overwrite)
     checkpoint = last_complete_checkpoint(output_dir)
-    if options is not None:
+    # A run that left no checkpoint and did not finish trained nothing to mislabel: its files are simply replaced.
+    if options is not None and (checkpoint is not None or is_finished(output_dir)):
         check_same_run(output_dir, checkpoint, options, keys=list(options))
     if checkpoint is not None and not is_finished(output_dir):
         logger.warning(f"Resuming from {checkpoint} (pass --overwrite_output_dir to start over).")

@@ -523,17 +523,18 @@ def finetune_in_locked_folder(
     if len(label_names) < 2:
         raise UsageError(f"The training data has a single class ({label_names}): at least two are needed.")
     identity = full_identity(options, label_names, report.data_digest)
-    if not training_args.overwrite_output_dir:
+    finished = not training_args.overwrite_output_dir and is_finished(output_dir)
+    if resume_from or finished:
         check_same_run(output_dir, Path(resume_from) if resume_from else None, identity, keys=DATA_KEYS)
-        if is_finished(output_dir):
-            return finished_result(output_dir, label_names)
-    manifest = RunManifest(output_dir) if training_args.process_index == 0 else None
-    if manifest is not None:
-        write_identity(output_dir, identity)
-        manifest.record()
+    if finished:
+        return finished_result(output_dir, label_names)
     settings = apply_settings(data_args, model_args, training_args, explicit or {}, len(dataset["train"]))
     choose_best_model_metric(training_args, explicit or {}, report.imbalance_ratio)
     check_settings(training_args, len(dataset["train"]), len(dataset["validation"]), logger.warning)
+    manifest = RunManifest(output_dir) if training_args.process_index == 0 else None
+    if manifest is not None:  # the first writes, once the run is known to be this folder's
+        write_identity(output_dir, identity)
+        manifest.record()
     if training_args.process_index == 0:
         report.save(output_dir)
 

@@ -175,7 +175,9 @@ def test_lock_of_a_killed_run_does_not_block(finetune_main, image_folder, tiny_r
     assert finetune_main(base_args(image_folder, tiny_resnet, out)) == 0
 
 
-def test_ctrl_c_releases_the_lock(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
+def test_ctrl_c_releases_the_lock_and_an_untrained_run_is_replaced(
+    finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch
+):
     from transformers import Trainer
 
     def interrupted(self, *args, **kwargs):
@@ -188,7 +190,10 @@ def test_ctrl_c_releases_the_lock(finetune_main, image_folder, tiny_resnet, tmp_
     start = time.monotonic()
     with locked_output_folder(out):
         assert time.monotonic() - start < 5
-    assert finetune_main(base_args(image_folder, tiny_resnet, out)) == 0
+    assert (out / IDENTITY_FILE).is_file() and not list(out.glob("checkpoint-*"))
+    # That run stopped before its first checkpoint: nothing trained to mislabel, so another command may replace it.
+    assert finetune_main([*base_args(image_folder, tiny_resnet, out), "--learning_rate", "1e-3"]) == 0
+    assert json.loads((out / IDENTITY_FILE).read_text())["learning_rate"] == 1e-3
 
 
 def test_two_processes_share_the_lock_without_deadlock(image_folder, tiny_resnet, tmp_path):
