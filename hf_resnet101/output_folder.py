@@ -41,8 +41,8 @@ def locked_output_folder(output_dir: Path, enabled: bool = True):
 
     The kernel drops the lock when its process dies, so a folder left by a `kill -9`'d run never blocks the next one.
     The lock file holds who holds it (pid, host, start) while held, and is emptied before release, so a rerun
-    leaves it byte for byte as it was. Only the main process takes it: the others of a multi-process run work
-    under its hold.
+    leaves it byte for byte as it was (and removed when the run wrote nothing else). Only the main process takes
+    it: the others of a multi-process run work under its hold.
 
     Raises:
         UsageError: when another run holds the folder, naming it.
@@ -65,7 +65,12 @@ def locked_output_folder(output_dir: Path, enabled: bool = True):
         yield
     finally:
         with contextlib.suppress(OSError):
-            os.truncate(path, 0)
+            if [p.name for p in output_dir.iterdir()] == [LOCK_FILE]:
+                # A run that wrote nothing (stopped by a check) leaves nothing. filelock tolerates the unlink: a
+                # peer that opened the old file notices it is gone and takes the new one.
+                path.unlink()
+            else:
+                os.truncate(path, 0)
         lock.release()
 
 
