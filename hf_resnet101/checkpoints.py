@@ -1,4 +1,5 @@
-"""Checkpoints that survive a kill: completion markers, automatic resume, and output folders never clobbered."""
+"""Checkpoints that survive a kill: completion markers, automatic resume of the same run only, and output folders
+never clobbered."""
 
 from __future__ import annotations
 
@@ -13,18 +14,14 @@ from transformers import TrainerCallback
 from transformers.utils import logging
 
 from .errors import UsageError
+from .output_folder import RunManifest, foreign_files, is_finished
+from .run_identity import differences, mismatch_error, read_identity, write_identity
 from .storage import write_failure_reason
 
 logger = logging.get_logger(__name__)
 
 COMPLETE_MARKER = "checkpoint_complete.json"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-# What a run of this package writes at the top of its output folder.
-RUN_OUTPUTS = re.compile(
-    r"^(checkpoint-\d+.*|runs|\.final-tmp.*|README\.md|config\.json|model\.safetensors|preprocessor_config\.json"
-    r"|.*_results\.json|trainer_state\.json|training_args\.bin|splits\.csv|data_report\.json|pipeline_check\.json"
-    r"|monitors\.json|card_inputs\.json|.*\.png|\.write-probe.*|\.data_root)$"
-)
 
 
 class CheckpointCompletionCallback(TrainerCallback):
@@ -33,6 +30,23 @@ class CheckpointCompletionCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
+
+
+class RunRecordCallback(TrainerCallback):
+    """Writes the run's identity into each checkpoint before it is marked complete, and records the files written
+    so far in the output folder's manifest (a killed run's checkpoints stay recognisably its own)."""
+
+    def __init__(self, identity: dict, manifest: RunManifest | None):
+        self.identity = identity
+        self.manifest = manifest
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if checkpoint.is_dir():
+                write_identity(checkpoint, self.identity)
+            if self.manifest is not None:
+                self.manifest.record()
 
 
 class TimedCheckpointCallback(TrainerCallback):
@@ -96,13 +110,53 @@ def check_writable(output_dir: Path) -> None:
         ) from error
 
 
-def resolve_resume(output_dir: Path, resume_from_checkpoint: str | None, overwrite: bool) -> str | None:
-    """Decides where training starts, before anything is loaded.
+def check_own_files(output_dir: Path, overwrite: bool) -> None:
+    """Refuses a folder holding files that no run of this package recorded writing (its manifest lists them).
+
+    Raises:
+        UsageError: naming the first few such files, unless `--overwrite_output_dir` was given.
+    """
+    foreign = [] if overwrite else foreign_files(output_dir)
+    if foreign:
+        listed = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise UsageError(
+            f"--output_dir {output_dir} holds files that are not from a training run of this package ({listed}); "
+            "nothing was changed. Choose an empty or new folder, or pass --overwrite_output_dir to write into it "
+            "anyway (files of the same names are replaced)."
+        )
+
+
+def check_same_run(output_dir: Path, checkpoint: Path | None, identity: dict, keys=None) -> None:
+    """Stops when the folder's run, or the checkpoint to resume, has another identity (see `run_identity`).
+
+    `keys` limits the comparison (the options alone before the data is scanned). A checkpoint written before
+    identities were recorded is compared through the folder's only.
+
+    Raises:
+        UsageError: naming what differs and offering a new folder or `--overwrite_output_dir`.
+    """
+    places = [("a run", output_dir)] + ([(f"the checkpoint {checkpoint.name}", checkpoint)] if checkpoint else [])
+    for where, folder in places:
+        recorded = read_identity(folder)
+        lines = differences(recorded, identity, keys) if recorded is not None else []
+        if lines:
+            raise mismatch_error(output_dir, where, lines)
+
+
+def resolve_resume(
+    output_dir: Path, resume_from_checkpoint: str | None, overwrite: bool, options: dict | None = None
+) -> str | None:
+    """Decides where training starts, before anything is loaded or written.
 
     - `--overwrite_output_dir`: start over (old checkpoints are removed so they cannot be resumed by mistake);
-    - `--resume_from_checkpoint PATH`: that checkpoint, which must be complete;
-    - a folder with complete checkpoints: resume from the newest (the same command continues the run);
-    - a folder holding a finished run or anything else: an error, never a silent overwrite.
+    - `--resume_from_checkpoint PATH`: that checkpoint, which must be complete and of the same run;
+    - a folder of this package's run with the same options: its newest complete checkpoint (the same command
+      continues the run; a finished run is recognised once the data is scanned);
+    - a folder of another run with checkpoints or a finished model, or holding files of the user's own: an error,
+      never a silent overwrite (a run that stopped before its first checkpoint is simply replaced).
+
+    Args:
+        options: the run's trajectory-changing options (`run_identity.options_identity`).
     """
     if overwrite:
         for checkpoint in list_checkpoints(output_dir):
@@ -114,26 +168,19 @@ def resolve_resume(output_dir: Path, resume_from_checkpoint: str | None, overwri
             raise UsageError(f"--resume_from_checkpoint {path} does not exist.")
         if not is_complete(path) and not (path / "trainer_state.json").is_file():
             raise UsageError(f"--resume_from_checkpoint {path} is incomplete: pick an earlier checkpoint.")
+        if options is not None:
+            check_same_run(path.parent, path, options, keys=list(options))
         return str(path)
-    if not output_dir.is_dir() or not any(output_dir.iterdir()):
+    if not output_dir.is_dir():
         return None
+    check_own_files(output_dir, overwrite)
     checkpoint = last_complete_checkpoint(output_dir)
-    if checkpoint is not None:
+    # A run that left no checkpoint and did not finish trained nothing to mislabel: its files are simply replaced.
+    if options is not None and (checkpoint is not None or is_finished(output_dir)):
+        check_same_run(output_dir, checkpoint, options, keys=list(options))
+    if checkpoint is not None and not is_finished(output_dir):
         logger.warning(f"Resuming from {checkpoint} (pass --overwrite_output_dir to start over).")
-        return str(checkpoint)
-    if (output_dir / "model.safetensors").is_file():
-        raise UsageError(
-            f"--output_dir {output_dir} already holds a finished model. Choose another folder, or pass "
-            "--overwrite_output_dir to train again and replace it."
-        )
-    foreign = sorted(p.name for p in output_dir.iterdir() if not RUN_OUTPUTS.match(p.name))
-    if foreign:
-        listed = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-        raise UsageError(
-            f"--output_dir {output_dir} holds files that are not from a training run ({listed}). Choose an empty "
-            "or new folder, or pass --overwrite_output_dir to write into it anyway."
-        )
-    return None
+    return str(checkpoint) if checkpoint is not None else None
 
 
 def save_final_model(trainer, output_dir: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import pathlib
 import sys
 from collections.abc import Callable
 
@@ -96,7 +97,12 @@ def run_hub_command(args: argparse.Namespace) -> None:
     from .model_card import card_text_for_repo, write_model_card
 
     if args.command == "card":
+        from .model_card import CONFUSION_MATRIX_FILE
+        from .output_folder import record_rewritten
+        from .plots import TRAINING_CURVES_FILE
+
         print(f"Wrote {write_model_card(args.output_dir, repo_id=args.hub_model_id)}")
+        record_rewritten(pathlib.Path(args.output_dir), ["README.md", CONFUSION_MATRIX_FILE, TRAINING_CURVES_FILE])
     else:
         url = push_output_dir(
             args.output_dir,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 import os
 import unicodedata
@@ -297,7 +298,21 @@ def plan_image_folders(
         ]
         for split in ("train", "validation")
     }
+    kept = {path for paths in data_files.values() for path in paths}
+    report.data_digest = data_digest((f.split, f.label, f.record.pixel_hash) for f in files if f.record.path in kept)
     return FolderPlan(data_files, class_names, report)
+
+
+def data_digest(items) -> str:
+    """A sha256 over the (split, label, pixel hash) of every image used, in a fixed order.
+
+    The scan already hashes each image's pixels, so this costs nothing and ignores renames and re-saves, but notices
+    an image added, removed, changed or moved to another class or split.
+    """
+    digest = hashlib.sha256()
+    for split, label, pixel_hash in sorted(items):
+        digest.update(f"{split}\t{label}\t{pixel_hash}\n".encode())
+    return digest.hexdigest()
 
 
 def load_image_folders(
@@ -461,4 +476,6 @@ def report_from_dataset(dataset: DatasetDict) -> DataReport:
         image_sizes={},
         modes={},
         formats={},
+        # Hub datasets are identified by their fingerprints (name, configuration, revision and processing).
+        data_digest=data_digest((name, "", split._fingerprint) for name, split in dataset.items()),
     )

@@ -68,6 +68,8 @@ class DataReport:
     dropped_from_validation: list[str] = field(default_factory=list)
     dropped_conflicting: list[str] = field(default_factory=list)
     ignored_folders: list[str] = field(default_factory=list)
+    # What the run trains on (see `data_digest`): part of the run's identity, so a changed folder is noticed.
+    data_digest: str = ""
 
     @property
     def num_train_images(self) -> int:

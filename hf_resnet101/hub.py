@@ -18,8 +18,9 @@ logger = logging.get_logger(__name__)
 
 HUB_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")
 # Never published: the pickled training arguments (unsafe to load, and they held the token in older runs),
-# TensorBoard logs, and checkpoints unless the hub strategy asks for them.
-IGNORED_NAMES = frozenset({"training_args.bin"})
+# TensorBoard logs, checkpoints unless the hub strategy asks for them, and the local folder's bookkeeping (the
+# manifest of file sizes and times; the lock is a dot file).
+IGNORED_NAMES = frozenset({"training_args.bin", "run_manifest.json"})
 IGNORED_PATTERNS = ("runs/*", ".*", "*/.*")
 CHECKPOINT_PATTERN = "checkpoint-*"
 LAST_CHECKPOINT_DIR = "last-checkpoint"

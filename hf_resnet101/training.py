@@ -23,7 +23,10 @@ from .arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
 from .card_evaluation import MAX_TRAIN_ACCURACY_IMAGES, CardEvaluation, evaluate_for_card, prediction_logits
 from .checkpoints import (
     CheckpointCompletionCallback,
+    RunRecordCallback,
     TimedCheckpointCallback,
+    check_own_files,
+    check_same_run,
     check_writable,
     is_complete,
     last_complete_checkpoint,
@@ -66,6 +69,8 @@ from .modeling import (
     unfreeze_batch_norm,
 )
 from .monitors import DivergenceCallback, EpochCallback, GracefulInterrupt, OverfittingMonitor, TrainingInterrupted
+from .output_folder import RunManifest, is_bookkeeping, is_finished, locked_output_folder
+from .run_identity import DATA_KEYS, full_identity, options_identity, write_identity
 from .settings import (
     apply_settings,
     check_settings,
@@ -551,12 +556,29 @@ def after_failed_results(training_args: FinetuneTrainingArguments, started: floa
     output_dir = Path(training_args.output_dir)
     if training_args.process_index == 0:
         for path in output_dir.iterdir():
-            if path.is_file() and path.stat().st_mtime >= started:
+            if path.is_file() and not is_bookkeeping(path.name) and path.stat().st_mtime >= started:
                 path.unlink(missing_ok=True)
     return (
         f"The final model is saved in {output_dir} (model.safetensors, config.json); its metrics, card and plots "
         "are not. Free space and run the same command again to write them."
     )
+
+
+def with_run_record(trainer: Trainer, identity: dict, manifest: RunManifest | None) -> Trainer:
+    # First among the callbacks: the identity is in a checkpoint before its completion marker.
+    trainer.callback_handler.callbacks.insert(0, RunRecordCallback(identity, manifest))
+    return trainer
+
+
+def finished_result(output_dir: Path, label_names: list[str]) -> FinetuneResult:
+    """What a rerun of a finished run reports, having changed nothing."""
+    results = output_dir / "eval_results.json"
+    metrics = json.loads(results.read_text()) if results.is_file() else {}
+    logger.warning(
+        f'This run already finished: the model is in {output_dir} (load it with pipeline("image-classification", '
+        f'model="{output_dir}")). Nothing was changed. Pass --overwrite_output_dir to train it again.'
+    )
+    return FinetuneResult(output_dir, label_names, {k.removeprefix("eval_"): v for k, v in metrics.items()})
 
 
 def run_finetune(
@@ -567,14 +589,36 @@ def run_finetune(
     explicit: dict[str, str] | None = None,
     random_init: bool = False,
 ) -> FinetuneResult:
-    """Runs the whole job.
+    """Runs the whole job, holding the output folder's lock from before it is inspected to after the last write.
 
     Args:
         model_and_processor: replaces loading from `--model_name_or_path` (the offline demo).
         random_init: the model starts from random weights; the summary and the card say so, with no base model.
         explicit: options the user gave and where ("command line", "config file"); a preset leaves them alone.
     """
+    output_dir = Path(training_args.output_dir)
+    main_process = training_args.process_index == 0
+    if main_process:  # before the lock file is made in a folder that holds something else
+        check_writable(output_dir)
+        check_own_files(output_dir, training_args.overwrite_output_dir)
+    with locked_output_folder(output_dir, enabled=main_process):
+        return finetune_in_locked_folder(
+            data_args, model_args, training_args, model_and_processor, explicit, random_init=random_init
+        )
+
+
+def finetune_in_locked_folder(
+    data_args: DataArguments,
+    model_args: ModelArguments,
+    training_args: FinetuneTrainingArguments,
+    model_and_processor: tuple | None = None,
+    explicit: dict[str, str] | None = None,
+    random_init: bool = False,
+) -> FinetuneResult:
+    """The run itself (see `run_finetune`); nothing in the folder changes before the run's identity is checked."""
     setup_logging(training_args)
+    # As given, before presets: with the data they determine the run (`run_identity`).
+    options = options_identity(data_args, model_args, training_args)
     # The Trainer's own push would replace the model card with its generic one: this package pushes itself.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     # Kept out of training_args so the Trainer never saves the token (training_args.bin is a pickle of them).
@@ -592,8 +636,10 @@ def run_finetune(
         # Before anything is loaded: an unwritable folder or one holding something else stops here.
         check_writable(output_dir)
         resume_from = resolve_resume(
-            output_dir, training_args.resume_from_checkpoint, training_args.overwrite_output_dir
+            output_dir, training_args.resume_from_checkpoint, training_args.overwrite_output_dir, options
         )
+        if resume_from is not None:  # before anything is loaded or written
+            check_checkpoint_readable(Path(resume_from))
 
     with training_args.main_process_first(desc="scanning and loading the dataset"):
         # The main process scans first; the others then find every verdict in the scan cache.
@@ -603,9 +649,19 @@ def run_finetune(
     label_names = dataset["train"].features["label"].names
     if len(label_names) < 2:
         raise UsageError(f"The training data has a single class ({label_names}): at least two are needed.")
+    identity = full_identity(options, label_names, report.data_digest)
+    finished = not training_args.overwrite_output_dir and is_finished(output_dir)
+    if resume_from or finished:
+        check_same_run(output_dir, Path(resume_from) if resume_from else None, identity, keys=DATA_KEYS)
+    if finished:
+        return finished_result(output_dir, label_names)
     settings = apply_settings(data_args, model_args, training_args, explicit or {}, len(dataset["train"]))
     choose_best_model_metric(training_args, explicit or {}, report.imbalance_ratio)
     check_settings(training_args, len(dataset["train"]), len(dataset["validation"]), logger.warning)
+    manifest = RunManifest(output_dir) if training_args.process_index == 0 else None
+    if manifest is not None:  # the first writes, once the run is known to be this folder's
+        write_identity(output_dir, identity)
+        manifest.record()
     if training_args.process_index == 0:
         report.save(output_dir, data_roots(data_args.train_dir, data_args.validation_dir))
 
@@ -642,11 +698,13 @@ def run_finetune(
         random_init,
     )
 
-    if resume_from is not None:
-        check_checkpoint_readable(Path(resume_from))
     with reporting_write_failures("a checkpoint", output_dir, after=lambda: after_failed_save(training_args)):
         trainer, train_result, train_runtime = train_fitting_memory(
-            lambda: build_trainer(model, processor, dataset, training_args, data_args, model_args.channels_last),
+            lambda: with_run_record(
+                build_trainer(model, processor, dataset, training_args, data_args, model_args.channels_last),
+                identity,
+                manifest,
+            ),
             resume_from,
             data_args.image_size,
         )
@@ -658,7 +716,7 @@ def run_finetune(
         "the run's results", output_dir, after=lambda: after_failed_results(training_args, results_started)
     ):
         return finish_run(trainer, train_result, train_runtime, dataset, report, processor, push_to_hub, hub_token,
-                          data_args, model_args, training_args, random_init=random_init)  # fmt: skip
+                          data_args, model_args, training_args, manifest, random_init=random_init)  # fmt: skip
 
 
 def finish_run(
@@ -673,6 +731,7 @@ def finish_run(
     data_args: DataArguments,
     model_args: ModelArguments,
     training_args: FinetuneTrainingArguments,
+    manifest: RunManifest | None,
     random_init: bool = False,
 ) -> FinetuneResult:
     """After the final model is saved: metrics, the validation pass, the card, the pipeline check and the push."""
@@ -725,6 +784,7 @@ def finish_run(
             output_dir, dataset["validation"], check_indices, evaluated, label_names, model_args.trust_remote_code
         )
         (output_dir / "pipeline_check.json").write_text(json.dumps(pipeline_predictions, indent=2, ensure_ascii=False))
+        manifest.record(finished=True)
     if push_to_hub and trainer.is_world_process_zero():
         push_output_dir(
             output_dir,

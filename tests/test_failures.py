@@ -17,6 +17,7 @@ import torch
 from conftest import REPO_ROOT, save_tiny_resnet, write_class_images
 
 from hf_resnet101.checkpoints import COMPLETE_MARKER
+from hf_resnet101.output_folder import LOCK_FILE
 
 SCRIPT = str(REPO_ROOT / "tests" / "run_with_fault.py")
 RECIPE = str(REPO_ROOT / "recipes" / "finetune.py")
@@ -37,7 +38,9 @@ def run(script: str, folder, model, out, *extra: str, **env) -> subprocess.Compl
 
 
 def snapshot(folder) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes, but the lock file's (who holds the folder: emptied when a run lets go of it)."""
+    files = (p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_FILE)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in files}
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess, message: str) -> None:

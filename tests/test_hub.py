@@ -84,7 +84,7 @@ def test_push_then_pipeline_downloads_the_same_model(
     pushed = set(repo.head.files)
     expected = {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "card_inputs.json"}
     assert expected | {"confusion_matrix.png", "training_curves.png", "eval_results.json"} <= pushed
-    assert "training_args.bin" not in pushed
+    assert "training_args.bin" not in pushed and "run_manifest.json" not in pushed and "run_identity.json" in pushed
     assert (
         'pipeline("image-classification", model="user/tiny-resnet")' in repo.head.files["README.md"].content.decode()
     )

@@ -99,8 +99,11 @@ def test_finished_run_and_foreign_folders_are_not_overwritten(
     args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
             "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
     assert finetune_main(args) == 0
-    assert finetune_main(args) == 2
-    assert "already holds a finished model" in capsys.readouterr().err
+    weights = (out / "model.safetensors").read_bytes()
+    assert finetune_main(args) == 0  # the same command: finished, nothing to do (tests/test_run_identity.py)
+    assert (out / "model.safetensors").read_bytes() == weights
+    assert finetune_main([*args, "--learning_rate", "1e-3"]) == 2
+    assert "of a different run (learning_rate: 5e-05 -> 0.001)" in capsys.readouterr().err
     assert finetune_main([*args, "--overwrite_output_dir"]) == 0
 
     foreign = tmp_path / "thesis"
