@@ -31,7 +31,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import StepTimer, bare_training_step, machine_name, peak_rss_mib, write_jpeg_folder  # noqa: E402
+from common import (  # noqa: E402
+    StepTimer,
+    bare_training_step,
+    cpu_description,
+    machine_name,
+    peak_rss_mib,
+    write_jpeg_folder,
+)
 
 VARIANTS = ("baseline", "package", "baseline_doc_default", "package_doc_default", "plain_torch", "timm_loop")
 
@@ -248,6 +255,7 @@ def print_summary(results: dict, args) -> None:
 
     rounds = f", best of {args.rounds} alternating rounds" if args.rounds > 1 else ""
     print(f"\nResNet-101, {args.image_size}x{args.image_size}, batch {args.batch_size}{rounds}; {machine_name()}")
+    print(f"Processor: {cpu_description()}")
     print("| measure | baseline | package | ratio |")
     print("|---|---|---|---|")
     rows = [
