@@ -4,9 +4,16 @@ imagefolder via `datasets`, torchvision `RandomResizedCrop`/flip/`ToTensor`/`Nor
 `set_transform`, evaluation transforms `Resize`/`CenterCrop`/`ToTensor`/`Normalize` applied at every
 evaluation, the stock `Trainer` and its default precision (fp32). The benchmarks run it side by side with
 this package on the same model, data, batch size and steps.
+
+As a whole command, what the transformers example does from start to exit (build, train, evaluate, save):
+
+    python benchmarks/baseline_recipe.py --train_dir DATA/train --validation_dir DATA/val --model_dir MODEL \
+        --output_dir OUT --batch_size 4 --max_steps 28 [--eval_steps 1] [--image_size 224]
 """
 
 from __future__ import annotations
+
+import argparse
 
 import torch
 from datasets import load_dataset
@@ -89,3 +96,33 @@ def build_baseline_trainer(
         processing_class=processor,
         callbacks=list(callbacks),
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train, evaluate and save like the example's script, so a benchmark can time the whole command."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train_dir", required=True)
+    parser.add_argument("--validation_dir", required=True)
+    parser.add_argument("--model_dir", required=True)
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--max_steps", type=int, required=True)
+    parser.add_argument("--eval_steps", type=int, help="Evaluate every this many steps (default: never in training).")
+    parser.add_argument("--image_size", type=int, help="Crop size (default: the image processor's).")
+    args = parser.parse_args(argv)
+    # The thread count the run trains with, for the benchmark's table (the example itself does not set it).
+    print(f"torch threads: {torch.get_num_threads()}", flush=True)
+    trainer = build_baseline_trainer(
+        args.train_dir, args.validation_dir, args.model_dir, args.output_dir,
+        args.batch_size, args.max_steps, args.eval_steps, image_size=args.image_size,
+    )  # fmt: skip
+    trainer.train()
+    trainer.save_model()
+    trainer.save_state()
+    metrics = trainer.evaluate()
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("eval", metrics)
+
+
+if __name__ == "__main__":
+    main()

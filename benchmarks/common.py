@@ -109,5 +109,32 @@ def machine_name() -> str:
     return name
 
 
+CPU_FLAGS = ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_description() -> str:
+    """`lscpu`'s model name, which of the flags that decide CPU speed are present, and the core count.
+
+    Two machines of the same kind here differ in exactly these flags (bf16 and AMX change which precision is fast),
+    so every figure names them.
+    """
+    model, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            key, _, value = line.partition(":")
+            if key == "Model name":
+                model = value.strip()
+            elif key == "Flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    present = [flag for flag in CPU_FLAGS if flag in flags]
+    absent = [flag for flag in CPU_FLAGS if flag not in flags]
+    return (
+        f"{model}; flags present: {', '.join(present) or 'none'}; absent: {', '.join(absent) or 'none'}; "
+        f"{len(os.sched_getaffinity(0))} cores usable"
+    )
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

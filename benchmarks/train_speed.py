@@ -1,6 +1,11 @@
 """Training and evaluation speed of this package against the baseline recipe, side by side in one run.
 
     python benchmarks/train_speed.py [--batch_size 4] [--steps 8] [--image_size 224] [--rounds 1]
+    python benchmarks/train_speed.py --whole_commands [--rounds 2] [--short_steps 4] [--long_steps 28]
+        [--doc_long_steps 12]
+
+The second form times whole commands (start to exit) at two step counts and reads the steady state from the
+marginal steps; see `whole_commands.py`. The first, described below, times steps inside each process.
 
 Every variant runs in its own process (so peak memory and start-up are its own) on the same generated
 photo-like JPEGs and the same full-size ResNet-101 (random weights; speed does not depend on them):
@@ -26,7 +31,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import StepTimer, bare_training_step, machine_name, peak_rss_mib, write_jpeg_folder  # noqa: E402
+from common import (  # noqa: E402
+    StepTimer,
+    bare_training_step,
+    cpu_description,
+    machine_name,
+    peak_rss_mib,
+    write_jpeg_folder,
+)
 
 VARIANTS = ("baseline", "package", "baseline_doc_default", "package_doc_default", "plain_torch", "timm_loop")
 
@@ -141,7 +153,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--rounds", type=int, default=1, help="Run every variant this many times, alternating.")
+    parser.add_argument("--rounds", type=int, help="Run every variant this many times, alternating (default 1; 2 "
+                        "with --whole_commands).")  # fmt: skip
+    parser.add_argument("--whole_commands", action="store_true", help="Time whole commands, marginal steps.")
+    parser.add_argument("--short_steps", type=int, default=4, help="--whole_commands: the short runs' steps.")
+    parser.add_argument("--long_steps", type=int, default=28, help="--whole_commands: the long training runs' steps.")
+    parser.add_argument("--doc_long_steps", type=int, default=12,
+                        help="--whole_commands: the long runs' steps when evaluating every step.")  # fmt: skip
+    parser.add_argument("--whole_pick", choices=("best", "median"), default="best",
+                        help="--whole_commands: each time's best (minimum) or median over the rounds.")  # fmt: skip
     parser.add_argument("--variant_timeout", type=float, default=900, help="Seconds before a variant is stopped.")
     parser.add_argument("--log", help="Append every variant's output to this file (default: shown on failure).")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -152,6 +172,15 @@ def main() -> None:
         faulthandler.dump_traceback_later(max(1.0, args.variant_timeout - 5), exit=True)
         print("RESULT " + json.dumps(run_variant(args.variant, Path(args.work), args)))
         return
+    if args.whole_commands:
+        import whole_commands
+
+        args.rounds = args.rounds or 2
+        with tempfile.TemporaryDirectory() as tmp:
+            args.work_dir = tmp
+            whole_commands.measure(args)
+        return
+    args.rounds = args.rounds or 1
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_jpeg_folder(work / "train", per_class=max(2, args.batch_size * args.steps // 10 + 1), classes=10,
@@ -226,6 +255,7 @@ def print_summary(results: dict, args) -> None:
 
     rounds = f", best of {args.rounds} alternating rounds" if args.rounds > 1 else ""
     print(f"\nResNet-101, {args.image_size}x{args.image_size}, batch {args.batch_size}{rounds}; {machine_name()}")
+    print(f"Processor: {cpu_description()}")
     print("| measure | baseline | package | ratio |")
     print("|---|---|---|---|")
     rows = [
