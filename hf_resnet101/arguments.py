@@ -309,4 +309,4 @@ def short_help_options() -> tuple[str, ...]:
     """The options `--help` lists: the package's own, then the common training ones (`--help_all` has all)."""
     own = [f.name for dtype in (DataArguments, ModelArguments) for f in dataclasses.fields(dtype)]
     overridden = [name for name in FinetuneTrainingArguments.__annotations__ if name not in COMMON_TRAINING_OPTIONS]
-    return ("config", *own, *overridden, *COMMON_TRAINING_OPTIONS, "help_all")
+    return ("config", *own, *overridden, *COMMON_TRAINING_OPTIONS, "help", "help_all")
