@@ -54,6 +54,13 @@ from .modeling import (
     unfreeze_batch_norm,
 )
 from .monitors import DivergenceCallback, EpochCallback, GracefulInterrupt, OverfittingMonitor, TrainingInterrupted
+from .quiet import (
+    checkpoint_num_labels,
+    datasets_progress_silenced,
+    describe_head,
+    model_loading_silenced,
+    silence_datasets,
+)
 from .settings import (
     apply_settings,
     check_settings,
@@ -93,6 +100,7 @@ def setup_logging(training_args: FinetuneTrainingArguments) -> None:
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
+    silence_datasets(training_args.verbose)
 
 
 def load_data(
@@ -163,6 +171,7 @@ def log_run_summary(
     settings: dict[str, Setting],
     model: torch.nn.Module,
     image_size: tuple[int, int],
+    head_note: str | None = None,
 ) -> None:
     if training_args.process_index != 0:
         return
@@ -180,6 +189,7 @@ def log_run_summary(
         describe_tier(len(dataset["train"])),
         f"model: {model_args.model_name_or_path} ({count_parameters(model) / 1e6:.2f} M parameters, "
         f"{trainable / 1e6:.2f} M trained), input {image_size[0]}x{image_size[1]}",
+        *([head_note] if head_note else []),
         f"device: {training_args.device} x {training_args.world_size} process(es); precision: "
         f"{training_args.precision_note}",
         describe_data_loading(training_args),
@@ -473,8 +483,11 @@ def run_finetune(
             output_dir, training_args.resume_from_checkpoint, training_args.overwrite_output_dir
         )
 
-    with training_args.main_process_first(desc="scanning and loading the dataset"):
-        # The main process scans first; the others then find every verdict in the scan cache.
+    # The main process scans first; the others then find every verdict in the scan cache.
+    with (
+        training_args.main_process_first(desc="scanning and loading the dataset"),
+        datasets_progress_silenced(training_args.verbose),
+    ):
         dataset, report = load_data(
             data_args, model_args, training_args.seed, progress=training_args.process_index == 0
         )
@@ -487,7 +500,16 @@ def run_finetune(
     if training_args.process_index == 0:
         report.save(output_dir)
 
-    model, processor = model_and_processor or load_model_and_processor(model_args, label_names)
+    with model_loading_silenced(training_args.verbose):
+        model, processor = model_and_processor or load_model_and_processor(model_args, label_names)
+        checkpoint_labels = None
+        if model_and_processor is None:
+            checkpoint_labels = checkpoint_num_labels(
+                model_args.model_name_or_path,
+                local_files_only=local_files_only_for(model_args.model_name_or_path),
+                cache_dir=model_args.cache_dir,
+                revision=model_args.model_revision,
+            )
     if model_args.freeze_backbone:
         frozen, trainable = freeze_backbone(model, model_args.freeze_backbone)
         logger.warning(
@@ -509,7 +531,15 @@ def run_finetune(
         processor = set_image_size(processor, model.config, data_args.image_size)
     data_config = resolve_data_config(processor)
     log_run_summary(
-        training_args, model_args, data_args, dataset, report, settings, model, (data_config.height, data_config.width)
+        training_args,
+        model_args,
+        data_args,
+        dataset,
+        report,
+        settings,
+        model,
+        (data_config.height, data_config.width),
+        head_note=describe_head(checkpoint_labels, label_names),
     )
 
     trainer, train_result, train_runtime = train_fitting_memory(

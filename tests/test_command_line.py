@@ -70,7 +70,9 @@ def test_help_is_short_and_names_every_option_of_the_readme():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None, reason="tensorboard is installed")
-def test_report_to_tensorboard_without_the_package_stops_before_the_scan(finetune_main, image_folder, tmp_path, capsys):
+def test_report_to_tensorboard_without_the_package_stops_before_the_scan(
+    finetune_main, image_folder, tmp_path, capsys
+):
     out = tmp_path / "out"
     code = finetune_main(["--train_dir", str(image_folder), "--output_dir", str(out), "--report_to", "tensorboard"])
     assert code == 2
@@ -87,7 +89,7 @@ def test_value_given_as_flag_equals_value_wins_over_preset_and_run_is_quiet(imag
     result = run_script(argv)
     assert result.returncode == 0, result.stderr
     assert "learning_rate=0.0001 (command line)" in result.stderr
-    assert "per_device_train_batch_size=" in result.stderr and "(preset small)" in result.stderr
+    assert "per_device_train_batch_size=" in result.stderr and "(preset tiny)" in result.stderr
     silenced = ("couldn't be hashed", "LOAD REPORT", "Downloading data", "Generating train split", "MISMATCH")
     assert [m for m in silenced if m in result.stderr] == []
     assert "new classification head" in result.stderr  # the replaced head, as one line of the summary
