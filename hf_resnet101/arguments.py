@@ -6,6 +6,8 @@ already know carry over. Defaults that differ from `TrainingArguments` are the p
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import os
 from dataclasses import dataclass, field
 
@@ -20,6 +22,30 @@ from .modeling import is_hub_id
 DEFAULT_MODEL = "microsoft/resnet-101"
 AUGMENTATIONS = ("none", "light", "standard", "heavy")
 CLASS_WEIGHTINGS = ("none", "balanced")
+# `--report_to` values whose package may be missing, the importable names that serve each, and the extra to install.
+TRACKER_PACKAGES = {"tensorboard": (("tensorboard", "tensorboardX"), "dashboard"), "trackio": (("trackio",), None)}
+COMMON_TRAINING_OPTIONS = (
+    "gradient_accumulation_steps",
+    "max_steps",
+    "weight_decay",
+    "lr_scheduler_type",
+    "save_strategy",
+    "save_steps",
+    "load_best_model_at_end",
+    "seed",
+    "resume_from_checkpoint",
+    "gradient_checkpointing",
+    "torch_compile",
+    "fp16",
+    "bf16",
+    "use_cpu",
+    "report_to",
+    "push_to_hub",
+    "hub_model_id",
+    "hub_private_repo",
+    "hub_strategy",
+    "hub_token",
+)
 
 
 @dataclass
@@ -215,6 +241,14 @@ class FinetuneTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Keep the workers alive between epochs (default: yes whenever there are workers)."},
     )
+    push_to_hub: bool = field(
+        default=False,
+        metadata={"help": "Push the output folder (model, card, metrics) to --hub_model_id once, at the end."},
+    )
+    verbose: bool = field(
+        default=False,
+        metadata={"help": "Show the libraries' own messages (expected warnings, load reports, data progress)."},
+    )
 
     def __post_init__(self):
         if not self.output_dir:
@@ -271,4 +305,21 @@ class FinetuneTrainingArguments(TrainingArguments):
         if self.dataloader_persistent_workers is None:
             self.dataloader_persistent_workers = self.dataloader_num_workers > 0
         super().__post_init__()
+        check_trackers_installed(self.report_to)
         self.mixed_precision = "fp16" if self.fp16 else "bf16" if self.bf16 else "no"
+
+
+def check_trackers_installed(report_to: list[str]) -> None:
+    """Stops before any data is loaded when a `--report_to` tracker's package is missing, naming the install."""
+    for name in report_to or []:
+        modules, extra = TRACKER_PACKAGES.get(name, ((), None))
+        if modules and not any(importlib.util.find_spec(module) for module in modules):
+            install = f'pip install "hf-resnet101[{extra}]"' if extra else f"pip install {name}"
+            raise UsageError(f"--report_to {name} needs the {name} package, which is not installed: {install}.")
+
+
+def short_help_options() -> tuple[str, ...]:
+    """The options `--help` lists: the package's own, then the common training ones (`--help_all` has all)."""
+    own = [f.name for dtype in (DataArguments, ModelArguments) for f in dataclasses.fields(dtype)]
+    overridden = [name for name in FinetuneTrainingArguments.__annotations__ if name not in COMMON_TRAINING_OPTIONS]
+    return ("config", *own, *overridden, *COMMON_TRAINING_OPTIONS, "help", "help_all")

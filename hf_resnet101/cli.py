@@ -9,6 +9,8 @@ import pathlib
 import sys
 from collections.abc import Callable
 
+from tqdm.auto import tqdm
+
 from .errors import UsageError
 from .monitors import TrainingInterrupted
 
@@ -21,7 +23,8 @@ def exit_on_usage_error(main: Callable[..., object]) -> Callable[..., int]:
         try:
             main(*args, **kwargs)
         except UsageError as error:
-            print(f"error: {error}", file=sys.stderr)
+            # tqdm.write clears any progress bar still on the line, so the message starts on a fresh one.
+            tqdm.write(f"error: {error}", file=sys.stderr)
             return 2
         except TrainingInterrupted as interrupted:
             print(f"interrupted: {interrupted}", file=sys.stderr)

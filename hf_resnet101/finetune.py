@@ -8,15 +8,28 @@ from __future__ import annotations
 
 import sys
 
-from .arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
+from .arguments import DataArguments, FinetuneTrainingArguments, ModelArguments, short_help_options
 from .cli import exit_on_usage_error
 from .parser import ConfigParser
 from .training import run_finetune
 
+RECIPE_DOC = """Fine-tune ResNet-101 (or any image-classification checkpoint) on a folder of images.
+
+    accelerate launch recipes/finetune.py --train_dir DATA/train --output_dir OUT
+    hf-resnet101 train --train_dir DATA/train --output_dir OUT
+
+Options follow `TrainingArguments` and the transformers image-classification example.
+"""
+
 
 @exit_on_usage_error
 def main(argv: list[str] | None = None):
-    parser = ConfigParser((DataArguments, ModelArguments, FinetuneTrainingArguments))
+    parser = ConfigParser(
+        (DataArguments, ModelArguments, FinetuneTrainingArguments),
+        short_help_options=short_help_options(),
+        description=RECIPE_DOC,
+        usage="accelerate launch recipes/finetune.py (--train_dir DIR | --config FILE) --output_dir OUT [options]",
+    )
     data_args, model_args, training_args = parser.parse_args_and_config(argv)
     result = run_finetune(data_args, model_args, training_args, explicit=parser.explicit_options)
     if training_args.process_index == 0:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import sys
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -24,6 +26,24 @@ class ConfigParser(HfArgumentParser):
 
     explicit_options: dict[str, str]
 
+    def __init__(self, dataclass_types, short_help_options: tuple[str, ...] = (), **kwargs):
+        # Abbreviations would take `--learning_rat` as `--learning_rate` and hide typos: every flag is spelt out.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(dataclass_types, **kwargs)
+        self.short_help_options = short_help_options
+        self.add_argument(
+            "--config", metavar="FILE.yaml", default=argparse.SUPPRESS, help="YAML file of options; flags given win."
+        )
+        self.add_argument(
+            "--help_all", action=_FullHelpAction, help="Show every option, including all of TrainingArguments'."
+        )
+
+    def format_help(self) -> str:
+        """The package's options and the common training options, one line each; --help_all gives the rest."""
+        if not self.short_help_options:
+            return super().format_help()
+        return render_short_help(self.description or "", self._option_string_actions, self.short_help_options)
+
     def parse_args_and_config(self, args: list[str] | None = None) -> tuple:
         args = list(sys.argv[1:] if args is None else args)
         config_path, args = _pop_config_flag(args)
@@ -33,7 +53,11 @@ class ConfigParser(HfArgumentParser):
             self.set_defaults(**values)
             self.explicit_options.update(dict.fromkeys(values, "config file"))
             self._drop_required_given_by_config()
-        self.explicit_options.update(dict.fromkeys(command_line_option_names(args), "command line"))
+        _, unknown = self.parse_known_args(args)
+        check_unknown_flags(unknown, self._option_string_actions)
+        self.explicit_options.update(
+            dict.fromkeys(command_line_option_names(args, self._option_string_actions), "command line")
+        )
         try:
             return self.parse_args_into_dataclasses(args=args, look_for_args_file=False)
         except UsageError:
@@ -57,18 +81,61 @@ class ConfigParser(HfArgumentParser):
         raise UsageError(f"{message}. Run with --help to see the options.")
 
 
-def command_line_option_names(args: list[str]) -> list[str]:
-    """Option names given as flags (`--name value`, `--name=value`, `--no_name`), with dashes as underscores."""
+def command_line_option_names(args: list[str], actions: dict[str, argparse.Action]) -> list[str]:
+    """Options given as flags, by the field each sets (`--name value`, `--name=value`, `--no_name`, `--name-x`).
+
+    Going through the parser's own table of flags means every spelling it accepts is attributed to the option
+    it sets, so a preset never replaces a value the user typed.
+    """
     names = []
     for arg in args:
-        if arg.startswith("--"):
-            name = arg[2:].split("=", 1)[0].replace("-", "_")
-            names += [name, name.removeprefix("no_")] if name.startswith("no_") else [name]
+        action = actions.get(arg.split("=", 1)[0]) if arg.startswith("--") else None
+        if action is not None and action.dest not in ("help", "help_all", "config"):
+            names.append(action.dest)
     return names
 
 
+def check_unknown_flags(unknown: list[str], actions: dict[str, argparse.Action]) -> None:
+    """Stops on a flag the parser does not know, suggesting the closest real one."""
+    flags = [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]
+    if not flags and unknown:
+        raise UsageError(f"Unexpected argument(s): {' '.join(unknown)}. Options are given as --name value.")
+    if not flags:
+        return
+    known = [option for option in actions if option.startswith("--") and "-" not in option[2:]]
+    messages = []
+    for flag in flags:
+        close = difflib.get_close_matches("--" + flag.lstrip("-").replace("-", "_"), known, n=1, cutoff=0.6)
+        messages.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
+    raise UsageError(f"Unknown option(s): {', '.join(messages)}. Run with --help to see the options.")
+
+
+def render_short_help(description: str, actions: dict[str, argparse.Action], names: tuple[str, ...]) -> str:
+    """One line per option in `names` (first sentence of its help, default shown), with a pointer to --help_all."""
+    lines = [description.strip(), "", "options (--help_all lists every TrainingArguments option):"]
+    for name in names:
+        action = actions.get(f"--{name}")
+        if action is None:  # an option this transformers version lacks
+            continue
+        text = (action.help or "").split(". ")[0].rstrip(".")
+        default = action.default
+        if default not in (None, False, "", argparse.SUPPRESS) and name not in ("help", "help_all"):
+            text += f" (default: {getattr(default, 'value', default)})"
+        lines.append(f"  --{name:<30} " + textwrap.shorten(text, 119 - 33, placeholder="..."))
+    return "\n".join(lines) + "\n"
+
+
+class _FullHelpAction(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser._print_message(argparse.ArgumentParser.format_help(parser), sys.stdout)
+        parser.exit()
+
+
 def _pop_config_flag(args: list[str]) -> tuple[str | None, list[str]]:
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(args)
     return known.config, rest

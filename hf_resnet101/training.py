@@ -70,6 +70,13 @@ from .modeling import (
 )
 from .monitors import DivergenceCallback, EpochCallback, GracefulInterrupt, OverfittingMonitor, TrainingInterrupted
 from .output_folder import RunManifest, is_bookkeeping, is_finished, locked_output_folder
+from .quiet import (
+    checkpoint_num_labels,
+    datasets_progress_silenced,
+    describe_head,
+    model_loading_silenced,
+    silence_datasets,
+)
 from .run_identity import DATA_KEYS, full_identity, options_identity, write_identity
 from .settings import (
     apply_settings,
@@ -124,6 +131,7 @@ def setup_logging(training_args: FinetuneTrainingArguments) -> None:
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
+    silence_datasets(training_args.verbose)
 
 
 def load_data(
@@ -209,6 +217,7 @@ def log_run_summary(
     model: torch.nn.Module,
     image_size: tuple[int, int],
     random_init: bool = False,
+    head_note: str | None = None,
 ) -> None:
     if training_args.process_index != 0:
         return
@@ -226,6 +235,7 @@ def log_run_summary(
         describe_tier(len(dataset["train"])),
         f"model: {describe_start(model_args, model, random_init)} ({count_parameters(model) / 1e6:.2f} M parameters, "
         f"{trainable / 1e6:.2f} M trained), input {image_size[0]}x{image_size[1]}",
+        *([head_note] if head_note else []),
         f"device: {training_args.device} x {training_args.world_size} process(es); precision: "
         f"{training_args.precision_note}",
         describe_data_loading(training_args),
@@ -641,8 +651,11 @@ def finetune_in_locked_folder(
         if resume_from is not None:  # before anything is loaded or written
             check_checkpoint_readable(Path(resume_from))
 
-    with training_args.main_process_first(desc="scanning and loading the dataset"):
-        # The main process scans first; the others then find every verdict in the scan cache.
+    # The main process scans first; the others then find every verdict in the scan cache.
+    with (
+        training_args.main_process_first(desc="scanning and loading the dataset"),
+        datasets_progress_silenced(training_args.verbose),
+    ):
         dataset, report = load_data(
             data_args, model_args, training_args.seed, progress=training_args.process_index == 0
         )
@@ -665,7 +678,16 @@ def finetune_in_locked_folder(
     if training_args.process_index == 0:
         report.save(output_dir, data_roots(data_args.train_dir, data_args.validation_dir))
 
-    model, processor = model_and_processor or load_model_and_processor(model_args, label_names)
+    with model_loading_silenced(training_args.verbose):
+        model, processor = model_and_processor or load_model_and_processor(model_args, label_names)
+        checkpoint_labels = None
+        if model_and_processor is None:
+            checkpoint_labels = checkpoint_num_labels(
+                model_args.model_name_or_path,
+                local_files_only=local_files_only_for(model_args.model_name_or_path),
+                cache_dir=model_args.cache_dir,
+                revision=model_args.model_revision,
+            )
     if model_args.freeze_backbone:
         frozen, trainable = freeze_backbone(model, model_args.freeze_backbone)
         logger.warning(
@@ -696,6 +718,7 @@ def finetune_in_locked_folder(
         model,
         (data_config.height, data_config.width),
         random_init,
+        head_note=describe_head(checkpoint_labels, label_names),
     )
 
     with reporting_write_failures("a checkpoint", output_dir, after=lambda: after_failed_save(training_args)):

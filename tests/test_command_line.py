@@ -1,0 +1,117 @@
+"""The command line as a new user meets it: strict flags, a short --help, quiet runs, trackers checked early."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT
+
+
+def run_script(argv: list[str]) -> subprocess.CompletedProcess:
+    """`python recipes/finetune.py ARGV` as a user runs it (fp32, offline), output captured."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "recipes" / "finetune.py"), *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def finetune_options() -> set[str]:
+    sys.path.insert(0, str(REPO_ROOT / "recipes"))
+    try:
+        import finetune  # noqa: F401
+    finally:
+        sys.path.pop(0)
+    from hf_resnet101.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
+    from hf_resnet101.parser import ConfigParser
+
+    parser = ConfigParser((DataArguments, ModelArguments, FinetuneTrainingArguments))
+    return {option for option in parser._option_string_actions if option.startswith("--")}
+
+
+def test_abbreviated_flag_is_an_error_naming_the_real_one(finetune_main, image_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--learning_rat", "1e-4"]
+    assert finetune_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "did you mean --learning_rate?" in err
+    assert not out.exists()  # stopped before anything was written
+
+    result = run_script(argv)
+    assert result.returncode == 2
+    assert "did you mean --learning_rate?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_is_short_and_names_every_option_of_the_readme():
+    result = run_script(["--help"])
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) < 120
+    listed = set(re.findall(r"^\s+(--\w+)", result.stdout, flags=re.MULTILINE))
+    assert "--config" in listed and "--help_all" in listed
+    readme_options = set(re.findall(r"--\w+", (REPO_ROOT / "README.md").read_text())) & finetune_options()
+    assert readme_options, "the README names no finetune option: the check would be empty"
+    assert readme_options <= listed, sorted(readme_options - listed)
+    assert "adamw_torch_fused" not in result.stdout  # optimizer names stay in --help_all
+    assert "push every time" not in result.stdout.lower()
+
+    full = run_script(["--help_all"])
+    assert full.returncode == 0
+    assert "--adam_beta1" in full.stdout and len(full.stdout.splitlines()) > len(lines)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None, reason="tensorboard is installed")
+def test_report_to_tensorboard_without_the_package_stops_before_the_scan(
+    finetune_main, image_folder, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    code = finetune_main(["--train_dir", str(image_folder), "--output_dir", str(out), "--report_to", "tensorboard"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert 'pip install "hf-resnet101[dashboard]"' in err
+    assert "Traceback" not in err
+    assert not (out / "data_report.json").exists()
+
+
+def test_value_given_as_flag_equals_value_wins_over_preset_and_run_is_quiet(image_folder, tiny_resnet, tmp_path):
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
+    argv += ["--learning_rate=1e-4", "--preset", "auto", "--precision", "fp32", "--eval_strategy", "no"]
+    result = run_script(argv)
+    assert result.returncode == 0, result.stderr
+    assert "learning_rate=0.0001 (command line)" in result.stderr
+    assert "per_device_train_batch_size=" in result.stderr and "(preset tiny)" in result.stderr
+    silenced = ("couldn't be hashed", "LOAD REPORT", "Downloading data", "Generating train split", "MISMATCH")
+    assert [m for m in silenced if m in result.stderr] == []
+    assert "new classification head" in result.stderr  # the replaced head, as one line of the summary
+
+    verbose = run_script([*argv[:3], str(tmp_path / "verbose"), *argv[4:], "--verbose"])
+    assert verbose.returncode == 0, verbose.stderr
+    assert any(m in verbose.stderr for m in silenced)
+
+
+def test_error_during_a_progress_bar_starts_on_a_fresh_line(capsys):
+    from tqdm.auto import tqdm
+
+    from hf_resnet101.cli import exit_on_usage_error
+    from hf_resnet101.errors import UsageError
+
+    @exit_on_usage_error
+    def scan():
+        bar = tqdm(total=10, desc="Scanning images", file=sys.stderr)
+        bar.update(3)
+        raise UsageError("a folder cannot be read")
+
+    assert scan() == 2
+    err = capsys.readouterr().err
+    assert re.search(r"(^|\n|\r)error: a folder cannot be read", err), repr(err)
+    assert "files/s]error" not in err and "it/s]error" not in err
