@@ -70,6 +70,7 @@ from .modeling import (
 )
 from .monitors import DivergenceCallback, EpochCallback, GracefulInterrupt, OverfittingMonitor, TrainingInterrupted
 from .output_folder import RunManifest, is_bookkeeping, is_finished, locked_output_folder
+from .phase_clock import PhaseClock
 from .quiet import (
     checkpoint_num_labels,
     datasets_progress_silenced,
@@ -626,6 +627,7 @@ def finetune_in_locked_folder(
     random_init: bool = False,
 ) -> FinetuneResult:
     """The run itself (see `run_finetune`); nothing in the folder changes before the run's identity is checked."""
+    clock = PhaseClock()
     setup_logging(training_args)
     # As given, before presets: with the data they determine the run (`run_identity`).
     options = options_identity(data_args, model_args, training_args)
@@ -650,6 +652,7 @@ def finetune_in_locked_folder(
         )
         if resume_from is not None:  # before anything is loaded or written
             check_checkpoint_readable(Path(resume_from))
+    clock.mark("checks")
 
     # The main process scans first; the others then find every verdict in the scan cache.
     with (
@@ -659,6 +662,7 @@ def finetune_in_locked_folder(
         dataset, report = load_data(
             data_args, model_args, training_args.seed, progress=training_args.process_index == 0
         )
+    clock.mark("scan and data loading")
     label_names = dataset["train"].features["label"].names
     if len(label_names) < 2:
         raise UsageError(f"The training data has a single class ({label_names}): at least two are needed.")
@@ -688,6 +692,7 @@ def finetune_in_locked_folder(
                 cache_dir=model_args.cache_dir,
                 revision=model_args.model_revision,
             )
+    clock.mark("model loading")
     if model_args.freeze_backbone:
         frozen, trainable = freeze_backbone(model, model_args.freeze_backbone)
         logger.warning(
@@ -731,15 +736,17 @@ def finetune_in_locked_folder(
             resume_from,
             data_args.image_size,
         )
+    clock.mark("trainer set-up and validation preparation", inner={"training": train_runtime})
     if model_args.freeze_backbone:
         unfreeze_batch_norm(trainer.model)
     save_final_model(trainer, output_dir)
+    clock.mark("final save")
     results_started = time.time()
     with reporting_write_failures(
         "the run's results", output_dir, after=lambda: after_failed_results(training_args, results_started)
     ):
         return finish_run(trainer, train_result, train_runtime, dataset, report, processor, push_to_hub, hub_token,
-                          data_args, model_args, training_args, manifest, random_init=random_init)  # fmt: skip
+                          data_args, model_args, training_args, manifest, clock, random_init=random_init)  # fmt: skip
 
 
 def finish_run(
@@ -755,6 +762,7 @@ def finish_run(
     model_args: ModelArguments,
     training_args: FinetuneTrainingArguments,
     manifest: RunManifest | None,
+    clock: PhaseClock,
     random_init: bool = False,
 ) -> FinetuneResult:
     """After the final model is saved: metrics, the validation pass, the card, the pipeline check and the push."""
@@ -776,11 +784,13 @@ def finish_run(
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
     metrics = {k.removeprefix("eval_"): v for k, v in eval_metrics.items() if isinstance(v, float)}
+    clock.mark("final evaluation")
     train_sample = min(len(dataset["validation"]), MAX_TRAIN_ACCURACY_IMAGES)
     train_indices = pipeline_check_indices(len(dataset["train"]), train_sample)
     card_evaluation = evaluate_for_card(
         trainer, validation_prediction, dataset["train"], train_indices, processor, len(label_names)
     )
+    clock.mark("training-sample accuracy for the card")
     check_indices = pipeline_check_indices(len(dataset["validation"]), PIPELINE_CHECK_IMAGES)
     check_logits = prediction_logits(validation_prediction)[check_indices]
     shut_down_data_loaders(trainer)  # the last pass over the data: its workers are done
@@ -803,11 +813,13 @@ def finish_run(
         )
         card_inputs.save(output_dir)
         write_model_card(output_dir, card_inputs)
+        clock.mark("card and plots")
         pipeline_predictions = check_with_pipeline(
             output_dir, dataset["validation"], check_indices, evaluated, label_names, model_args.trust_remote_code
         )
         (output_dir / "pipeline_check.json").write_text(json.dumps(pipeline_predictions, indent=2, ensure_ascii=False))
         manifest.record(finished=True)
+        clock.mark("pipeline check")
     if push_to_hub and trainer.is_world_process_zero():
         push_output_dir(
             output_dir,
@@ -816,5 +828,8 @@ def finish_run(
             token=hub_token,
             hub_strategy=getattr(training_args.hub_strategy, "value", training_args.hub_strategy),
         )
+        clock.mark("push")
+    if trainer.is_world_process_zero():
+        logger.warning(clock.describe())
     pushed_to = training_args.hub_model_id if push_to_hub else None
     return FinetuneResult(output_dir, label_names, metrics, pipeline_predictions, pushed_to)

@@ -4,6 +4,7 @@ no launcher traceback), CPU threads under `accelerate launch`, and what a finish
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -103,7 +104,14 @@ def test_a_finished_run_ends_with_where_the_model_is_and_how_to_use_it(
     argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
             "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
     assert finetune_main(argv) == 0
-    last_lines = capsys.readouterr().out.strip().splitlines()[-3:]
+    captured = capsys.readouterr()
+    # Where the run's time went, the fixed costs included, is in its log.
+    timed = re.search(r"Time by phase \(([\d.]+) s in all\): (.*)", captured.err)
+    assert timed, captured.err[-2000:]
+    for phase in ("scan and data loading", "model loading", "training", "final evaluation", "card and plots",
+                  "pipeline check"):  # fmt: skip
+        assert f"{phase} " in timed.group(2)
+    last_lines = captured.out.strip().splitlines()[-3:]
     assert last_lines[0].startswith(f"Model saved to {out} (validation accuracy ")
     assert last_lines[1] == f"Model card: {out / 'README.md'}"
     assert last_lines[2] == f'Use it: pipeline("image-classification", model="{out}")'
@@ -127,3 +135,14 @@ def test_demo_help_shows_its_defaults(capsys):
     with pytest.raises(SystemExit):
         run_command(["demo", "--help"])
     assert "(default: demo_output)" in " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+
+
+def test_phase_clock_splits_the_time_between_marks():
+    from hf_resnet101.phase_clock import PhaseClock
+
+    ticks = iter([0.0, 2.0, 12.0])
+    clock = PhaseClock(clock=lambda: next(ticks))
+    clock.mark("scan")
+    clock.mark("set-up", inner={"training": 7.5})
+    assert clock.seconds == {"scan": 2.0, "training": 7.5, "set-up": 2.5}
+    assert clock.describe().startswith("Time by phase (12.0 s in all): scan 2.0 s")
