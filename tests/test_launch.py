@@ -95,23 +95,22 @@ def test_accelerate_launch_on_a_cpu_trains_with_every_core(user_threads, image_f
     restored = f"CPU threads: {cores} per process (the launcher had set OMP_NUM_THREADS=1" in result.stderr
     # accelerate launch sets OMP_NUM_THREADS=1 for a CPU run; only a user's own setting is kept.
     assert restored == (user_threads is None and cores > 1)
+    # Where the run's time went, the fixed costs included, is in its log.
+    timed = re.search(r"Time by phase \(([\d.]+) s in all\): (.*)", result.stderr)
+    assert timed, result.stderr[-2000:]
+    for phase in ("scan and data loading", "model loading", "training", "final evaluation", "card and plots",
+                  "pipeline check"):  # fmt: skip
+        assert f"{phase} " in timed.group(2)
 
 
 def test_a_finished_run_ends_with_where_the_model_is_and_how_to_use_it(
-    finetune_main, capsys, image_folder, tiny_resnet, tmp_path
+    finetune_main, capfd, image_folder, tiny_resnet, tmp_path
 ):
     out = tmp_path / "out"
     argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
             "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
     assert finetune_main(argv) == 0
-    captured = capsys.readouterr()
-    # Where the run's time went, the fixed costs included, is in its log.
-    timed = re.search(r"Time by phase \(([\d.]+) s in all\): (.*)", captured.err)
-    assert timed, captured.err[-2000:]
-    for phase in ("scan and data loading", "model loading", "training", "final evaluation", "card and plots",
-                  "pipeline check"):  # fmt: skip
-        assert f"{phase} " in timed.group(2)
-    last_lines = captured.out.strip().splitlines()[-3:]
+    last_lines = capfd.readouterr().out.strip().splitlines()[-3:]
     assert last_lines[0].startswith(f"Model saved to {out} (validation accuracy ")
     assert last_lines[1] == f"Model card: {out / 'README.md'}"
     assert last_lines[2] == f'Use it: pipeline("image-classification", model="{out}")'
