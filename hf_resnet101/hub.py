@@ -20,7 +20,9 @@ HUB_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")
 # Never published: the pickled training arguments (unsafe to load, and they held the token in older runs),
 # TensorBoard logs, checkpoints unless the hub strategy asks for them, and the local folder's bookkeeping (the
 # manifest of file sizes and times; the lock is a dot file).
-IGNORED_NAMES = frozenset({"training_args.bin", "run_manifest.json"})
+# run_manifest.json and run_identity.json are for resuming on this machine: they name local paths (the model
+# folder, the data), which are never published.
+IGNORED_NAMES = frozenset({"training_args.bin", "run_manifest.json", "run_identity.json"})
 IGNORED_PATTERNS = ("runs/*", ".*", "*/.*")
 CHECKPOINT_PATTERN = "checkpoint-*"
 LAST_CHECKPOINT_DIR = "last-checkpoint"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -157,3 +158,30 @@ def run_cli(capsys, argv: list[str], expected_code: int = 0) -> tuple[str, str]:
     assert code == expected_code, err
     assert "Traceback" not in err
     return out, err
+
+
+def point_client_at(monkeypatch, url: str, cache_dir) -> None:
+    """What setting HF_ENDPOINT, HF_HUB_DISABLE_XET and HF_HOME before import does (the client reads them then)."""
+    monkeypatch.setattr(hub_constants, "ENDPOINT", url)
+    monkeypatch.setattr(hub_constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache_dir))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+
+
+@contextlib.contextmanager
+def serving_local_hub(monkeypatch, tmp_path, token: str):
+    """The local Hub server (tests/hub_server.py) with the real client pointed at it and short retry waits."""
+    from hub_server import LocalHub
+
+    import hf_resnet101.hub as hub_module
+
+    with LocalHub(token) as hub:
+        point_client_at(monkeypatch, hub.url, tmp_path / "hub-cache")
+        # A real login on this machine must not count: the token comes from the test or nowhere.
+        monkeypatch.setattr(hub_constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+        monkeypatch.setattr(hub_module, "RETRY_WAITS_S", (0.01, 0.01, 0.01, 0.01))
+        yield hub

@@ -9,39 +9,21 @@ import os
 import subprocess
 import sys
 
-import huggingface_hub.constants as hub_constants
 import pytest
 import yaml
-from conftest import REPO_ROOT, run_cli, save_tiny_resnet, write_class_images
-from hub_server import LocalHub
+from conftest import REPO_ROOT, run_cli, save_tiny_resnet, serving_local_hub, write_class_images
 from transformers import pipeline
 
 import hf_resnet101.demo as demo_module
-import hf_resnet101.hub as hub_module
 
 TOKEN = "hf_PUBLISHINGtestTokenWrite0123456789"
 READ_TOKEN = "hf_PUBLISHINGtestTokenReadOnly012345"
 REPO_ID = "user/published"
 
 
-def point_client_at(monkeypatch, url: str, cache_dir) -> None:
-    """What HF_ENDPOINT, HF_HUB_DISABLE_XET and HF_HOME set before import do (the client reads them then)."""
-    monkeypatch.setattr(hub_constants, "ENDPOINT", url)
-    monkeypatch.setattr(hub_constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hub_constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache_dir))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-
-
 @pytest.fixture
 def local_hub(monkeypatch, tmp_path):
-    with LocalHub(TOKEN) as hub:
-        point_client_at(monkeypatch, hub.url, tmp_path / "hub-cache")
-        monkeypatch.setattr(hub_constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
-        monkeypatch.setattr(hub_module, "RETRY_WAITS_S", (0.01, 0.01, 0.01, 0.01))
+    with serving_local_hub(monkeypatch, tmp_path, TOKEN) as hub:
         yield hub
 
 
