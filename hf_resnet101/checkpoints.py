@@ -135,7 +135,7 @@ def check_same_run(output_dir: Path, checkpoint: Path | None, identity: dict, ke
     Raises:
         UsageError: naming what differs and offering a new folder or `--overwrite_output_dir`.
     """
-    places = [("a run", output_dir)] + ([(f"the checkpoint {checkpoint.name}", checkpoint)] if checkpoint else [])
+    places = [("the output", output_dir)] + ([(f"the checkpoint {checkpoint.name}", checkpoint)] if checkpoint else [])
     for where, folder in places:
         recorded = read_identity(folder)
         lines = differences(recorded, identity, keys) if recorded is not None else []
