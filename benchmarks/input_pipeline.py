@@ -24,7 +24,7 @@ from torchvision.transforms import Compose, Normalize, RandomHorizontalFlip, Ran
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_name, photo_like  # noqa: E402
 
-from hf_resnet101.transforms import (  # noqa: E402
+from hf_resnet101.data.transforms import (  # noqa: E402
     INDEX_COLUMN,
     DataConfig,
     SeededTrainTransform,

@@ -4,7 +4,7 @@
     python benchmarks/onnx_vs_pytorch.py --model OUT --batches 20  # a trained output folder (or Hub id)
 
 Both runtimes get the same thread count, the same fp32 batches and a warm-up batch each; the model is exported with
-`hf_resnet101.export.export_to_onnx`, as `hf-resnet101 export` does. The summary table is printed last.
+`hf_resnet101.commands.export.export_to_onnx`, as `hf-resnet101 export` does. The summary table is printed last.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hf_resnet101.export import export_to_onnx, import_onnx_runtime, onnx_session
+from hf_resnet101.commands.export import export_to_onnx, import_onnx_runtime, onnx_session
+from hf_resnet101.commands.tables import format_table
+from hf_resnet101.data.transforms import resolve_data_config
 from hf_resnet101.inference import load_model_and_processor
 from hf_resnet101.modeling import build_random_resnet101
-from hf_resnet101.tables import format_table
-from hf_resnet101.transforms import resolve_data_config
 
 
 def parse_args() -> argparse.Namespace:

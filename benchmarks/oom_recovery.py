@@ -34,8 +34,8 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     if not cuda:
         print("No CUDA device: the run goes uncapped (tests/test_memory.py covers the recovery on a CPU).")
-    from hf_resnet101.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-    from hf_resnet101.training import run_finetune
+    from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+    from hf_resnet101.train.run import run_finetune
 
     if cuda:
         total = torch.cuda.get_device_properties(0).total_memory

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hf_resnet101.data import plan_image_folders
+from hf_resnet101.data.folders import plan_image_folders
 
 
 def photo_like(rng: np.random.Generator, width: int, height: int) -> Image.Image:

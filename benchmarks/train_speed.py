@@ -71,9 +71,9 @@ def run_baseline(work: Path, args, eval_steps: int | None) -> dict:
 
 
 def run_package(work: Path, args, eval_steps: int | None) -> dict:
-    import hf_resnet101.training as training
-    from hf_resnet101.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-    from hf_resnet101.memory import shut_down_data_loaders
+    import hf_resnet101.train.run as training
+    from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+    from hf_resnet101.train.memory import shut_down_data_loaders
 
     timer = StepTimer()
     holder = {}

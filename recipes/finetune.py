@@ -4,13 +4,13 @@
     accelerate launch recipes/finetune.py --config recipes/configs/birds.yaml --output_dir OUT
 
 Options follow `TrainingArguments` and the transformers image-classification example; see --help. The run itself
-(parsing, then `hf_resnet101.training.run_finetune`) lives in `hf_resnet101.finetune`, which `hf-resnet101 train`
-launches too.
+(parsing, then `hf_resnet101.train.run.run_finetune`) lives in `hf_resnet101.commands.finetune`, which
+`hf-resnet101 train` launches too.
 """
 
 import sys
 
-from hf_resnet101.finetune import main
+from hf_resnet101.commands.finetune import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -151,7 +151,7 @@ def trained_run(finetune_main, tmp_path_factory) -> dict[str, Path]:
 
 def run_cli(capsys, argv: list[str], expected_code: int = 0) -> tuple[str, str]:
     """Runs `hf-resnet101 ARGV` in-process; checks the exit status and that no traceback was printed."""
-    from hf_resnet101.cli import run_command
+    from hf_resnet101.commands.cli import run_command
 
     code = run_command(argv)
     out, err = capsys.readouterr()
@@ -175,7 +175,7 @@ def serving_local_hub(monkeypatch, tmp_path, token: str):
     """The local Hub server (tests/hub_server.py) with the real client pointed at it and short retry waits."""
     from hub_server import LocalHub
 
-    import hf_resnet101.hub as hub_module
+    import hf_resnet101.publish.hub as hub_module
 
     with LocalHub(token) as hub:
         point_client_at(monkeypatch, hub.url, tmp_path / "hub-cache")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-import hf_resnet101.checkpoints as checkpoints
-import hf_resnet101.training as training
+import hf_resnet101.train.checkpoints as checkpoints
+import hf_resnet101.train.run as training
 
 FAULT = os.environ["FAULT"]
 STEP = int(os.environ["FAULT_STEP"])

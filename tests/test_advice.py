@@ -9,13 +9,13 @@ import torch
 from conftest import write_class_images
 from safetensors.torch import load_file
 
-from hf_resnet101.advice import evaluation_cost_warning, range_warnings, resolve_settings, tier_for
-from hf_resnet101.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-from hf_resnet101.cli import main as cli_main
-from hf_resnet101.losses import balanced_class_weights, make_weighted_loss
-from hf_resnet101.parser import ConfigParser
-from hf_resnet101.settings import apply_settings, check_settings, choose_best_model_metric
-from hf_resnet101.transforms import DataConfig, build_train_transform
+from hf_resnet101.commands.cli import main as cli_main
+from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+from hf_resnet101.config.parser import ConfigParser
+from hf_resnet101.config.presets import evaluation_cost_warning, range_warnings, resolve_settings, tier_for
+from hf_resnet101.config.resolve import apply_settings, check_settings, choose_best_model_metric
+from hf_resnet101.data.transforms import DataConfig, build_train_transform
+from hf_resnet101.train.losses import balanced_class_weights, make_weighted_loss
 
 
 @pytest.mark.parametrize(
@@ -137,7 +137,7 @@ def test_augmentation_strengths_produce_normalised_batches(strength):
     from messy_data import coloured
     from torchvision.transforms.v2.functional import pil_to_tensor
 
-    from hf_resnet101.transforms import collate
+    from hf_resnet101.data.transforms import collate
 
     config = DataConfig(48, 40, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     crop = build_train_transform(config, strength)(pil_to_tensor(coloured((200, 40, 40), size=(100, 70))))
@@ -154,8 +154,8 @@ def test_jpegs_decode_upright_and_alike_by_either_decoder(tmp_path):
     from PIL import Image
     from torchvision.transforms.v2.functional import pil_to_tensor
 
-    from hf_resnet101.images import to_rgb
-    from hf_resnet101.transforms import decode_rgb
+    from hf_resnet101.data.images import to_rgb
+    from hf_resnet101.data.transforms import decode_rgb
 
     exif_rotated_jpeg(tmp_path / "rotated.jpg")
     coloured((90, 120, 200), size=(64, 48)).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
@@ -204,7 +204,7 @@ def test_inspect_command(image_folder, capsys):
 def test_large_jpegs_decode_at_reduced_size_small_ones_in_full(tmp_path):
     from messy_data import coloured
 
-    from hf_resnet101.transforms import open_image
+    from hf_resnet101.data.transforms import open_image
 
     coloured((90, 120, 200), size=(3000, 2000)).save(tmp_path / "big.jpg", quality=90)
     coloured((90, 120, 200), size=(500, 375)).save(tmp_path / "small.jpg", quality=90)
@@ -217,7 +217,7 @@ def test_large_jpegs_decode_at_reduced_size_small_ones_in_full(tmp_path):
 
 
 def test_seeded_transform_repeats_per_image_and_epoch(image_folder):
-    from hf_resnet101.transforms import INDEX_COLUMN, SeededTrainTransform
+    from hf_resnet101.data.transforms import INDEX_COLUMN, SeededTrainTransform
 
     transform = SeededTrainTransform(build_train_transform(DataConfig(16, 16, (0.5,) * 3, (0.5,) * 3), "heavy"), 3)
     image = next(image_folder.rglob("*.png"))

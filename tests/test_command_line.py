@@ -30,8 +30,8 @@ def finetune_options() -> set[str]:
         import finetune  # noqa: F401
     finally:
         sys.path.pop(0)
-    from hf_resnet101.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-    from hf_resnet101.parser import ConfigParser
+    from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+    from hf_resnet101.config.parser import ConfigParser
 
     parser = ConfigParser((DataArguments, ModelArguments, FinetuneTrainingArguments))
     return {option for option in parser._option_string_actions if option.startswith("--")}
@@ -102,7 +102,7 @@ def test_value_given_as_flag_equals_value_wins_over_preset_and_run_is_quiet(imag
 def test_error_during_a_progress_bar_starts_on_a_fresh_line(capsys):
     from tqdm.auto import tqdm
 
-    from hf_resnet101.cli import exit_on_usage_error
+    from hf_resnet101.commands.cli import exit_on_usage_error
     from hf_resnet101.errors import UsageError
 
     @exit_on_usage_error

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from conftest import write_class_images
 
-from hf_resnet101.data import load_image_folders, scan_class_folders, stratified_split_indices
+from hf_resnet101.data.folders import load_image_folders, scan_class_folders, stratified_split_indices
 
 
 def test_split_holds_out_every_class_and_is_reproducible():

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from hf_resnet101.cli import main
+from hf_resnet101.commands.cli import main
 
 
 @pytest.mark.slow

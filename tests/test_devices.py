@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_resnet101.devices import resolve_precision
+from hf_resnet101.config.hardware import resolve_precision
 
 
 @pytest.mark.parametrize(
@@ -28,7 +28,7 @@ def test_resolve_precision(requested, cuda, cpu_bf16, expected):
 
 
 def test_precision_flag_and_contradictions(tmp_path):
-    from hf_resnet101.arguments import FinetuneTrainingArguments
+    from hf_resnet101.config.options import FinetuneTrainingArguments
     from hf_resnet101.errors import UsageError
 
     args = FinetuneTrainingArguments(output_dir=str(tmp_path), precision="fp32")
@@ -44,13 +44,13 @@ def test_precision_flag_and_contradictions(tmp_path):
     [(True, 16, 1, 15), (True, 64, 1, 16), (True, 16, 4, 3), (True, 2, 2, 1), (False, 16, 1, 0)],
 )
 def test_auto_dataloader_workers(cuda, cpus, processes, expected):
-    from hf_resnet101.devices import auto_dataloader_workers
+    from hf_resnet101.config.hardware import auto_dataloader_workers
 
     assert auto_dataloader_workers(cuda, cpus, processes) == expected
 
 
 def test_dataloader_defaults_and_explicit_workers(tmp_path):
-    from hf_resnet101.arguments import FinetuneTrainingArguments
+    from hf_resnet101.config.options import FinetuneTrainingArguments
     from hf_resnet101.errors import UsageError
 
     args = FinetuneTrainingArguments(output_dir=str(tmp_path))
@@ -88,7 +88,7 @@ def test_worker_processes_augment_exactly_as_the_training_process(finetune_main,
 
 def run_with_two_workers(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
     """A short run with two data workers and evaluation every step; returns the Trainer it built, still referenced."""
-    import hf_resnet101.training as training
+    import hf_resnet101.train.run as training
 
     kept = []
     build = training.build_trainer

@@ -12,7 +12,7 @@ from conftest import run_cli, save_tiny_resnet, write_class_images
 from PIL import Image
 from transformers import AutoImageProcessor, EvalPrediction, ResNetForImageClassification
 
-from hf_resnet101.metrics import build_compute_metrics
+from hf_resnet101.evaluation.metrics import build_compute_metrics
 
 TRAINING_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
 

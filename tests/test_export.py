@@ -13,7 +13,7 @@ from conftest import run_cli
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from hf_resnet101.export import LogitsOnly
+from hf_resnet101.commands.export import LogitsOnly
 
 
 @pytest.mark.parametrize("family", ["resnet", "timm", "vit"])

@@ -16,8 +16,8 @@ import pytest
 import torch
 from conftest import REPO_ROOT, save_tiny_resnet, write_class_images
 
-from hf_resnet101.checkpoints import COMPLETE_MARKER
-from hf_resnet101.output_folder import LOCK_FILE
+from hf_resnet101.train.checkpoints import COMPLETE_MARKER
+from hf_resnet101.train.output_folder import LOCK_FILE
 
 SCRIPT = str(REPO_ROOT / "tests" / "run_with_fault.py")
 RECIPE = str(REPO_ROOT / "recipes" / "finetune.py")

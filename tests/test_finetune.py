@@ -128,8 +128,8 @@ def test_yaml_config_unknown_key_is_an_error(finetune_main, image_folder, tmp_pa
 
 
 def test_shipped_configs_parse(tmp_path):
-    from hf_resnet101.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-    from hf_resnet101.parser import ConfigParser
+    from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+    from hf_resnet101.config.parser import ConfigParser
 
     configs = sorted((REPO_ROOT / "recipes" / "configs").glob("*.yaml"))
     assert len(configs) >= 3

@@ -14,10 +14,10 @@ from conftest import REPO_ROOT, point_client_at, serving_local_hub, write_class_
 from hub_server import LocalHub
 from transformers import pipeline
 
-import hf_resnet101.training as training_module
-from hf_resnet101.cli import run_command
+import hf_resnet101.train.run as training_module
+from hf_resnet101.commands.cli import run_command
 from hf_resnet101.errors import UsageError
-from hf_resnet101.hub import files_to_push, push_again_command
+from hf_resnet101.publish.hub import files_to_push, push_again_command
 
 # Recognisable, so a leak into any file, log or upload shows up in a byte search.
 FAKE_TOKEN = "hf_FAKEtokenNeverToBeWrittenAnywhere0123"
@@ -105,7 +105,7 @@ def run_push_command(hub: LocalHub, output_dir, repo_id: str, home) -> subproces
         "HF_TOKEN": FAKE_TOKEN,
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    command = [sys.executable, "-c", "from hf_resnet101.cli import main; main()", "push", str(output_dir)]
+    command = [sys.executable, "-c", "from hf_resnet101.commands.cli import main; main()", "push", str(output_dir)]
     return subprocess.run([*command, "--hub_model_id", repo_id], env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from hf_resnet101.launch import split_launch_options
+from hf_resnet101.commands.train import split_launch_options
 
-TRAIN = [sys.executable, "-c", "from hf_resnet101.cli import main; main()", "train"]
+TRAIN = [sys.executable, "-c", "from hf_resnet101.commands.cli import main; main()", "train"]
 
 
 def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -41,7 +41,7 @@ def test_bad_input_exits_2_without_a_traceback(launch, tmp_path):
 
 def test_plain_accelerate_launch_shows_the_message_too(tmp_path):
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hf_resnet101.finetune"]  # fmt: skip
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hf_resnet101.commands.finetune"]  # fmt: skip
     result = subprocess.run([*launch, "--train_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "o")],
                             capture_output=True, text=True, timeout=600)  # fmt: skip
     assert f"error: --train_dir {tmp_path / 'missing'} does not exist" in result.stderr
@@ -70,7 +70,7 @@ def test_a_run_trains_and_ctrl_c_saves_a_checkpoint(image_folder, tiny_resnet, t
 
 
 def test_launcher_threads_are_told_from_the_users():
-    from hf_resnet101.devices import cpu_threads_per_process, launcher_set_threads
+    from hf_resnet101.config.hardware import cpu_threads_per_process, launcher_set_threads
 
     assert launcher_set_threads({"OMP_NUM_THREADS": "1"}, {"PATH": "/bin"})  # put there by the launcher
     assert not launcher_set_threads({"OMP_NUM_THREADS": "1"}, {"OMP_NUM_THREADS": "1"})  # asked for by the user
@@ -82,7 +82,7 @@ def test_launcher_threads_are_told_from_the_users():
 @pytest.mark.parametrize("user_threads", [None, "1"])
 def test_accelerate_launch_on_a_cpu_trains_with_every_core(user_threads, image_folder, tiny_resnet, tmp_path):
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hf_resnet101.finetune"]  # fmt: skip
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hf_resnet101.commands.finetune"]  # fmt: skip
     argv = ["--train_dir", str(image_folder), "--output_dir", str(tmp_path / "out"), "--model_name_or_path",
             str(tiny_resnet), "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
@@ -117,8 +117,8 @@ def test_a_finished_run_ends_with_where_the_model_is_and_how_to_use_it(
 
 
 def test_inspect_estimates_cpu_time_in_a_readable_unit(capsys, image_folder):
-    from hf_resnet101.advice import approximate_duration
-    from hf_resnet101.cli import run_command
+    from hf_resnet101.commands.cli import run_command
+    from hf_resnet101.config.presets import approximate_duration
 
     assert [approximate_duration(s) for s in (3, 48, 600, 7200, 200000)] == [
         "about 3 s", "about 50 s", "about 10 min", "about 2.0 h", "about 2.3 days"
@@ -129,7 +129,7 @@ def test_inspect_estimates_cpu_time_in_a_readable_unit(capsys, image_folder):
 
 
 def test_demo_help_shows_its_defaults(capsys):
-    from hf_resnet101.cli import run_command
+    from hf_resnet101.commands.cli import run_command
 
     with pytest.raises(SystemExit):
         run_command(["demo", "--help"])
@@ -137,7 +137,7 @@ def test_demo_help_shows_its_defaults(capsys):
 
 
 def test_phase_clock_splits_the_time_between_marks():
-    from hf_resnet101.phase_clock import PhaseClock
+    from hf_resnet101.train.phase_clock import PhaseClock
 
     ticks = iter([0.0, 2.0, 12.0])
     clock = PhaseClock(clock=lambda: next(ticks))

@@ -8,11 +8,11 @@ import pytest
 import torch
 from transformers import AutoModelForImageClassification, ResNetConfig
 
-from hf_resnet101.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-from hf_resnet101.demo import write_digits_image_folder
-from hf_resnet101.devices import cpu_supports_bf16
+from hf_resnet101.commands.demo import write_digits_image_folder
+from hf_resnet101.config.hardware import cpu_supports_bf16
+from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
 from hf_resnet101.modeling import label_mappings, resnet_image_processor
-from hf_resnet101.training import run_finetune
+from hf_resnet101.train.run import run_finetune
 
 
 def train_digits(data, output_dir, precision: str):

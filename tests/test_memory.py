@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-import hf_resnet101.training as training
-from hf_resnet101.memory import BatchPlan, is_out_of_memory
+import hf_resnet101.train.run as training
+from hf_resnet101.train.memory import BatchPlan, is_out_of_memory
 
 
 @pytest.mark.parametrize(("per_device", "expected"), [(32, (16, 2)), (6, (3, 2)), (9, (3, 3)), (7, (1, 7)), (1, None)])
@@ -122,7 +122,7 @@ def test_out_of_memory_at_one_image_per_device_says_what_to_change(
 
 
 def test_several_processes_get_the_flags_that_fit():
-    from hf_resnet101.memory import multi_process_advice
+    from hf_resnet101.train.memory import multi_process_advice
 
     advice = multi_process_advice(BatchPlan(32, 2))
     assert "--per_device_train_batch_size 16 --gradient_accumulation_steps 4" in advice

@@ -11,9 +11,9 @@ from conftest import write_class_images
 from messy_data import coloured, exif_rotated_jpeg, ramp16, write_messy_folder
 from PIL import Image
 
-from hf_resnet101.data import load_image_folders, plan_image_folders
-from hf_resnet101.images import NEUTRAL_BACKGROUND, to_rgb
-from hf_resnet101.scan import inspect_file, scan_files
+from hf_resnet101.data.folders import load_image_folders, plan_image_folders
+from hf_resnet101.data.images import NEUTRAL_BACKGROUND, to_rgb
+from hf_resnet101.data.scan import inspect_file, scan_files
 
 
 def test_sixteen_bit_ramp_keeps_its_gradient():
@@ -103,7 +103,7 @@ def test_second_scan_comes_from_the_cache(tmp_path, monkeypatch):
     paths = sorted(str(p) for p in (tmp_path / "data").rglob("*.png"))
     first = scan_files(paths, "key", progress=False)
     calls = []
-    monkeypatch.setattr("hf_resnet101.scan.inspect_file", lambda p: calls.append(p) or inspect_file(p))
+    monkeypatch.setattr("hf_resnet101.data.scan.inspect_file", lambda p: calls.append(p) or inspect_file(p))
     assert scan_files(paths, "key", progress=False) == first
     assert calls == []
     Image.new("RGB", (9, 9)).save(paths[0])  # changed file: scanned again

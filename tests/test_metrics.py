@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, top_k_accuracy_score
 from transformers import EvalPrediction
 
-from hf_resnet101.metrics import build_compute_metrics, load_metric
+from hf_resnet101.evaluation.metrics import build_compute_metrics, load_metric
 
 
 def test_modules_load_by_path_offline():

@@ -12,7 +12,7 @@ import yaml
 from conftest import REPO_ROOT, run_cli
 
 from hf_resnet101.errors import UsageError
-from hf_resnet101.model_card import CardInputs, render_model_card, template_path, write_model_card
+from hf_resnet101.publish.card import CardInputs, render_model_card, template_path, write_model_card
 
 
 def test_template_is_the_top_level_file():

@@ -9,8 +9,8 @@ import pytest
 from conftest import CLASS_COLOURS, run_cli, write_class_images
 from transformers import pipeline
 
+from hf_resnet101.commands.predict import collect_image_paths, predict_images
 from hf_resnet101.inference import load_classifier
-from hf_resnet101.predict import collect_image_paths, predict_images
 
 CLASS_NAMES = sorted(CLASS_COLOURS)
 

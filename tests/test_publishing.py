@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO_ROOT, run_cli, save_tiny_resnet, serving_local_hub, write_class_images
 from transformers import pipeline
 
-import hf_resnet101.demo as demo_module
+import hf_resnet101.commands.demo as demo_module
 
 TOKEN = "hf_PUBLISHINGtestTokenWrite0123456789"
 READ_TOKEN = "hf_PUBLISHINGtestTokenReadOnly012345"

@@ -14,7 +14,7 @@ import torch
 from conftest import REPO_ROOT, save_tiny_resnet
 from safetensors.torch import load_file, save_file
 
-from hf_resnet101.checkpoints import COMPLETE_MARKER
+from hf_resnet101.train.checkpoints import COMPLETE_MARKER
 
 SCRIPT = str(REPO_ROOT / "tests" / "run_with_fault.py")
 RECIPE = str(REPO_ROOT / "recipes" / "finetune.py")
@@ -167,7 +167,7 @@ def test_early_stopping(finetune_main, image_folder, tiny_resnet, tmp_path):
 
 
 def test_warmup_ratio(tmp_path):
-    from hf_resnet101.arguments import FinetuneTrainingArguments
+    from hf_resnet101.config.options import FinetuneTrainingArguments
     from hf_resnet101.errors import UsageError
 
     assert FinetuneTrainingArguments(output_dir=str(tmp_path), warmup_ratio=0.1).warmup_steps == 0.1

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, write_class_images
 
-from hf_resnet101.output_folder import LOCK_FILE, MANIFEST_FILE, locked_output_folder
-from hf_resnet101.run_identity import IDENTITY_FILE
+from hf_resnet101.train.output_folder import LOCK_FILE, MANIFEST_FILE, locked_output_folder
+from hf_resnet101.train.run_identity import IDENTITY_FILE
 
 RECIPE = str(REPO_ROOT / "recipes" / "finetune.py")
 
@@ -153,7 +153,7 @@ def test_second_run_stops_naming_the_holder(finetune_main, image_folder, tiny_re
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from hf_resnet101.output_folder import locked_output_folder
+from hf_resnet101.train.output_folder import locked_output_folder
 with locked_output_folder(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(600)

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import UsageError
-from .inference import IMAGE_ERRORS, describe_error, load_model_and_processor, read_image
-from .transforms import resolve_data_config
+from ..data.transforms import resolve_data_config
+from ..errors import UsageError
+from ..inference import IMAGE_ERRORS, describe_error, load_model_and_processor, read_image
 
 ONNX_FILE = "model.onnx"
 LABELS_FILE = "labels.json"
@@ -106,7 +106,7 @@ def onnx_session(path: str | Path, threads: int | None = None):
 
 def validation_images_of(model_dir: Path, count: int) -> list[Path]:
     """Up to `count` validation images listed in a training run's splits.csv, spread over the list."""
-    from .data import split_image_path  # `datasets` is only needed here
+    from ..data.folders import split_image_path  # `datasets` is only needed here
 
     splits = model_dir / "splits.csv"
     if not splits.is_file():

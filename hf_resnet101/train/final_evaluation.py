@@ -9,8 +9,8 @@ import numpy as np
 from transformers import Trainer
 from transformers.trainer_utils import PredictionOutput
 
-from .metrics import per_class_report
-from .transforms import preprocess_for_evaluation, resolve_data_config
+from ..data.transforms import preprocess_for_evaluation, resolve_data_config
+from ..evaluation.metrics import per_class_report
 
 # Training accuracy is measured on as many training images as there are validation images, up to this many: the
 # overfitting check then costs about one more evaluation.

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sys
 
-from .arguments import DataArguments, FinetuneTrainingArguments, ModelArguments, short_help_options
+from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments, short_help_options
+from ..config.parser import ConfigParser
+from ..train.run import run_finetune
 from .cli import exit_on_usage_error
-from .parser import ConfigParser
-from .training import run_finetune
 
 RECIPE_DOC = """Fine-tune ResNet-101 (or any image-classification checkpoint) on a folder of images.
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.utils import logging
 
-from .errors import UsageError
+from ..errors import UsageError
 
 logger = logging.get_logger(__name__)
 

@@ -17,8 +17,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 from datasets import Image as ImageFeature
 from transformers.utils import logging
 
-from .data_report import DataReport, Duplicates, LabelledFile, build_report, find_duplicates
-from .errors import UsageError
+from ..errors import UsageError
+from .report import DataReport, Duplicates, LabelledFile, build_report, find_duplicates
 from .scan import scan_files
 
 logger = logging.get_logger(__name__)

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import UsageError
+from ..errors import UsageError
 
 IDENTITY_FILE = "run_identity.json"
 

@@ -8,9 +8,9 @@ import numpy as np
 from PIL import Image
 from transformers.utils import logging
 
-from .arguments import DEFAULT_MODEL, DataArguments, FinetuneTrainingArguments, ModelArguments
-from .modeling import build_random_resnet101, hub_is_reachable, resnet_image_processor
-from .training import FinetuneResult, run_finetune
+from ..config.options import DEFAULT_MODEL, DataArguments, FinetuneTrainingArguments, ModelArguments
+from ..modeling import build_random_resnet101, hub_is_reachable, resnet_image_processor
+from ..train.run import FinetuneResult, run_finetune
 
 logger = logging.get_logger(__name__)
 

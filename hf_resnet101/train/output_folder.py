@@ -15,7 +15,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import UsageError
+from ..errors import UsageError
 
 LOCK_FILE = ".hf_resnet101.lock"
 MANIFEST_FILE = "run_manifest.json"

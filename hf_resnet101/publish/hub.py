@@ -12,7 +12,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from transformers.utils import logging
 
-from .errors import PushError, UsageError
+from ..errors import PushError, UsageError
 
 logger = logging.get_logger(__name__)
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
-from .errors import UsageError
-from .monitors import TrainingInterrupted
+from ..errors import UsageError
+from ..train.monitors import TrainingInterrupted
 
 
 def exit_on_usage_error(main: Callable[..., object]) -> Callable[..., int]:
@@ -96,13 +96,13 @@ def add_hub_commands(commands) -> None:
 
 
 def run_hub_command(args: argparse.Namespace) -> None:
-    from .hub import push_output_dir
-    from .model_card import card_text_for_repo, write_model_card
+    from ..publish.card import card_text_for_repo, write_model_card
+    from ..publish.hub import push_output_dir
 
     if args.command == "card":
-        from .model_card import CONFUSION_MATRIX_FILE
-        from .output_folder import record_rewritten
-        from .plots import TRAINING_CURVES_FILE
+        from ..evaluation.plots import TRAINING_CURVES_FILE
+        from ..publish.card import CONFUSION_MATRIX_FILE
+        from ..train.output_folder import record_rewritten
 
         print(f"Wrote {write_model_card(args.output_dir, repo_id=args.hub_model_id)}")
         record_rewritten(pathlib.Path(args.output_dir), ["README.md", CONFUSION_MATRIX_FILE, TRAINING_CURVES_FILE])
@@ -137,7 +137,7 @@ def run_command(argv: list[str] | None = None) -> None:
 def run_inspect(args: argparse.Namespace) -> None:
     import json
 
-    from .inspection import inspect_folder
+    from .inspect import inspect_folder
 
     result = inspect_folder(
         args.data,
@@ -209,7 +209,7 @@ def progress_bar(total: int, what: str):
 
 
 def run_predict(args: argparse.Namespace) -> None:
-    from .inference import load_classifier
+    from ..inference import load_classifier
     from .predict import check_output_path, collect_image_paths, columns_for, predict_images, write_predictions
     from .tables import format_table
 
@@ -234,7 +234,7 @@ def run_predict(args: argparse.Namespace) -> None:
 
 
 def load_evaluation_data(args: argparse.Namespace, label_names: list[str]):
-    from .evaluation import labelled_folder, labelled_hub_split
+    from .evaluate import labelled_folder, labelled_hub_split
 
     if args.data is not None:
         return labelled_folder(args.data, label_names, args.ignore_unknown_classes)
@@ -250,8 +250,8 @@ def load_evaluation_data(args: argparse.Namespace, label_names: list[str]):
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from .evaluation import evaluate_model, model_label_names, write_evaluation
-    from .inference import load_classifier
+    from ..inference import load_classifier
+    from .evaluate import evaluate_model, model_label_names, write_evaluation
     from .tables import format_table
 
     if (args.data is None) == (args.dataset_name is None):
@@ -301,7 +301,7 @@ AFTER_TRAINING_COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "ex
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:  # argparse would take the training options for its own
-        from .launch import run_train
+        from .train import run_train
 
         sys.exit(run_train(argv[1:], verbose="--verbose" in argv))
     sys.exit(run_command(argv))

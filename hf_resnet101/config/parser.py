@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 class ConfigParser(HfArgumentParser):

@@ -18,9 +18,49 @@ import transformers
 from transformers import EarlyStoppingCallback, Trainer, pipeline, set_seed
 from transformers.utils import logging
 
-from .advice import Setting
-from .arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-from .card_evaluation import MAX_TRAIN_ACCURACY_IMAGES, CardEvaluation, evaluate_for_card, prediction_logits
+from ..config.hardware import restore_cpu_threads
+from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+from ..config.presets import Setting
+from ..config.resolve import (
+    apply_settings,
+    check_settings,
+    choose_best_model_metric,
+    describe_hardware,
+    describe_settings,
+    describe_tier,
+)
+from ..data.folders import (
+    data_roots,
+    limit_samples,
+    load_hub_dataset,
+    load_image_folders,
+    report_from_dataset,
+    write_split_files,
+)
+from ..data.report import DataReport
+from ..data.transforms import (
+    SeededTrainTransform,
+    build_train_transform,
+    collate,
+    prepare_train_split,
+    preprocess_for_evaluation,
+    resolve_data_config,
+    set_image_size,
+)
+from ..errors import UsageError
+from ..evaluation.metrics import build_compute_metrics
+from ..modeling import (
+    apply_gradient_checkpointing,
+    count_parameters,
+    freeze_backbone,
+    load_image_processor,
+    load_model_for_labels,
+    local_files_only_for,
+    resolve_base_model,
+    unfreeze_batch_norm,
+)
+from ..publish.card import CardInputs, collect_hyperparameters, describe_devices, public_inputs, write_model_card
+from ..publish.hub import check_push_settings, check_write_access, push_output_dir
 from .checkpoints import (
     CheckpointCompletionCallback,
     RunRecordCallback,
@@ -34,18 +74,7 @@ from .checkpoints import (
     resolve_resume,
     save_final_model,
 )
-from .data import (
-    data_roots,
-    limit_samples,
-    load_hub_dataset,
-    load_image_folders,
-    report_from_dataset,
-    write_split_files,
-)
-from .data_report import DataReport
-from .devices import restore_cpu_threads
-from .errors import UsageError
-from .hub import check_push_settings, check_write_access, push_output_dir
+from .final_evaluation import MAX_TRAIN_ACCURACY_IMAGES, CardEvaluation, evaluate_for_card, prediction_logits
 from .losses import balanced_class_weights, make_weighted_loss
 from .memory import (
     CHECKPOINTING_TRADE,
@@ -55,18 +84,6 @@ from .memory import (
     out_of_memory_advice,
     release_device_memory,
     shut_down_data_loaders,
-)
-from .metrics import build_compute_metrics
-from .model_card import CardInputs, collect_hyperparameters, describe_devices, public_inputs, write_model_card
-from .modeling import (
-    apply_gradient_checkpointing,
-    count_parameters,
-    freeze_backbone,
-    load_image_processor,
-    load_model_for_labels,
-    local_files_only_for,
-    resolve_base_model,
-    unfreeze_batch_norm,
 )
 from .monitors import DivergenceCallback, EpochCallback, GracefulInterrupt, OverfittingMonitor, TrainingInterrupted
 from .output_folder import RunManifest, is_bookkeeping, is_finished, locked_output_folder
@@ -79,24 +96,7 @@ from .quiet import (
     silence_datasets,
 )
 from .run_identity import DATA_KEYS, full_identity, options_identity, write_identity
-from .settings import (
-    apply_settings,
-    check_settings,
-    choose_best_model_metric,
-    describe_hardware,
-    describe_settings,
-    describe_tier,
-)
 from .storage import damaged_checkpoint_files, remove_incomplete_checkpoints, reporting_write_failures
-from .transforms import (
-    SeededTrainTransform,
-    build_train_transform,
-    collate,
-    prepare_train_split,
-    preprocess_for_evaluation,
-    resolve_data_config,
-    set_image_size,
-)
 
 logger = logging.get_logger(__name__)
 

@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .errors import UsageError
+from ..errors import UsageError
 
 # errno values that mean "this write cannot succeed until the user changes something".
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}

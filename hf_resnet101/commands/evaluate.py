@@ -17,11 +17,11 @@ from datasets import ClassLabel, load_dataset
 from transformers import EvalPrediction, Pipeline
 from transformers.utils import logging
 
-from .confusion import plot_confusion_matrix
-from .data import scan_class_folders
-from .errors import UsageError
-from .inference import classify
-from .metrics import build_compute_metrics, per_class_report
+from ..data.folders import scan_class_folders
+from ..errors import UsageError
+from ..evaluation.confusion import plot_confusion_matrix
+from ..evaluation.metrics import build_compute_metrics, per_class_report
+from ..inference import classify
 
 logger = logging.get_logger(__name__)
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
-from .advice import PRESETS
-from .devices import PRECISIONS, auto_dataloader_workers, cpu_supports_bf16, resolve_precision
-from .errors import UsageError
-from .modeling import is_hub_id
+from ..errors import UsageError
+from ..modeling import is_hub_id
+from .hardware import PRECISIONS, auto_dataloader_workers, cpu_supports_bf16, resolve_precision
+from .presets import PRESETS
 
 DEFAULT_MODEL = "microsoft/resnet-101"
 AUGMENTATIONS = ("none", "light", "standard", "heavy")

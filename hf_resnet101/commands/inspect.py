@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 
-from .advice import evaluation_cost_warning, hardware_advice
-from .data import VALIDATION_SPLIT_NAMES, plan_image_folders
-from .data_report import DataReport
-from .devices import cpu_supports_bf16
-from .errors import UsageError
-from .settings import describe_tier
+from ..config.hardware import cpu_supports_bf16
+from ..config.presets import evaluation_cost_warning, hardware_advice
+from ..config.resolve import describe_tier
+from ..data.folders import VALIDATION_SPLIT_NAMES, plan_image_folders
+from ..data.report import DataReport
+from ..errors import UsageError
 
 PAGE_BATCH_SIZE = 4
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from transformers import Pipeline
 
-from .data import is_image_file
-from .errors import UsageError
-from .inference import Classified, classify
+from ..data.folders import is_image_file
+from ..errors import UsageError
+from ..inference import Classified, classify
 
 LIST_FILE_SUFFIXES = (".txt", ".lst")
 OUTPUT_FORMATS = (".csv", ".jsonl")

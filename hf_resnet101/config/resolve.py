@@ -8,7 +8,10 @@ from collections.abc import Callable
 import torch
 from transformers.utils import logging
 
-from .advice import (
+from ..data.report import DataReport
+from ..errors import UsageError
+from .options import DataArguments, FinetuneTrainingArguments, ModelArguments
+from .presets import (
     Setting,
     evaluation_cost_warning,
     hardware_advice,
@@ -17,9 +20,6 @@ from .advice import (
     resolve_settings,
     tier_for,
 )
-from .arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-from .data_report import DataReport
-from .errors import UsageError
 
 logger = logging.get_logger(__name__)
 

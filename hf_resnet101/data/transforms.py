@@ -14,7 +14,7 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms import v2
 
-from .errors import UsageError
+from ..errors import UsageError
 from .images import to_rgb
 
 

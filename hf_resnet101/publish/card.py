@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .advice import tier_for
-from .confusion import plot_confusion_matrix
-from .errors import UsageError
-from .modeling import is_hub_id
-from .monitors import OVERFITTING_ADVICE
-from .plots import TRAINING_CURVES_FILE, save_training_curves
+from ..config.presets import tier_for
+from ..errors import UsageError
+from ..evaluation.confusion import plot_confusion_matrix
+from ..evaluation.plots import TRAINING_CURVES_FILE, save_training_curves
+from ..modeling import is_hub_id
+from ..train.monitors import OVERFITTING_ADVICE
 
 TEMPLATE_NAME = "model_card_template.md"
 CARD_INPUTS_FILE = "card_inputs.json"
@@ -56,7 +56,7 @@ OVERFITTING_GAP = 0.10
 
 def template_path() -> Path:
     """The template shipped inside the package (the repository's top-level file in a source checkout)."""
-    return Path(str(resources.files("hf_resnet101") / TEMPLATE_NAME))
+    return Path(str(resources.files("hf_resnet101.publish") / TEMPLATE_NAME))
 
 
 def framework_versions() -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.utils import logging
 
-from .errors import UsageError
+from ..errors import UsageError
 from .output_folder import RunManifest, foreign_files, is_finished
 from .run_identity import differences, mismatch_error, read_identity, write_identity
 from .storage import write_failure_reason

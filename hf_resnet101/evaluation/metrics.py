@@ -15,7 +15,7 @@ TOP_K = 5
 
 
 def metric_module_path(name: str) -> str:
-    return str(resources.files("hf_resnet101") / "metric_modules" / name)
+    return str(resources.files("hf_resnet101.evaluation") / "metric_modules" / name)
 
 
 def load_metric(name: str) -> evaluate.EvaluationModule:

@@ -13,7 +13,7 @@ import logging
 import signal
 import subprocess
 
-TRAINING_MODULE = "hf_resnet101.finetune"
+TRAINING_MODULE = "hf_resnet101.commands.finetune"
 INTERRUPTED = 130
 
 

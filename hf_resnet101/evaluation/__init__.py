@@ -1,0 +1,1 @@
+"""Measuring a model: metrics (from modules shipped in the package), the confusion matrix and the plots."""

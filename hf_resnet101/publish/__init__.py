@@ -1,0 +1,1 @@
+"""Sharing a finished run: the model card and the Hub."""
