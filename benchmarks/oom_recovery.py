@@ -6,7 +6,7 @@ Caps this process's share of the GPU's memory at --gib (a 12 GiB card, the page'
 `torch.cuda.set_per_process_memory_fraction`, then runs the package's fine-tuning of the full ResNet-101 (random
 weights, generated 500x375 JPEGs, precision auto) at --batch_size. Prints the batch the run ended with, the
 effective batch, the steps done and the peak memory, summary last. Needs CUDA: on a CPU the recovery is tested
-with a simulated out-of-memory error (tests/test_memory.py).
+with a simulated out-of-memory error (tests/train/test_memory.py).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
     if not cuda:
-        print("No CUDA device: the run goes uncapped (tests/test_memory.py covers the recovery on a CPU).")
+        print("No CUDA device: the run goes uncapped (tests/train/test_memory.py covers the recovery on a CPU).")
     from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
     from hf_resnet101.train.run import run_finetune
 

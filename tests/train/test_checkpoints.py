@@ -100,7 +100,7 @@ def test_finished_run_and_foreign_folders_are_not_overwritten(
             "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
     assert finetune_main(args) == 0
     weights = (out / "model.safetensors").read_bytes()
-    assert finetune_main(args) == 0  # the same command: finished, nothing to do (tests/test_run_identity.py)
+    assert finetune_main(args) == 0  # the same command: finished, nothing to do (tests/train/test_run_identity.py)
     assert (out / "model.safetensors").read_bytes() == weights
     assert finetune_main([*args, "--learning_rate", "1e-3"]) == 2
     assert "of a different run (learning_rate: 5e-05 -> 0.001)" in capsys.readouterr().err
