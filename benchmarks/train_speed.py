@@ -73,7 +73,7 @@ def run_baseline(work: Path, args, eval_steps: int | None) -> dict:
 def run_package(work: Path, args, eval_steps: int | None) -> dict:
     import hf_resnet101.train.run as training
     from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
-    from hf_resnet101.train.memory import shut_down_data_loaders
+    from hf_resnet101.train.library_internals import stop_data_loader_workers
 
     timer = StepTimer()
     holder = {}
@@ -99,7 +99,7 @@ def run_package(work: Path, args, eval_steps: int | None) -> dict:
     started = time.perf_counter()
     trainer.evaluate()
     eval_images_per_s = len(trainer.eval_dataset) / (time.perf_counter() - started)
-    shut_down_data_loaders(trainer)
+    stop_data_loader_workers(trainer)
     return {"timer": timer, "eval_images_per_s": eval_images_per_s}
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
 
+from .library_internals import stop_data_loader_workers
+
 
 def is_out_of_memory(error: BaseException) -> bool:
     """True for a device (or CPU allocator) out-of-memory error, which a smaller batch may avoid."""
@@ -64,29 +66,9 @@ def multi_process_advice(plan: BatchPlan) -> str:
     )
 
 
-def shut_down_data_loaders(trainer) -> None:
-    """Stops the worker processes of every DataLoader the Trainer made.
-
-    With persistent workers, the Accelerator keeps each prepared DataLoader (training, evaluation and every
-    prediction pass) and its workers alive for as long as the Trainer lives; they were then
-    joined one at a time at interpreter exit, with a 5 s timeout each (seen on a 16-core GPU machine: a finished
-    run sat there for more than 50 s until it was stopped).
-    """
-    loaders = [*getattr(trainer.accelerator, "_dataloaders", []), *getattr(trainer, "_eval_dataloaders", {}).values()]
-    for loader in loaders:
-        iterator = getattr(loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
-        if hasattr(loader, "_iterator"):
-            loader._iterator = None
-    if hasattr(trainer.accelerator, "_dataloaders"):
-        trainer.accelerator._dataloaders.clear()
-    trainer._eval_dataloaders = {}
-
-
 def release_device_memory(trainer) -> None:
     """Drops what a failed run holds on the device: gradients, optimizer state, the Trainer's wrappers."""
-    shut_down_data_loaders(trainer)
+    stop_data_loader_workers(trainer)
     trainer.model.zero_grad(set_to_none=True)
     trainer.accelerator.free_memory()  # its references to the optimizer, scheduler and dataloaders
     trainer.optimizer = trainer.lr_scheduler = None

@@ -1,0 +1,67 @@
+"""What the model card is made from, gathered from the run: nothing local (no paths), the base model a Hub id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+from transformers.utils import logging
+
+from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+from ..data.report import DataReport
+from ..modeling import resolve_base_model
+from ..publish.card import CardInputs, collect_hyperparameters, describe_devices, public_inputs
+from .final_evaluation import CardEvaluation
+from .trainer import class_counts
+
+logger = logging.get_logger(__name__)
+
+
+def describe_data_source(data_args: DataArguments) -> str:
+    """The data's origin for the card: a Hub dataset's name, or the image folders' last two path parts."""
+    if data_args.dataset_name:
+        return f"the dataset `{data_args.dataset_name}`"
+    folders = [Path(p) for p in (data_args.train_dir, data_args.validation_dir) if p]
+    return "image folder " + " and ".join(f"`{p.parent.name}/{p.name}`" for p in folders)
+
+
+def build_card_inputs(
+    data_args: DataArguments,
+    model_args: ModelArguments,
+    training_args: FinetuneTrainingArguments,
+    dataset: datasets.DatasetDict,
+    report: DataReport,
+    metrics: dict[str, float],
+    evaluation: CardEvaluation,
+    train_runtime: float,
+    overfitting_events: list[dict],
+    architecture: str | None = None,
+    random_init: bool = False,
+) -> CardInputs:
+    """What the card shows; nothing local: the base model is a Hub id or left out, and so is the model path."""
+    label_names = dataset["train"].features["label"].names
+    base_model = None if random_init else resolve_base_model(model_args.model_name_or_path, model_args.base_model_id)
+    inputs = CardInputs(
+        model_name=Path(training_args.output_dir).name,
+        repo_id=training_args.hub_model_id,
+        base_model=base_model,
+        random_init=random_init,
+        architecture=architecture,
+        label_names=label_names,
+        images_per_class={name: class_counts(split, label_names) for name, split in dataset.items()},
+        eval_metrics=metrics,
+        hyperparameters=collect_hyperparameters(data_args, model_args, training_args),
+        precision=training_args.precision_note,
+        devices=describe_devices(training_args),
+        train_runtime_s=train_runtime,
+        per_class=evaluation.per_class,
+        confusion_matrix=evaluation.confusion_matrix,
+        train_accuracy=evaluation.train_accuracy,
+        train_accuracy_images=evaluation.train_accuracy_images,
+        data_source=describe_data_source(data_args),
+        dataset_name=data_args.dataset_name,
+        unusable_files=len(report.unusable),
+        empty_classes=list(report.empty_classes),
+        overfitting_events=overfitting_events,
+    )
+    return public_inputs(inputs)  # saved as card_inputs.json, which is published too

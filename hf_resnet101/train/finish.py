@@ -1,0 +1,137 @@
+"""The end of a run, after the final model is saved: metrics, the validation pass, the card, the pipeline check
+and the push."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+from transformers.utils import logging
+
+from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+from ..data.folders import data_roots, write_split_files
+from ..data.report import DataReport
+from ..publish.card import write_model_card
+from ..publish.hub import push_output_dir
+from .card_inputs import build_card_inputs
+from .final_evaluation import MAX_TRAIN_ACCURACY_IMAGES, evaluate_for_card, prediction_logits
+from .library_internals import stop_data_loader_workers
+from .monitors import OverfittingMonitor
+from .output_folder import RunManifest
+from .phase_clock import PhaseClock
+from .pipeline_check import PIPELINE_CHECK_IMAGES, check_with_pipeline, pipeline_check_indices
+from .summary import architecture_of
+from .trainer import callback_of
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class FinetuneResult:
+    """What a finished run produced."""
+
+    output_dir: Path
+    label_names: list[str]
+    eval_metrics: dict[str, float]
+    pipeline_predictions: list[dict] = field(default_factory=list)
+    hub_model_id: str | None = None  # where it was pushed
+
+    def closing_lines(self) -> list[str]:
+        """What a finished run says last: where the model is and how to use it."""
+        model = self.hub_model_id or str(self.output_dir)
+        shown = {k: v for k, v in self.eval_metrics.items() if k in ("accuracy", "f1_macro", "top5_accuracy")}
+        return [
+            f"Model saved to {self.output_dir}"
+            + (f" and pushed to https://huggingface.co/{self.hub_model_id}" if self.hub_model_id else "")
+            + (" (validation " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + ")" if shown else ""),
+            f"Model card: {self.output_dir / 'README.md'}",
+            f'Use it: pipeline("image-classification", model="{model}")',
+        ]
+
+
+def finish_run(
+    trainer,
+    train_result,
+    train_runtime: float,
+    dataset: datasets.DatasetDict,
+    report: DataReport,
+    processor,
+    push_to_hub: bool,
+    hub_token: str | None,
+    data_args: DataArguments,
+    model_args: ModelArguments,
+    training_args: FinetuneTrainingArguments,
+    manifest: RunManifest | None,
+    clock: PhaseClock,
+    random_init: bool = False,
+) -> FinetuneResult:
+    """After the final model is saved: metrics, the validation pass, the card, the pipeline check and the push."""
+    output_dir = Path(training_args.output_dir)
+    label_names = dataset["train"].features["label"].names
+    if trainer.is_world_process_zero():
+        callback_of(trainer, OverfittingMonitor).save(output_dir)
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+    # One prediction pass over validation gives the final metrics and serves the card and the pipeline check (a
+    # collective call); it is logged and reported to the callbacks as `trainer.evaluate()` would, which would
+    # otherwise be a second pass over the same images.
+    validation_prediction = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
+    eval_metrics = dict(validation_prediction.metrics)
+    trainer.log(eval_metrics)
+    trainer.control = trainer.callback_handler.on_evaluate(trainer.args, trainer.state, trainer.control, eval_metrics)
+    trainer.log_metrics("eval", eval_metrics)
+    trainer.save_metrics("eval", eval_metrics)
+    metrics = {k.removeprefix("eval_"): v for k, v in eval_metrics.items() if isinstance(v, float)}
+    clock.mark("final evaluation")
+    train_sample = min(len(dataset["validation"]), MAX_TRAIN_ACCURACY_IMAGES)
+    train_indices = pipeline_check_indices(len(dataset["train"]), train_sample)
+    card_evaluation = evaluate_for_card(
+        trainer, validation_prediction, dataset["train"], train_indices, processor, len(label_names)
+    )
+    clock.mark("training-sample accuracy for the card")
+    check_indices = pipeline_check_indices(len(dataset["validation"]), PIPELINE_CHECK_IMAGES)
+    check_logits = prediction_logits(validation_prediction)[check_indices]
+    stop_data_loader_workers(trainer)  # the last pass over the data: its workers are done
+    evaluated = [label_names[i] for i in check_logits.argmax(-1)]
+    pipeline_predictions = []
+    if trainer.is_world_process_zero():
+        write_split_files(dataset, output_dir, data_roots(data_args.train_dir, data_args.validation_dir))
+        card_inputs = build_card_inputs(
+            data_args,
+            model_args,
+            training_args,
+            dataset,
+            report,
+            metrics,
+            card_evaluation,
+            train_runtime,
+            callback_of(trainer, OverfittingMonitor).events,
+            architecture_of(trainer.model),
+            random_init,
+        )
+        card_inputs.save(output_dir)
+        write_model_card(output_dir, card_inputs)
+        clock.mark("card and plots")
+        pipeline_predictions = check_with_pipeline(
+            output_dir, dataset["validation"], check_indices, evaluated, label_names, model_args.trust_remote_code
+        )
+        (output_dir / "pipeline_check.json").write_text(json.dumps(pipeline_predictions, indent=2, ensure_ascii=False))
+        manifest.record(finished=True)
+        clock.mark("pipeline check")
+    if push_to_hub and trainer.is_world_process_zero():
+        push_output_dir(
+            output_dir,
+            training_args.hub_model_id,
+            private=training_args.hub_private_repo,
+            token=hub_token,
+            hub_strategy=getattr(training_args.hub_strategy, "value", training_args.hub_strategy),
+        )
+        clock.mark("push")
+    if trainer.is_world_process_zero():
+        logger.warning(clock.describe())
+    pushed_to = training_args.hub_model_id if push_to_hub else None
+    return FinetuneResult(output_dir, label_names, metrics, pipeline_predictions, pushed_to)

@@ -1,0 +1,69 @@
+"""The saved folder loaded back through `pipeline("image-classification")` and compared with the evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+import numpy as np
+from transformers import pipeline
+from transformers.utils import logging
+
+from ..errors import UsageError
+
+logger = logging.get_logger(__name__)
+
+
+PIPELINE_CHECK_IMAGES = 8
+
+
+def pipeline_check_indices(num_images: int, count: int) -> list[int]:
+    """Evenly spaced indices, so the check sees several classes (splits are ordered by class)."""
+    return sorted({round(i) for i in np.linspace(0, num_images - 1, min(count, num_images))})
+
+
+def check_with_pipeline(
+    output_dir: Path,
+    validation: datasets.Dataset,
+    indices: list[int],
+    evaluated: list[str],
+    label_names: list[str],
+    trust_remote_code: bool = False,
+) -> list[dict]:
+    """Reloads the saved folder with `pipeline` and compares its labels with the evaluation's predictions.
+
+    `trust_remote_code` is passed explicitly: left unset, transformers asks on the terminal whether to run custom
+    code a folder names, which would hang a batch job.
+
+    Raises:
+        UsageError: when the pipeline returns labels that are not the class names (a broken label mapping).
+    """
+    sample = validation.select(indices)
+    images = [image.convert("RGB") for image in sample["image"]]
+    classifier = pipeline(
+        "image-classification", model=str(output_dir), device=-1, trust_remote_code=trust_remote_code
+    )
+    outputs = classifier(images, top_k=1)
+    predicted = [result[0]["label"] for result in outputs]
+    unknown = sorted(set(predicted) - set(label_names))
+    if unknown:
+        raise UsageError(
+            f"The saved model returns labels {unknown} that are not the class names {label_names}: its id2label "
+            f"mapping is broken. Check {output_dir / 'config.json'}."
+        )
+    results = [
+        {"true": label_names[label], "pipeline": result[0]["label"], "score": round(result[0]["score"], 4)}
+        | {"evaluation": expected}
+        for label, result, expected in zip(sample["label"], outputs, evaluated, strict=True)
+    ]
+    logger.warning(
+        f"Pipeline check on {len(images)} validation images from {output_dir}: "
+        + "; ".join(f"{r['true']} -> {r['pipeline']} ({r['score']:.2f})" for r in results)
+    )
+    agree = sum(r["pipeline"] == r["evaluation"] for r in results)
+    if agree < len(results):
+        logger.warning(
+            f"The pipeline agrees with the evaluation on {agree} of {len(results)} images "
+            "(mixed-precision evaluation can flip near ties)."
+        )
+    return results

@@ -1,0 +1,144 @@
+"""Training that recovers: out of memory (a smaller batch, the same effective one), Ctrl-C (a checkpoint, then a
+clean stop), a damaged checkpoint to resume from, and a write that failed (what is intact, what to do)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from transformers import Trainer
+from transformers.utils import logging
+
+from ..config.options import FinetuneTrainingArguments
+from ..errors import UsageError
+from .checkpoints import is_complete, last_complete_checkpoint, list_checkpoints
+from .memory import BatchPlan, is_out_of_memory, multi_process_advice, out_of_memory_advice, release_device_memory
+from .monitors import GracefulInterrupt, TrainingInterrupted
+from .output_folder import is_bookkeeping
+from .storage import damaged_checkpoint_files, remove_incomplete_checkpoints
+from .trainer import callback_of
+
+logger = logging.get_logger(__name__)
+
+
+def train_with_interrupt(trainer: Trainer, resume_from: str | None):
+    """Trains; the first Ctrl-C saves a checkpoint at the end of the current step and stops cleanly.
+
+    Raises:
+        TrainingInterrupted: after that checkpoint is saved, with the command that resumes.
+    """
+    interrupt = callback_of(trainer, GracefulInterrupt)
+    with contextlib.suppress(ValueError):  # outside the main thread Ctrl-C keeps its default behaviour
+        interrupt.install()
+    try:
+        started = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        runtime = time.perf_counter() - started
+    finally:
+        interrupt.uninstall()
+    if interrupt.requested:
+        raise TrainingInterrupted(
+            f"checkpoint saved at step {trainer.state.global_step} in {trainer.args.output_dir}; run the same "
+            "command again to resume from it."
+        )
+    return result, runtime
+
+
+def first_sentences(message: str, count: int = 2) -> str:
+    """E.g. "CUDA out of memory. Tried to allocate 98.00 MiB" of PyTorch's paragraph-long message."""
+    return ". ".join(message.split("\n")[0].split(". ")[:count])
+
+
+def train_fitting_memory(build, resume_from: str | None, image_size: int | None):
+    """Trains; when the device runs out of memory, trains again with a smaller per-device batch and more gradient
+    accumulation, so the effective batch, the steps and the learning-rate schedule stay what the user asked for.
+
+    The retry starts where the failed attempt would have been resumed: the newest complete checkpoint, or the
+    weights as they were before training (kept on the CPU, one process only).
+
+    Raises:
+        UsageError: out of memory at a per-device batch of 1, or in a run of several processes (with the flags
+            that fit).
+    """
+    trainer = build()
+    args = trainer.args
+    output_dir = Path(args.output_dir)
+    initial_state = None  # a CPU copy of the weights (180 MB for ResNet-101), for a retry from the start
+    if args.world_size == 1 and resume_from is None:
+        initial_state = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()}
+    while True:
+        plan = BatchPlan(args.per_device_train_batch_size, args.gradient_accumulation_steps)
+        try:
+            train_result, runtime = train_with_interrupt(trainer, resume_from)
+            return trainer, train_result, runtime
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            failed_at, reason = trainer.state.global_step, first_sentences(str(error))
+        smaller = plan.smaller()
+        if args.world_size > 1:
+            raise UsageError(multi_process_advice(plan))
+        if smaller is None:
+            raise UsageError(out_of_memory_advice(plan, image_size))
+        release_device_memory(trainer)
+        newest = last_complete_checkpoint(output_dir)
+        resume_from = str(newest) if newest else resume_from
+        if resume_from is None:
+            trainer.model.load_state_dict(initial_state)
+        logger.warning(
+            f"Out of memory at step {failed_at + 1} with --per_device_train_batch_size {plan.per_device} ({reason}). "
+            f"Training again with {smaller.per_device} per device and --gradient_accumulation_steps "
+            f"{smaller.accumulation} (effective batch {smaller.effective} per process, learning-rate schedule "
+            f"unchanged), from {resume_from or 'the start'}."
+        )
+        args.per_device_train_batch_size = smaller.per_device
+        args.gradient_accumulation_steps = smaller.accumulation
+        del trainer
+        trainer = build()
+
+
+def check_checkpoint_readable(checkpoint: Path) -> None:
+    """Stops before training when the checkpoint to resume from cannot be read back (a damaged or truncated file).
+
+    Raises:
+        UsageError: naming the damaged files and the checkpoints that could be resumed instead.
+    """
+    damaged = damaged_checkpoint_files(checkpoint)
+    if not damaged:
+        return
+    others = [p for p in list_checkpoints(checkpoint.parent) if p != checkpoint and is_complete(p)]
+    instead = (
+        f"Resume from an earlier one with --resume_from_checkpoint {others[-1]}"
+        if others
+        else "No other complete checkpoint is there"
+    )
+    raise UsageError(
+        f"Checkpoint {checkpoint} is damaged and cannot be resumed: "
+        + "; ".join(f"{name} ({reason})" for name, reason in damaged.items())
+        + f". {instead}, delete {checkpoint.name}, or pass --overwrite_output_dir to start over."
+    )
+
+
+def after_failed_save(training_args: FinetuneTrainingArguments) -> str:
+    """Removes what a failed checkpoint save left half-written; says what is intact."""
+    output_dir = Path(training_args.output_dir)
+    if training_args.process_index == 0:
+        remove_incomplete_checkpoints(output_dir, is_complete)
+    last = last_complete_checkpoint(output_dir)
+    if last is None:
+        return "No checkpoint was completed: free space and run the same command to start again."
+    return f"The last complete checkpoint, {last}, is intact: free space and run the same command to resume from it."
+
+
+def after_failed_results(training_args: FinetuneTrainingArguments, started: float) -> str:
+    """Removes the results written since `started` (any of them may be cut short); says what is intact."""
+    output_dir = Path(training_args.output_dir)
+    if training_args.process_index == 0:
+        for path in output_dir.iterdir():
+            if path.is_file() and not is_bookkeeping(path.name) and path.stat().st_mtime >= started:
+                path.unlink(missing_ok=True)
+    return (
+        f"The final model is saved in {output_dir} (model.safetensors, config.json); its metrics, card and plots "
+        "are not. Free space and run the same command again to write them."
+    )

@@ -1,0 +1,85 @@
+"""The run summary logged before training: the data, the model, the devices, the settings and where they came from."""
+
+from __future__ import annotations
+
+import datasets
+import torch
+from transformers.utils import logging
+
+from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+from ..config.presets import Setting
+from ..config.resolve import describe_hardware, describe_settings, describe_tier
+from ..data.report import DataReport
+from ..modeling import count_parameters, resolve_base_model
+
+logger = logging.get_logger(__name__)
+
+
+def describe_data_loading(training_args: FinetuneTrainingArguments) -> str:
+    workers = training_args.dataloader_num_workers
+    if not workers:
+        return "data loading: in the training process (--dataloader_num_workers 0)"
+    extras = [
+        "persistent" if training_args.dataloader_persistent_workers else "restarted every epoch",
+        "pinned memory" if training_args.dataloader_pin_memory and training_args.device.type == "cuda" else "",
+    ]
+    return (
+        f"data loading: {workers} worker process(es) per device, "
+        + ", ".join(e for e in extras if e)
+        + "; evaluation reads its prepared tensors in the training process"
+    )
+
+
+def describe_start(model_args: ModelArguments, model: torch.nn.Module, random_init: bool) -> str:
+    """What training started from, for the run summary: the checkpoint, or random weights said as such."""
+    if random_init:
+        return f"{architecture_of(model)}, trained from random initialisation, not fine-tuned (no pretrained weights)"
+    base = resolve_base_model(model_args.model_name_or_path, model_args.base_model_id)
+    shown = model_args.model_name_or_path
+    return shown if base in (None, shown) else f"{shown} (base model {base})"
+
+
+def architecture_of(model: torch.nn.Module) -> str:
+    """E.g. `ResNetForImageClassification`: the class that loads the weights (named when no base model is)."""
+    return type(model).__name__
+
+
+def log_run_summary(
+    training_args: FinetuneTrainingArguments,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    dataset: datasets.DatasetDict,
+    report: DataReport,
+    settings: dict[str, Setting],
+    model: torch.nn.Module,
+    image_size: tuple[int, int],
+    random_init: bool = False,
+    head_note: str | None = None,
+) -> None:
+    if training_args.process_index != 0:
+        return
+    names = dataset["train"].features["label"].names
+    global_batch = (
+        training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * training_args.world_size
+    )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    lines = [
+        f"data: {len(dataset['train'])} training and {len(dataset['validation'])} validation images, "
+        f"{len(names)} classes",
+        *report.summary_lines(),
+        describe_tier(len(dataset["train"])),
+        f"model: {describe_start(model_args, model, random_init)} ({count_parameters(model) / 1e6:.2f} M parameters, "
+        f"{trainable / 1e6:.2f} M trained), input {image_size[0]}x{image_size[1]}",
+        *([head_note] if head_note else []),
+        f"device: {training_args.device} x {training_args.world_size} process(es); precision: "
+        f"{training_args.precision_note}",
+        describe_data_loading(training_args),
+        describe_hardware(training_args, report, image_size[0], model),
+        f"settings: {describe_settings(settings)}",
+        f"batch: {training_args.per_device_train_batch_size} per device, global {global_batch}; "
+        f"class weighting {data_args.class_weighting}; evaluation: {training_args.eval_strategy.value}"
+        + (f" every {training_args.eval_steps:g} steps" if training_args.eval_strategy.value == "steps" else ""),
+    ]
+    logger.warning("Run summary:\n  " + "\n  ".join(lines))

@@ -1,0 +1,137 @@
+"""The Trainer the run uses: evaluation read in process, the loss normalised for every process count, and
+its callbacks."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from functools import partial
+
+import datasets
+import torch
+from transformers import EarlyStoppingCallback, Trainer
+from transformers.utils import logging
+
+from ..config.options import DataArguments, FinetuneTrainingArguments
+from ..data.transforms import (
+    SeededTrainTransform,
+    build_train_transform,
+    collate,
+    prepare_train_split,
+    preprocess_for_evaluation,
+    resolve_data_config,
+)
+from ..evaluation.metrics import build_compute_metrics
+from .checkpoints import CheckpointCompletionCallback, TimedCheckpointCallback
+from .library_internals import eval_loader_cache
+from .losses import balanced_class_weights, make_weighted_loss
+from .monitors import DivergenceCallback, EpochCallback, GracefulInterrupt, OverfittingMonitor
+
+logger = logging.get_logger(__name__)
+
+
+def class_counts(split: datasets.Dataset, label_names: list[str]) -> dict[str, int]:
+    counts = Counter(split["label"])
+    return {name: counts.get(i, 0) for i, name in enumerate(label_names)}
+
+
+@contextlib.contextmanager
+def loading_in_process(training_args: FinetuneTrainingArguments):
+    """The Trainer's data-loading settings switched to the calling process for the DataLoaders made inside."""
+    names = ("dataloader_num_workers", "dataloader_persistent_workers", "dataloader_prefetch_factor")
+    saved = {name: getattr(training_args, name) for name in names}
+    training_args.dataloader_num_workers, training_args.dataloader_persistent_workers = 0, False
+    training_args.dataloader_prefetch_factor = None
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(training_args, name, value)
+
+
+class PreparedEvaluationTrainer(Trainer):
+    """A Trainer whose evaluation and prediction batches are read in the training process.
+
+    Their datasets hold tensors prepared once (`preprocess_for_evaluation`): one core reads them at about 3,500
+    images/s, while passing each 600 KB tensor through worker processes is slower (1,100 images/s with two on a
+    2-core CPU), and a pool started for each prediction pass costs more still. On an H200 with the 15 training
+    workers, evaluation ran at 0.3-0.5x the stock Trainer's speed; read in process, 2.3-3.0x
+    (benchmarks/RESULTS.md). The evaluation loader is made once and reused at every evaluation.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The Trainer takes a model whose forward has **kwargs to normalise its loss by `num_items_in_batch`, and
+        # then neither divides it by the gradient-accumulation steps nor averages it over processes (it multiplies
+        # by their number instead). transformers' ResNet accepts **kwargs but ignores `num_items_in_batch`: its loss
+        # would be the process count (and the accumulation steps) too large. Every label counts in image
+        # classification, so the per-batch mean the models return is the right loss; a `compute_loss_func` (the
+        # class-weighted loss) does its own normalisation and keeps the Trainer's handling.
+        if self.compute_loss_func is None:
+            self.model_accepts_loss_kwargs = False
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        # The stock Trainer's cache of evaluation loaders (kept only with persistent workers), keyed as it keys it.
+        key = eval_dataset if isinstance(eval_dataset, str) else "eval" if eval_dataset is None else None
+        loaders = eval_loader_cache(self)
+        if key in loaders:
+            return loaders[key]
+        with loading_in_process(self.args):
+            loader = super().get_eval_dataloader(eval_dataset)
+        if key is not None:  # a dataset object passed in is not cached
+            loaders[key] = loader
+        return loader
+
+    def get_test_dataloader(self, test_dataset):
+        with loading_in_process(self.args):
+            return super().get_test_dataloader(test_dataset)
+
+
+def build_trainer(
+    model,
+    processor,
+    dataset: datasets.DatasetDict,
+    training_args: FinetuneTrainingArguments,
+    data_args: DataArguments,
+    channels_last: bool,
+) -> PreparedEvaluationTrainer:
+    data_config = resolve_data_config(processor)
+    train_transform = build_train_transform(data_config, data_args.augmentation)
+    # Decode large JPEGs at no less than twice the training resolution (see `open_image`).
+    min_short_side = 2 * max(data_config.height, data_config.width)
+    seeded_transform = SeededTrainTransform(train_transform, training_args.seed, min_short_side)
+    train = prepare_train_split(dataset["train"]).with_transform(seeded_transform)
+    with training_args.main_process_first(desc="preparing validation images"):
+        validation = preprocess_for_evaluation(dataset["validation"], processor, data_config)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    names = dataset["train"].features["label"].names
+    num_labels = len(names)
+    loss = None
+    if data_args.class_weighting == "balanced":
+        loss = make_weighted_loss(balanced_class_weights(list(class_counts(dataset["train"], names).values())))
+    callbacks = [
+        CheckpointCompletionCallback(),
+        TimedCheckpointCallback(training_args.save_every_minutes),
+        DivergenceCallback(),
+        OverfittingMonitor(),
+        GracefulInterrupt(),
+        EpochCallback(seeded_transform),
+    ]
+    if training_args.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
+    return PreparedEvaluationTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=validation,
+        processing_class=processor,
+        data_collator=partial(collate, channels_last=channels_last, mean=data_config.mean, std=data_config.std),
+        compute_metrics=build_compute_metrics(num_labels),
+        compute_loss_func=loss,
+        callbacks=callbacks,
+    )
+
+
+def callback_of(trainer: Trainer, kind: type):
+    return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, kind))
