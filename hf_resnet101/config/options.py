@@ -48,9 +48,9 @@ COMMON_TRAINING_OPTIONS = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataArguments:
-    """Where the images come from and how they are split."""
+    """Where the images come from and how they are split (read-only: see `config.resolve`)."""
 
     train_dir: str | None = field(
         default=None, metadata={"help": "Folder with one sub-folder of images per class (the training set)."}
@@ -130,12 +130,12 @@ class DataArguments:
         for name in ("train_dir", "validation_dir"):
             path = getattr(self, name)
             if path is not None:
-                setattr(self, name, os.path.expanduser(path))
+                object.__setattr__(self, name, os.path.expanduser(path))  # a frozen dataclass sets its own fields so
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelArguments:
-    """Which checkpoint to fine-tune and how to load it."""
+    """Which checkpoint to fine-tune and how to load it (read-only: see `config.resolve`)."""
 
     model_name_or_path: str = field(
         default=DEFAULT_MODEL,

@@ -1,9 +1,17 @@
-"""The run's final settings: presets for the dataset size, explicit values, and the checks on them."""
+"""The run's options resolved once: presets for the dataset size, the best-model metric, the push target and the
+checks on the result, into `RunOptions`, which the rest of the run only reads.
+
+Before resolution the parsed arguments are read (the checks before any data loads, the run's identity, the scan);
+they are never written. `resolve_run_options` works on copies, so what the user gave stays as given.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from transformers.utils import logging
@@ -32,36 +40,119 @@ PRESET_OPTIONS = {
     "freeze_backbone": "model",
 }
 IMBALANCE_RATIO = 3.0
+# The Trainer would call the model's own gradient-checkpointing method, which transformers' ResNet lacks: the run
+# applies it to the model instead (`modeling.apply_gradient_checkpointing`) and turns the Trainer's flags off.
+CHECKPOINTING_FLAGS = ("gradient_checkpointing", "activation_checkpointing")
 
 
-def apply_settings(
+@dataclass(frozen=True)
+class PushTarget:
+    """Where the finished run is pushed. The token lives here only, never in the Trainer's arguments, which
+    the Trainer pickles into training_args.bin."""
+
+    repo_id: str
+    token: str | None
+    private: bool | None
+    strategy: str
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Every option of a run, resolved once, read only from here on.
+
+    Attributes:
+        data, model: the data and model options (frozen dataclasses) with the preset's values applied.
+        training: the Trainer's arguments, final. The run never writes them: what changes while it trains (a
+            smaller batch after running out of memory, evaluation read in process) is made on a copy.
+        settings: the options a preset may set, each with its value and where it came from.
+        push: where to push the finished run, or None.
+        gradient_checkpointing: whether the run applies gradient checkpointing to the model itself.
+    """
+
+    data: DataArguments
+    model: ModelArguments
+    training: FinetuneTrainingArguments
+    settings: Mapping[str, Setting]
+    push: PushTarget | None
+    gradient_checkpointing: bool
+
+
+def resolve_run_options(
     data_args: DataArguments,
     model_args: ModelArguments,
     training_args: FinetuneTrainingArguments,
-    explicit: dict[str, str],
+    explicit: Mapping[str, str],
+    num_train_images: int,
+    num_validation_images: int,
+    imbalance_ratio: float,
+    push_token: str | None = None,
+) -> RunOptions:
+    """The run's options once the data is known; the arguments given are left as they were.
+
+    Args:
+        explicit: the options the user gave and where ("command line", "config file"): a preset leaves them be.
+        push_token: the token already checked for `--push_to_hub` (`publish.hub.check_push_settings`).
+
+    Raises:
+        UsageError: for values that cannot work with this data (see `check_settings`).
+    """
+    settings = preset_settings(data_args, model_args, training_args, explicit, num_train_images)
+    chosen = {where: {} for where in ("data", "model", "training")}
+    for name, setting in settings.items():
+        chosen[PRESET_OPTIONS[name]][name] = setting.value
+    training = copy.copy(training_args)
+    for name, value in chosen["training"].items():
+        setattr(training, name, value)
+    metric = best_model_metric(explicit, imbalance_ratio)
+    if metric is not None:
+        training.metric_for_best_model, training.greater_is_better = metric, True
+    check_settings(training, num_train_images, num_validation_images, logger.warning)
+    push = None
+    if training.push_to_hub:
+        strategy = getattr(training.hub_strategy, "value", training.hub_strategy)
+        push = PushTarget(training.hub_model_id, push_token, training.hub_private_repo, strategy)
+    # The Trainer's own push would replace the model card with its generic one: the run pushes itself.
+    training.push_to_hub, training.hub_token = False, None
+    flags = [flag for flag in CHECKPOINTING_FLAGS if hasattr(training, flag)]
+    gradient_checkpointing = any(getattr(training, flag) for flag in flags)
+    for flag in flags:
+        setattr(training, flag, False)
+    return RunOptions(
+        data=dataclasses.replace(data_args, **chosen["data"]),
+        model=dataclasses.replace(model_args, **chosen["model"]),
+        training=training,
+        settings=settings,
+        push=push,
+        gradient_checkpointing=gradient_checkpointing,
+    )
+
+
+def preset_settings(
+    data_args: DataArguments,
+    model_args: ModelArguments,
+    training_args: FinetuneTrainingArguments,
+    explicit: Mapping[str, str],
     num_train_images: int,
 ) -> dict[str, Setting]:
-    """Applies `--preset` to the options the user left open and returns every value with its source."""
+    """The values of the options a preset may set, each with its source: `--preset` fills the options the user
+    left open; explicit values and, without a preset, the defaults stay."""
     holders = {"data": data_args, "model": model_args, "training": training_args}
     tier = preset_tier(data_args.preset, num_train_images)
     current = {name: getattr(holders[where], name) for name, where in PRESET_OPTIONS.items()}
-    settings = resolve_settings(current, explicit, tier)
-    for name, setting in settings.items():
-        setattr(holders[PRESET_OPTIONS[name]], name, setting.value)
     if tier is not None:
         logger.warning(f"Preset {tier.name} ({data_args.preset}): {tier.advice}.")
-    return settings
+    return resolve_settings(current, dict(explicit), tier)
 
 
-def choose_best_model_metric(training_args: FinetuneTrainingArguments, explicit: dict[str, str], ratio: float) -> None:
-    """With imbalanced classes, macro F1 picks the best model unless the user chose a metric."""
-    if ratio >= IMBALANCE_RATIO and "metric_for_best_model" not in explicit:
-        training_args.metric_for_best_model = "f1_macro"
-        training_args.greater_is_better = True
-        logger.warning(
-            f"Classes are imbalanced (largest/smallest = {ratio:.1f}): the best model is chosen by macro F1, which "
-            "weighs every class equally, rather than accuracy. Consider --class_weighting balanced."
-        )
+def best_model_metric(explicit: Mapping[str, str], ratio: float) -> str | None:
+    """With imbalanced classes, macro F1 picks the best model unless the user chose a metric (None: keep it)."""
+    if ratio < IMBALANCE_RATIO or "metric_for_best_model" in explicit:
+        return None
+    logger.warning(
+        f"Classes are imbalanced (largest/smallest = {ratio:.1f}): the best model is chosen by macro F1, which "
+        "weighs every class equally, rather than accuracy. Consider --class_weighting balanced."
+    )
+    return "f1_macro"
 
 
 def check_settings(

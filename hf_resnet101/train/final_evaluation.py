@@ -9,8 +9,9 @@ import numpy as np
 from transformers import Trainer
 from transformers.trainer_utils import PredictionOutput
 
-from ..data.transforms import preprocess_for_evaluation, resolve_data_config
+from ..data.transforms import preprocess_for_evaluation
 from ..evaluation.metrics import per_class_report
+from .run_state import ModelToTrain
 
 # Training accuracy is measured on as many training images as there are validation images, up to this many: the
 # overfitting check then costs about one more evaluation.
@@ -35,7 +36,7 @@ def evaluate_for_card(
     validation: PredictionOutput,
     train: datasets.Dataset,
     train_indices: list[int],
-    processor,
+    model: ModelToTrain,
     num_labels: int,
 ) -> CardEvaluation:
     """Per-class results from the validation predictions, and accuracy on the training images at `train_indices`
@@ -47,7 +48,7 @@ def evaluate_for_card(
     train_accuracy = None
     if train_indices:
         with trainer.args.main_process_first(desc="preparing the training sample for evaluation"):
-            sample = preprocess_for_evaluation(train.select(train_indices), processor, resolve_data_config(processor))
+            sample = preprocess_for_evaluation(train.select(train_indices), model.processor, model.data_config)
         predicted = trainer.predict(sample)
         train_accuracy = float((prediction_logits(predicted).argmax(-1) == np.asarray(predicted.label_ids)).mean())
     columns = ("precision", "recall", "f1", "support")

@@ -7,12 +7,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
 from transformers.utils import logging
 
-from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+from ..config.resolve import RunOptions
 from ..data.folders import data_roots, write_split_files
-from ..data.report import DataReport
 from ..publish.card import write_model_card
 from ..publish.hub import push_output_dir
 from .card_inputs import build_card_inputs
@@ -22,6 +20,7 @@ from .monitors import OverfittingMonitor
 from .output_folder import RunManifest
 from .phase_clock import PhaseClock
 from .pipeline_check import PIPELINE_CHECK_IMAGES, check_with_pipeline, pipeline_check_indices
+from .run_state import ModelToTrain, RunData, TrainedRun
 from .summary import architecture_of
 from .trainer import callback_of
 
@@ -52,28 +51,22 @@ class FinetuneResult:
 
 
 def finish_run(
-    trainer,
-    train_result,
-    train_runtime: float,
-    dataset: datasets.DatasetDict,
-    report: DataReport,
-    processor,
-    push_to_hub: bool,
-    hub_token: str | None,
-    data_args: DataArguments,
-    model_args: ModelArguments,
-    training_args: FinetuneTrainingArguments,
+    trained: TrainedRun,
+    options: RunOptions,
+    data: RunData,
+    model: ModelToTrain,
     manifest: RunManifest | None,
     clock: PhaseClock,
     random_init: bool = False,
 ) -> FinetuneResult:
     """After the final model is saved: metrics, the validation pass, the card, the pipeline check and the push."""
-    output_dir = Path(training_args.output_dir)
-    label_names = dataset["train"].features["label"].names
+    trainer, dataset = trained.trainer, data.dataset
+    output_dir = Path(options.training.output_dir)
+    label_names = data.label_names
     if trainer.is_world_process_zero():
         callback_of(trainer, OverfittingMonitor).save(output_dir)
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
+    trainer.log_metrics("train", trained.result.metrics)
+    trainer.save_metrics("train", trained.result.metrics)
     trainer.save_state()
 
     # One prediction pass over validation gives the final metrics and serves the card and the pipeline check (a
@@ -90,7 +83,7 @@ def finish_run(
     train_sample = min(len(dataset["validation"]), MAX_TRAIN_ACCURACY_IMAGES)
     train_indices = pipeline_check_indices(len(dataset["train"]), train_sample)
     card_evaluation = evaluate_for_card(
-        trainer, validation_prediction, dataset["train"], train_indices, processor, len(label_names)
+        trainer, validation_prediction, dataset["train"], train_indices, model, len(label_names)
     )
     clock.mark("training-sample accuracy for the card")
     check_indices = pipeline_check_indices(len(dataset["validation"]), PIPELINE_CHECK_IMAGES)
@@ -99,16 +92,16 @@ def finish_run(
     evaluated = [label_names[i] for i in check_logits.argmax(-1)]
     pipeline_predictions = []
     if trainer.is_world_process_zero():
-        write_split_files(dataset, output_dir, data_roots(data_args.train_dir, data_args.validation_dir))
+        write_split_files(dataset, output_dir, data_roots(options.data.train_dir, options.data.validation_dir))
         card_inputs = build_card_inputs(
-            data_args,
-            model_args,
-            training_args,
+            options.data,
+            options.model,
+            trainer.args,  # what ran: after running out of memory, the smaller batch and its accumulation
             dataset,
-            report,
+            data.report,
             metrics,
             card_evaluation,
-            train_runtime,
+            trained.runtime,
             callback_of(trainer, OverfittingMonitor).events,
             architecture_of(trainer.model),
             random_init,
@@ -117,21 +110,16 @@ def finish_run(
         write_model_card(output_dir, card_inputs)
         clock.mark("card and plots")
         pipeline_predictions = check_with_pipeline(
-            output_dir, dataset["validation"], check_indices, evaluated, label_names, model_args.trust_remote_code
+            output_dir, dataset["validation"], check_indices, evaluated, label_names, options.model.trust_remote_code
         )
         (output_dir / "pipeline_check.json").write_text(json.dumps(pipeline_predictions, indent=2, ensure_ascii=False))
         manifest.record(finished=True)
         clock.mark("pipeline check")
-    if push_to_hub and trainer.is_world_process_zero():
-        push_output_dir(
-            output_dir,
-            training_args.hub_model_id,
-            private=training_args.hub_private_repo,
-            token=hub_token,
-            hub_strategy=getattr(training_args.hub_strategy, "value", training_args.hub_strategy),
-        )
+    push = options.push
+    if push is not None and trainer.is_world_process_zero():
+        push_output_dir(output_dir, push.repo_id, private=push.private, token=push.token, hub_strategy=push.strategy)
         clock.mark("push")
     if trainer.is_world_process_zero():
         logger.warning(clock.describe())
-    pushed_to = training_args.hub_model_id if push_to_hub else None
+    pushed_to = push.repo_id if push is not None else None
     return FinetuneResult(output_dir, label_names, metrics, pipeline_predictions, pushed_to)

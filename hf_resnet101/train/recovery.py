@@ -4,7 +4,9 @@ clean stop), a damaged checkpoint to resume from, and a write that failed (what 
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from transformers import Trainer
@@ -16,6 +18,7 @@ from .checkpoints import is_complete, last_complete_checkpoint, list_checkpoints
 from .memory import BatchPlan, is_out_of_memory, multi_process_advice, out_of_memory_advice, release_device_memory
 from .monitors import GracefulInterrupt, TrainingInterrupted
 from .output_folder import is_bookkeeping
+from .run_state import TrainedRun
 from .storage import damaged_checkpoint_files, remove_incomplete_checkpoints
 from .trainer import callback_of
 
@@ -50,19 +53,24 @@ def first_sentences(message: str, count: int = 2) -> str:
     return ". ".join(message.split("\n")[0].split(". ")[:count])
 
 
-def train_fitting_memory(build, resume_from: str | None, image_size: int | None):
+def train_fitting_memory(
+    build: Callable[[FinetuneTrainingArguments], Trainer],
+    args: FinetuneTrainingArguments,
+    resume_from: str | None,
+    image_size: int | None,
+) -> TrainedRun:
     """Trains; when the device runs out of memory, trains again with a smaller per-device batch and more gradient
     accumulation, so the effective batch, the steps and the learning-rate schedule stay what the user asked for.
 
-    The retry starts where the failed attempt would have been resumed: the newest complete checkpoint, or the
-    weights as they were before training (kept on the CPU, one process only).
+    `build` makes the Trainer for the arguments it is given: the run's, then a copy with the smaller batch (the
+    run's own arguments are not changed). The retry starts where the failed attempt would have been resumed: the
+    newest complete checkpoint, or the weights as they were before training (kept on the CPU, one process only).
 
     Raises:
         UsageError: out of memory at a per-device batch of 1, or in a run of several processes (with the flags
             that fit).
     """
-    trainer = build()
-    args = trainer.args
+    trainer = build(args)
     output_dir = Path(args.output_dir)
     initial_state = None  # a CPU copy of the weights (180 MB for ResNet-101), for a retry from the start
     if args.world_size == 1 and resume_from is None:
@@ -71,7 +79,7 @@ def train_fitting_memory(build, resume_from: str | None, image_size: int | None)
         plan = BatchPlan(args.per_device_train_batch_size, args.gradient_accumulation_steps)
         try:
             train_result, runtime = train_with_interrupt(trainer, resume_from)
-            return trainer, train_result, runtime
+            return TrainedRun(trainer, train_result, runtime)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
@@ -92,10 +100,11 @@ def train_fitting_memory(build, resume_from: str | None, image_size: int | None)
             f"{smaller.accumulation} (effective batch {smaller.effective} per process, learning-rate schedule "
             f"unchanged), from {resume_from or 'the start'}."
         )
+        args = copy.copy(args)
         args.per_device_train_batch_size = smaller.per_device
         args.gradient_accumulation_steps = smaller.accumulation
         del trainer
-        trainer = build()
+        trainer = build(args)
 
 
 def check_checkpoint_readable(checkpoint: Path) -> None:

@@ -1,20 +1,23 @@
-"""The fine-tuning run: data, model, Trainer, saving, the model card and the pipeline check."""
+"""The fine-tuning run as its phases: checks, data, options, model, training, the final save, and the finish."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import torch
 import transformers
 from transformers import Trainer, set_seed
 from transformers.utils import logging
 
 from ..config.hardware import restore_cpu_threads
 from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
-from ..config.resolve import apply_settings, check_settings, choose_best_model_metric
+from ..config.resolve import RunOptions, resolve_run_options
 from ..data.folders import data_roots, limit_samples, load_hub_dataset, load_image_folders, report_from_dataset
 from ..data.report import DataReport
 from ..data.transforms import resolve_data_config, set_image_size
@@ -49,6 +52,7 @@ from .quiet import (
 )
 from .recovery import after_failed_results, after_failed_save, check_checkpoint_readable, train_fitting_memory
 from .run_identity import DATA_KEYS, full_identity, options_identity, write_identity
+from .run_state import ModelToTrain, RunData
 from .storage import reporting_write_failures
 from .summary import log_run_summary
 from .trainer import build_trainer
@@ -94,7 +98,8 @@ def load_data(
     return limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples, seed), report
 
 
-def load_model_and_processor(model_args: ModelArguments, label_names: list[str]):
+def load_checkpoint_to_finetune(model_args: ModelArguments, label_names: list[str]):
+    """The checkpoint to fine-tune, with a classification head for `label_names`, and its image processor."""
     local_only = local_files_only_for(model_args.model_name_or_path)
     kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
     if model_args.trust_remote_code:
@@ -126,7 +131,7 @@ def run_finetune(
     model_args: ModelArguments,
     training_args: FinetuneTrainingArguments,
     model_and_processor: tuple | None = None,
-    explicit: dict[str, str] | None = None,
+    explicit: Mapping[str, str] | None = None,
     random_init: bool = False,
 ) -> FinetuneResult:
     """Runs the whole job, holding the output folder's lock from before it is inspected to after the last write.
@@ -142,31 +147,76 @@ def run_finetune(
         check_writable(output_dir)
         check_own_files(output_dir, training_args.overwrite_output_dir)
     with locked_output_folder(output_dir, enabled=main_process):
-        return finetune_in_locked_folder(
-            data_args, model_args, training_args, model_and_processor, explicit, random_init=random_init
+        return run_in_locked_folder(
+            data_args, model_args, training_args, model_and_processor, explicit or {}, random_init=random_init
         )
 
 
-def finetune_in_locked_folder(
+def run_in_locked_folder(
     data_args: DataArguments,
     model_args: ModelArguments,
     training_args: FinetuneTrainingArguments,
-    model_and_processor: tuple | None = None,
-    explicit: dict[str, str] | None = None,
+    model_and_processor: tuple | None,
+    explicit: Mapping[str, str],
     random_init: bool = False,
 ) -> FinetuneResult:
-    """The run itself (see `run_finetune`); nothing in the folder changes before the run's identity is checked."""
+    """The run, phase by phase (see `run_finetune`). Nothing in the folder changes before the run's identity is
+    checked; the arguments given are only read, and from `resolve_run_options` on, the run reads `RunOptions`."""
     clock = PhaseClock()
     setup_logging(training_args)
-    # As given, before presets: with the data they determine the run (`run_identity`).
-    options = options_identity(data_args, model_args, training_args)
-    # The Trainer's own push would replace the model card with its generic one: this package pushes itself.
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    # Kept out of training_args so the Trainer never saves the token (training_args.bin is a pickle of them).
-    hub_token, training_args.hub_token = training_args.hub_token, None
-    if push_to_hub:  # before any data is loaded: nobody should learn after hours of training that a push can't work
-        hub_token = check_push_settings(training_args.hub_model_id, hub_token)
-        check_write_access(training_args.hub_model_id, hub_token)
+    start = check_before_loading(data_args, model_args, training_args)
+    clock.mark("checks")
+    data = load_run_data(data_args, model_args, training_args, start)
+    clock.mark("scan and data loading")
+    output_dir = Path(training_args.output_dir)
+    if not training_args.overwrite_output_dir and is_finished(output_dir):
+        return finished_result(output_dir, data.label_names)
+    options = resolve_run_options(
+        data_args, model_args, training_args, explicit, data.num_train, data.num_validation,
+        data.report.imbalance_ratio, push_token=start.push_token,
+    )  # fmt: skip
+    manifest = record_run_start(options, data)
+    model = load_model_to_train(options, data.label_names, model_and_processor)
+    clock.mark("model loading")
+    log_run_summary(options, data.dataset, data.report, model, random_init)
+    with reporting_write_failures("a checkpoint", output_dir, after=lambda: after_failed_save(options.training)):
+        trained = train_fitting_memory(
+            lambda args: with_run_record(build_trainer(model, data.dataset, args, options), data.identity, manifest),
+            options.training,
+            start.resume_from,
+            options.data.image_size,
+        )
+    clock.mark("trainer set-up and validation preparation", inner={"training": trained.runtime})
+    if options.model.freeze_backbone:
+        unfreeze_batch_norm(trained.trainer.model)
+    save_final_model(trained.trainer, output_dir)
+    clock.mark("final save")
+    results_started = time.time()
+    with reporting_write_failures(
+        "the run's results", output_dir, after=lambda: after_failed_results(options.training, results_started)
+    ):
+        return finish_run(trained, options, data, model, manifest, clock, random_init=random_init)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What the checks before any data is loaded found."""
+
+    identity_options: dict  # the trajectory-changing options as given, before presets (`run_identity`)
+    resume_from: str | None
+    push_token: str | None
+
+
+def check_before_loading(
+    data_args: DataArguments, model_args: ModelArguments, training_args: FinetuneTrainingArguments
+) -> RunStart:
+    """The checks that need no data, so a run that cannot finish stops at once: the push's access (nobody should
+    learn after hours of training that a push can't work), the output folder, the checkpoint to resume from."""
+    identity_options = options_identity(data_args, model_args, training_args)
+    push_token = None
+    if training_args.push_to_hub:
+        push_token = check_push_settings(training_args.hub_model_id, training_args.hub_token)
+        check_write_access(training_args.hub_model_id, push_token)
     set_seed(training_args.seed)
     if training_args.device.type == "cpu":
         threads_note = restore_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -174,45 +224,62 @@ def finetune_in_locked_folder(
             logger.warning(threads_note)
     output_dir = Path(training_args.output_dir)
     with training_args.main_process_first(desc="checking the output folder"):
-        # Before anything is loaded: an unwritable folder or one holding something else stops here.
         check_writable(output_dir)
         resume_from = resolve_resume(
-            output_dir, training_args.resume_from_checkpoint, training_args.overwrite_output_dir, options
+            output_dir, training_args.resume_from_checkpoint, training_args.overwrite_output_dir, identity_options
         )
-        if resume_from is not None:  # before anything is loaded or written
+        if resume_from is not None:
             check_checkpoint_readable(Path(resume_from))
-    clock.mark("checks")
+    return RunStart(identity_options, resume_from, push_token)
 
+
+def load_run_data(
+    data_args: DataArguments, model_args: ModelArguments, training_args: FinetuneTrainingArguments, start: RunStart
+) -> RunData:
+    """Scans and loads the data, then checks that a run being resumed or repeated had the same data and labels.
+
+    Raises:
+        UsageError: a single class, or data that differs from the run the folder holds.
+    """
     # The main process scans first; the others then find every verdict in the scan cache.
     with (
         training_args.main_process_first(desc="scanning and loading the dataset"),
         datasets_progress_silenced(training_args.verbose),
     ):
-        dataset, report = load_data(
-            data_args, model_args, training_args.seed, progress=training_args.process_index == 0
-        )
-    clock.mark("scan and data loading")
+        dataset, report = load_data(data_args, model_args, training_args.seed, training_args.process_index == 0)
     label_names = dataset["train"].features["label"].names
     if len(label_names) < 2:
         raise UsageError(f"The training data has a single class ({label_names}): at least two are needed.")
-    identity = full_identity(options, label_names, report.data_digest)
+    identity = full_identity(start.identity_options, label_names, report.data_digest)
+    output_dir = Path(training_args.output_dir)
     finished = not training_args.overwrite_output_dir and is_finished(output_dir)
-    if resume_from or finished:
-        check_same_run(output_dir, Path(resume_from) if resume_from else None, identity, keys=DATA_KEYS)
-    if finished:
-        return finished_result(output_dir, label_names)
-    settings = apply_settings(data_args, model_args, training_args, explicit or {}, len(dataset["train"]))
-    choose_best_model_metric(training_args, explicit or {}, report.imbalance_ratio)
-    check_settings(training_args, len(dataset["train"]), len(dataset["validation"]), logger.warning)
-    manifest = RunManifest(output_dir) if training_args.process_index == 0 else None
-    if manifest is not None:  # the first writes, once the run is known to be this folder's
-        write_identity(output_dir, identity)
-        manifest.record()
-    if training_args.process_index == 0:
-        report.save(output_dir, data_roots(data_args.train_dir, data_args.validation_dir))
+    if start.resume_from or finished:
+        resumed = Path(start.resume_from) if start.resume_from else None
+        check_same_run(output_dir, resumed, identity, keys=DATA_KEYS)
+    return RunData(dataset, report, identity)
 
-    with model_loading_silenced(training_args.verbose):
-        model, processor = model_and_processor or load_model_and_processor(model_args, label_names)
+
+def record_run_start(options: RunOptions, data: RunData) -> RunManifest | None:
+    """The run's first writes, once the run is known to be this folder's: its identity, the manifest of the
+    files it writes, and the data report (main process only)."""
+    if options.training.process_index != 0:
+        return None
+    output_dir = Path(options.training.output_dir)
+    manifest = RunManifest(output_dir)  # made before the first write, to tell the files this run writes
+    write_identity(output_dir, data.identity)
+    manifest.record()
+    data.report.save(output_dir, data_roots(options.data.train_dir, options.data.validation_dir))
+    return manifest
+
+
+def load_model_to_train(
+    options: RunOptions, label_names: list[str], model_and_processor: tuple | None = None
+) -> ModelToTrain:
+    """Loads the checkpoint with a head for the labels and prepares it as the options ask (frozen stages,
+    gradient checkpointing, input size)."""
+    model_args = options.model
+    with model_loading_silenced(options.training.verbose):
+        model, processor = model_and_processor or load_checkpoint_to_finetune(model_args, label_names)
         checkpoint_labels = None
         if model_and_processor is None:
             checkpoint_labels = checkpoint_num_labels(
@@ -221,58 +288,20 @@ def finetune_in_locked_folder(
                 cache_dir=model_args.cache_dir,
                 revision=model_args.model_revision,
             )
-    clock.mark("model loading")
     if model_args.freeze_backbone:
         frozen, trainable = freeze_backbone(model, model_args.freeze_backbone)
         logger.warning(
             f"--freeze_backbone {model_args.freeze_backbone}: {frozen / 1e6:.2f} M parameters frozen, "
             f"{trainable / 1e6:.2f} M trained (fewer parameters to fit: less overfitting on small data)."
         )
-    checkpointing_flags = [
-        f for f in ("gradient_checkpointing", "activation_checkpointing") if hasattr(training_args, f)
-    ]
-    if any(getattr(training_args, flag) for flag in checkpointing_flags):
-        # The Trainer would call the model's own method, which transformers' ResNet lacks: do it here instead.
+    if options.gradient_checkpointing:
         logger.warning(
             f"--gradient_checkpointing: {apply_gradient_checkpointing(model)} ({CHECKPOINTING_TRADE}, measured on "
             "an H200)."
         )
-        for flag in checkpointing_flags:
-            setattr(training_args, flag, False)
-    if data_args.image_size:
-        processor = set_image_size(processor, model.config, data_args.image_size)
-    data_config = resolve_data_config(processor)
-    log_run_summary(
-        training_args,
-        model_args,
-        data_args,
-        dataset,
-        report,
-        settings,
-        model,
-        (data_config.height, data_config.width),
-        random_init,
-        head_note=describe_head(checkpoint_labels, label_names),
-    )
-
-    with reporting_write_failures("a checkpoint", output_dir, after=lambda: after_failed_save(training_args)):
-        trainer, train_result, train_runtime = train_fitting_memory(
-            lambda: with_run_record(
-                build_trainer(model, processor, dataset, training_args, data_args, model_args.channels_last),
-                identity,
-                manifest,
-            ),
-            resume_from,
-            data_args.image_size,
-        )
-    clock.mark("trainer set-up and validation preparation", inner={"training": train_runtime})
-    if model_args.freeze_backbone:
-        unfreeze_batch_norm(trainer.model)
-    save_final_model(trainer, output_dir)
-    clock.mark("final save")
-    results_started = time.time()
-    with reporting_write_failures(
-        "the run's results", output_dir, after=lambda: after_failed_results(training_args, results_started)
-    ):
-        return finish_run(trainer, train_result, train_runtime, dataset, report, processor, push_to_hub, hub_token,
-                          data_args, model_args, training_args, manifest, clock, random_init=random_init)  # fmt: skip
+    if options.data.image_size:
+        processor = set_image_size(processor, model.config, options.data.image_size)
+    if options.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    head_note = describe_head(checkpoint_labels, label_names)
+    return ModelToTrain(model, processor, resolve_data_config(processor), head_note)

@@ -6,11 +6,11 @@ import datasets
 import torch
 from transformers.utils import logging
 
-from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
-from ..config.presets import Setting
-from ..config.resolve import describe_hardware, describe_settings, describe_tier
+from ..config.options import FinetuneTrainingArguments, ModelArguments
+from ..config.resolve import RunOptions, describe_hardware, describe_settings, describe_tier
 from ..data.report import DataReport
 from ..modeling import count_parameters, resolve_base_model
+from .run_state import ModelToTrain
 
 logger = logging.get_logger(__name__)
 
@@ -45,17 +45,10 @@ def architecture_of(model: torch.nn.Module) -> str:
 
 
 def log_run_summary(
-    training_args: FinetuneTrainingArguments,
-    model_args: ModelArguments,
-    data_args: DataArguments,
-    dataset: datasets.DatasetDict,
-    report: DataReport,
-    settings: dict[str, Setting],
-    model: torch.nn.Module,
-    image_size: tuple[int, int],
-    random_init: bool = False,
-    head_note: str | None = None,
+    options: RunOptions, dataset: datasets.DatasetDict, report: DataReport, model: ModelToTrain, random_init: bool
 ) -> None:
+    """The run summary, logged once (main process) before training: what is trained, on what, how and why."""
+    training_args = options.training
     if training_args.process_index != 0:
         return
     names = dataset["train"].features["label"].names
@@ -64,22 +57,25 @@ def log_run_summary(
         * training_args.gradient_accumulation_steps
         * training_args.world_size
     )
+    image_size = (model.data_config.height, model.data_config.width)
+    head_note, model = model.head_note, model.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     lines = [
         f"data: {len(dataset['train'])} training and {len(dataset['validation'])} validation images, "
         f"{len(names)} classes",
         *report.summary_lines(),
         describe_tier(len(dataset["train"])),
-        f"model: {describe_start(model_args, model, random_init)} ({count_parameters(model) / 1e6:.2f} M parameters, "
-        f"{trainable / 1e6:.2f} M trained), input {image_size[0]}x{image_size[1]}",
+        f"model: {describe_start(options.model, model, random_init)} "
+        f"({count_parameters(model) / 1e6:.2f} M parameters, {trainable / 1e6:.2f} M trained), "
+        f"input {image_size[0]}x{image_size[1]}",
         *([head_note] if head_note else []),
         f"device: {training_args.device} x {training_args.world_size} process(es); precision: "
         f"{training_args.precision_note}",
         describe_data_loading(training_args),
         describe_hardware(training_args, report, image_size[0], model),
-        f"settings: {describe_settings(settings)}",
+        f"settings: {describe_settings(options.settings)}",
         f"batch: {training_args.per_device_train_batch_size} per device, global {global_batch}; "
-        f"class weighting {data_args.class_weighting}; evaluation: {training_args.eval_strategy.value}"
+        f"class weighting {options.data.class_weighting}; evaluation: {training_args.eval_strategy.value}"
         + (f" every {training_args.eval_steps:g} steps" if training_args.eval_strategy.value == "steps" else ""),
     ]
     logger.warning("Run summary:\n  " + "\n  ".join(lines))

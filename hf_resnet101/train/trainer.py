@@ -4,28 +4,29 @@ its callbacks."""
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections import Counter
 from functools import partial
 
 import datasets
-import torch
 from transformers import EarlyStoppingCallback, Trainer
 from transformers.utils import logging
 
-from ..config.options import DataArguments, FinetuneTrainingArguments
+from ..config.options import FinetuneTrainingArguments
+from ..config.resolve import RunOptions
 from ..data.transforms import (
     SeededTrainTransform,
     build_train_transform,
     collate,
     prepare_train_split,
     preprocess_for_evaluation,
-    resolve_data_config,
 )
 from ..evaluation.metrics import build_compute_metrics
 from .checkpoints import CheckpointCompletionCallback, TimedCheckpointCallback
 from .library_internals import eval_loader_cache
 from .losses import balanced_class_weights, make_weighted_loss
 from .monitors import DivergenceCallback, EpochCallback, GracefulInterrupt, OverfittingMonitor
+from .run_state import ModelToTrain
 
 logger = logging.get_logger(__name__)
 
@@ -36,17 +37,20 @@ def class_counts(split: datasets.Dataset, label_names: list[str]) -> dict[str, i
 
 
 @contextlib.contextmanager
-def loading_in_process(training_args: FinetuneTrainingArguments):
-    """The Trainer's data-loading settings switched to the calling process for the DataLoaders made inside."""
-    names = ("dataloader_num_workers", "dataloader_persistent_workers", "dataloader_prefetch_factor")
-    saved = {name: getattr(training_args, name) for name in names}
-    training_args.dataloader_num_workers, training_args.dataloader_persistent_workers = 0, False
-    training_args.dataloader_prefetch_factor = None
+def loading_in_process(trainer: Trainer):
+    """The DataLoaders the Trainer makes inside read their data in the calling process.
+
+    The Trainer reads its arguments for them: it gets a copy with no workers for the while, so the run's own
+    arguments (`RunOptions.training`) are never written.
+    """
+    args = trainer.args
+    trainer.args = copy.copy(args)
+    trainer.args.dataloader_num_workers, trainer.args.dataloader_persistent_workers = 0, False
+    trainer.args.dataloader_prefetch_factor = None
     try:
         yield
     finally:
-        for name, value in saved.items():
-            setattr(training_args, name, value)
+        trainer.args = args
 
 
 class PreparedEvaluationTrainer(Trainer):
@@ -76,39 +80,33 @@ class PreparedEvaluationTrainer(Trainer):
         loaders = eval_loader_cache(self)
         if key in loaders:
             return loaders[key]
-        with loading_in_process(self.args):
+        with loading_in_process(self):
             loader = super().get_eval_dataloader(eval_dataset)
         if key is not None:  # a dataset object passed in is not cached
             loaders[key] = loader
         return loader
 
     def get_test_dataloader(self, test_dataset):
-        with loading_in_process(self.args):
+        with loading_in_process(self):
             return super().get_test_dataloader(test_dataset)
 
 
 def build_trainer(
-    model,
-    processor,
-    dataset: datasets.DatasetDict,
-    training_args: FinetuneTrainingArguments,
-    data_args: DataArguments,
-    channels_last: bool,
+    model: ModelToTrain, dataset: datasets.DatasetDict, training_args: FinetuneTrainingArguments, options: RunOptions
 ) -> PreparedEvaluationTrainer:
-    data_config = resolve_data_config(processor)
-    train_transform = build_train_transform(data_config, data_args.augmentation)
+    """The Trainer for one training attempt: `training_args` are the run's, or a copy with a smaller batch after
+    running out of memory (`recovery.train_fitting_memory`)."""
+    data_config = model.data_config
+    train_transform = build_train_transform(data_config, options.data.augmentation)
     # Decode large JPEGs at no less than twice the training resolution (see `open_image`).
     min_short_side = 2 * max(data_config.height, data_config.width)
     seeded_transform = SeededTrainTransform(train_transform, training_args.seed, min_short_side)
     train = prepare_train_split(dataset["train"]).with_transform(seeded_transform)
     with training_args.main_process_first(desc="preparing validation images"):
-        validation = preprocess_for_evaluation(dataset["validation"], processor, data_config)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        validation = preprocess_for_evaluation(dataset["validation"], model.processor, data_config)
     names = dataset["train"].features["label"].names
-    num_labels = len(names)
     loss = None
-    if data_args.class_weighting == "balanced":
+    if options.data.class_weighting == "balanced":
         loss = make_weighted_loss(balanced_class_weights(list(class_counts(dataset["train"], names).values())))
     callbacks = [
         CheckpointCompletionCallback(),
@@ -120,14 +118,15 @@ def build_trainer(
     ]
     if training_args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
+    channels_last = options.model.channels_last
     return PreparedEvaluationTrainer(
-        model=model,
+        model=model.model,
         args=training_args,
         train_dataset=train,
         eval_dataset=validation,
-        processing_class=processor,
+        processing_class=model.processor,
         data_collator=partial(collate, channels_last=channels_last, mean=data_config.mean, std=data_config.std),
-        compute_metrics=build_compute_metrics(num_labels),
+        compute_metrics=build_compute_metrics(len(names)),
         compute_loss_func=loss,
         callbacks=callbacks,
     )

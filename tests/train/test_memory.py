@@ -40,9 +40,9 @@ def simulate_device_memory(monkeypatch, max_batch: int, free_forwards: int = 0):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB (simulated)")
 
     def build_with_limit(model, *args, **kwargs):
-        if id(model) not in seen["hooked"]:
-            model.register_forward_pre_hook(check, with_kwargs=True)
-            seen["hooked"].add(id(model))
+        if id(model.model) not in seen["hooked"]:
+            model.model.register_forward_pre_hook(check, with_kwargs=True)
+            seen["hooked"].add(id(model.model))
         return build(model, *args, **kwargs)
 
     monkeypatch.setattr(training, "build_trainer", build_with_limit)
