@@ -1,8 +1,13 @@
-"""Device and precision decisions, made before the Trainer starts so every process agrees on them."""
+"""The hardware rules: precision, data-loading workers and CPU threads, chosen from what the machine offers.
+
+The machine is probed once (`probe_machine`); the choices are pure functions of what was found and what the user
+asked for (`choose_hardware`), made as the options are parsed, before the Trainer starts, so every process agrees.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 
@@ -113,4 +118,65 @@ def restore_cpu_threads(local_processes: int) -> str | None:
     return (
         f"CPU threads: {threads} per process (the launcher had set OMP_NUM_THREADS=1; set OMP_NUM_THREADS yourself "
         "to choose)"
+    )
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the machine running this process offers, as far as the choices below need to know."""
+
+    cuda_available: bool
+    cpu_bf16: bool  # native bf16 matmuls (AVX-512 BF16 or AMX)
+    cpu_count: int
+    local_processes: int  # training processes on this machine (`LOCAL_WORLD_SIZE`, set by the launcher)
+    launcher_precision: str  # `accelerate launch --mixed_precision` (or its config file): no, fp16 or bf16
+
+
+def probe_machine(use_cpu: bool) -> Machine:
+    """Probes this machine once; `use_cpu` (--use_cpu) hides a GPU."""
+    return Machine(
+        cuda_available=torch.cuda.is_available() and not use_cpu,
+        cpu_bf16=cpu_supports_bf16(),
+        cpu_count=os.cpu_count() or 1,
+        local_processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+        launcher_precision=os.environ.get("ACCELERATE_MIXED_PRECISION", "no"),
+    )
+
+
+@dataclass(frozen=True)
+class HardwareChoice:
+    """The options the hardware decides, as the Trainer's arguments hold them."""
+
+    use_cpu: bool
+    fp16: bool
+    bf16: bool
+    precision_note: str  # what was chosen and why, for the run summary and the card
+    dataloader_num_workers: int
+    dataloader_persistent_workers: bool
+
+
+def choose_hardware(
+    requested_precision: str, workers: int | None, persistent_workers: bool | None, machine: Machine
+) -> HardwareChoice:
+    """Precision and data-loading workers for this machine; what the user set explicitly is kept where it can run.
+
+    Args:
+        requested_precision: auto, fp32, fp16 or bf16 (--precision, --fp16, --bf16); auto follows the launcher's
+            --mixed_precision when it asked for fp16 or bf16.
+        workers, persistent_workers: --dataloader_num_workers and --dataloader_persistent_workers, None when not
+            given.
+    """
+    if requested_precision == "auto" and machine.launcher_precision in ("fp16", "bf16"):
+        requested_precision = machine.launcher_precision
+    fp16, bf16, note = resolve_precision(requested_precision, machine.cuda_available, machine.cpu_bf16)
+    if workers is None:
+        workers = auto_dataloader_workers(machine.cuda_available, machine.cpu_count, machine.local_processes)
+    return HardwareChoice(
+        # On a machine without a GPU this also makes `accelerate launch --multi_gpu` run its processes with gloo.
+        use_cpu=not machine.cuda_available,
+        fp16=fp16,
+        bf16=bf16,
+        precision_note=note,
+        dataloader_num_workers=workers,
+        dataloader_persistent_workers=workers > 0 if persistent_workers is None else persistent_workers,
     )

@@ -11,13 +11,12 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 
-import torch
 from transformers import TrainingArguments
 
 from ..errors import UsageError
 from ..modeling import is_hub_id
-from .hardware import PRECISIONS, auto_dataloader_workers, cpu_supports_bf16, resolve_precision
-from .presets import PRESETS
+from .hardware import PRECISIONS, choose_hardware, probe_machine
+from .presets import PRESETS, recommended_range
 
 DEFAULT_MODEL = "microsoft/resnet-101"
 AUGMENTATIONS = ("none", "light", "standard", "heavy")
@@ -186,9 +185,19 @@ class FinetuneTrainingArguments(TrainingArguments):
     """
 
     output_dir: str | None = field(default=None, metadata={"help": "Where the model, metrics and card are written."})
-    per_device_train_batch_size: int = field(default=4, metadata={"help": "Images per device per step (page: 2-32)."})
-    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (page: 1e-5 to 1e-4)."})
-    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training set (page: 1-20)."})
+    per_device_train_batch_size: int = field(
+        default=4,
+        metadata={
+            "help": f"Images per device per step (recommended: {recommended_range('per_device_train_batch_size')})."
+        },
+    )
+    learning_rate: float = field(
+        default=5e-5, metadata={"help": f"Peak learning rate (recommended: {recommended_range('learning_rate')})."}
+    )
+    num_train_epochs: float = field(
+        default=1.0,
+        metadata={"help": f"Passes over the training set (recommended: {recommended_range('num_train_epochs')})."},
+    )
     eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: no, steps or epoch."})
     eval_steps: float | None = field(default=1, metadata={"help": "Evaluate every this many steps (page: 1)."})
     remove_unused_columns: bool = field(
@@ -281,29 +290,18 @@ class FinetuneTrainingArguments(TrainingArguments):
             raise UsageError("--resume_from_checkpoint and --overwrite_output_dir contradict each other: choose one.")
         if self.push_to_hub and not self.hub_model_id:
             raise UsageError("--push_to_hub needs --hub_model_id USER/NAME: the repository to create or update.")
-        # `accelerate launch --mixed_precision` / a config file passes its choice in the environment.
-        launched_with = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if (self.fp16 or self.bf16) and self.precision not in ("auto", "fp16" if self.fp16 else "bf16"):
             raise UsageError(f"--precision {self.precision} contradicts --{'fp16' if self.fp16 else 'bf16'}.")
-        requested = "fp16" if self.fp16 else "bf16" if self.bf16 else self.precision
-        if requested == "auto" and launched_with in ("fp16", "bf16"):
-            requested = launched_with
-        cuda = torch.cuda.is_available() and not self.use_cpu
-        if not cuda:
-            # Also makes `accelerate launch --multi_gpu` on a CPU machine run its processes with gloo.
-            self.use_cpu = True
-        self.fp16, self.bf16, self.precision_note = resolve_precision(
-            requested, cuda_available=cuda, cpu_bf16=cpu_supports_bf16()
-        )
-        if self.dataloader_num_workers is None:
-            local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-            self.dataloader_num_workers = auto_dataloader_workers(cuda, os.cpu_count() or 1, local_processes)
-        if self.dataloader_num_workers < 0:
+        if self.dataloader_num_workers is not None and self.dataloader_num_workers < 0:
             raise UsageError(f"--dataloader_num_workers must be 0 or more, got {self.dataloader_num_workers}.")
-        if self.dataloader_persistent_workers is None:
-            self.dataloader_persistent_workers = self.dataloader_num_workers > 0
+        requested = "fp16" if self.fp16 else "bf16" if self.bf16 else self.precision
+        choice = choose_hardware(
+            requested, self.dataloader_num_workers, self.dataloader_persistent_workers, probe_machine(self.use_cpu)
+        )
+        for name, value in dataclasses.asdict(choice).items():  # before TrainingArguments checks them
+            setattr(self, name, value)
         super().__post_init__()
         check_trackers_installed(self.report_to)
         self.mixed_precision = "fp16" if self.fp16 else "bf16" if self.bf16 else "no"

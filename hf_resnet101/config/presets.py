@@ -112,6 +112,14 @@ def range_warnings(values: dict[str, float]) -> list[str]:
     return warnings
 
 
+def recommended_range(option: str) -> str:
+    """The recommended range of an option as help texts and advice quote it, e.g. "1e-5 to 1e-4" or "2-32"."""
+    low, high = next((low, high) for name, low, high, _ in PAGE_RANGES if name == option)
+    if isinstance(low, float) and low < 1e-3:
+        return f"{low:.0e} to {high:.0e}".replace("e-0", "e-")
+    return f"{low:g}-{high:g}"
+
+
 def evaluation_cost_warning(
     num_train: int, num_validation: int, global_batch: int, epochs: float, eval_every: int | None
 ) -> str | None:

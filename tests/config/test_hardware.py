@@ -134,3 +134,36 @@ def test_torch_compile_run(finetune_main, image_folder, tiny_resnet, tmp_path):
 
     assert load_file(out / "model.safetensors").keys() == load_file(tiny_resnet / "model.safetensors").keys()
     assert (out / "pipeline_check.json").is_file()
+
+
+def machine(cuda: bool, cpu_bf16: bool = False, launcher: str = "no", cpus: int = 16, processes: int = 1):
+    from hf_resnet101.config.hardware import Machine
+
+    return Machine(
+        cuda_available=cuda, cpu_bf16=cpu_bf16, cpu_count=cpus, local_processes=processes, launcher_precision=launcher
+    )
+
+
+def test_hardware_choices_follow_the_machine_and_keep_what_was_set():
+    from hf_resnet101.config.hardware import choose_hardware
+
+    gpu = choose_hardware("auto", None, None, machine(cuda=True, processes=2))
+    assert (gpu.use_cpu, gpu.fp16, gpu.bf16, gpu.dataloader_num_workers, gpu.dataloader_persistent_workers) == (
+        False,
+        True,
+        False,
+        7,
+        True,
+    )
+    cpu = choose_hardware("auto", None, None, machine(cuda=False, cpu_bf16=True))
+    assert (cpu.use_cpu, cpu.fp16, cpu.bf16, cpu.dataloader_num_workers, cpu.dataloader_persistent_workers) == (
+        True,
+        False,
+        False,
+        0,
+        False,
+    )
+    # the launcher's --mixed_precision counts as asked for; explicit workers and persistence are kept
+    launched = choose_hardware("auto", 3, False, machine(cuda=True, launcher="bf16"))
+    assert (launched.bf16, launched.dataloader_num_workers, launched.dataloader_persistent_workers) == (True, 3, False)
+    assert "bf16" in launched.precision_note
