@@ -9,8 +9,7 @@ from pathlib import Path
 import torch
 
 from ..config.hardware import cpu_supports_bf16
-from ..config.presets import evaluation_cost_warning, hardware_advice
-from ..config.resolve import describe_tier
+from ..config.presets import describe_tier, evaluation_cost_warning, hardware_advice
 from ..data.folders import VALIDATION_SPLIT_NAMES, plan_image_folders
 from ..data.report import DataReport
 from ..errors import UsageError

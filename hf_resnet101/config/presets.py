@@ -191,3 +191,9 @@ def hardware_advice(
         f"No GPU: CPU training of the full ResNet-101 is very slow (the page: not recommended). Estimated "
         f"{epoch} per epoch of {num_train:,} images at {image_size}x{image_size} on {cores} cores."
     )
+
+
+def describe_tier(num_images: int) -> str:
+    tier = tier_for(num_images)
+    recommended = ", ".join(f"{k}={v}" for k, v in tier.recommended().items())
+    return f"dataset size tier: {tier.name} ({tier.advice}); recommended: {recommended} (--preset auto applies it)"

@@ -9,24 +9,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import torch
 from transformers.utils import logging
 
-from ..data.report import DataReport
 from ..errors import UsageError
 from .options import DataArguments, FinetuneTrainingArguments, ModelArguments
 from .presets import (
     Setting,
     evaluation_cost_warning,
-    hardware_advice,
     preset_tier,
     range_warnings,
     resolve_settings,
-    tier_for,
 )
 
 logger = logging.get_logger(__name__)
@@ -182,23 +177,3 @@ def check_settings(
     )
     if message:
         warn(message)
-
-
-def describe_settings(settings: dict[str, Setting]) -> str:
-    return ", ".join(f"{name}={setting.value} ({setting.source})" for name, setting in settings.items())
-
-
-def describe_hardware(training_args: FinetuneTrainingArguments, report: DataReport, image_size: int, model) -> str:
-    cuda_gib = None
-    if training_args.device.type == "cuda":
-        cuda_gib = torch.cuda.get_device_properties(training_args.device).total_memory / 2**30
-    full_size = sum(p.numel() for p in model.parameters()) > 20e6
-    return hardware_advice(
-        cuda_gib, report.num_train_images, image_size, training_args.bf16, os.cpu_count() or 1, full_size
-    )
-
-
-def describe_tier(num_images: int) -> str:
-    tier = tier_for(num_images)
-    recommended = ", ".join(f"{k}={v}" for k, v in tier.recommended().items())
-    return f"dataset size tier: {tier.name} ({tier.advice}); recommended: {recommended} (--preset auto applies it)"

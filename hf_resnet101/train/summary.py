@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import datasets
 import torch
 from transformers.utils import logging
 
 from ..config.options import FinetuneTrainingArguments, ModelArguments
-from ..config.resolve import RunOptions, describe_hardware, describe_settings, describe_tier
+from ..config.presets import Setting, describe_tier, hardware_advice
+from ..config.resolve import RunOptions
 from ..data.report import DataReport
 from ..modeling import count_parameters, resolve_base_model
 from .run_state import ModelToTrain
@@ -79,3 +82,17 @@ def log_run_summary(
         + (f" every {training_args.eval_steps:g} steps" if training_args.eval_strategy.value == "steps" else ""),
     ]
     logger.warning("Run summary:\n  " + "\n  ".join(lines))
+
+
+def describe_settings(settings: dict[str, Setting]) -> str:
+    return ", ".join(f"{name}={setting.value} ({setting.source})" for name, setting in settings.items())
+
+
+def describe_hardware(training_args: FinetuneTrainingArguments, report: DataReport, image_size: int, model) -> str:
+    cuda_gib = None
+    if training_args.device.type == "cuda":
+        cuda_gib = torch.cuda.get_device_properties(training_args.device).total_memory / 2**30
+    full_size = sum(p.numel() for p in model.parameters()) > 20e6
+    return hardware_advice(
+        cuda_gib, report.num_train_images, image_size, training_args.bf16, os.cpu_count() or 1, full_size
+    )
