@@ -89,7 +89,7 @@ class DataReport:
 
     def save(self, output_dir: str | Path, roots: list[Path] | None = None) -> Path:
         """Writes `data_report.json`, with file paths relative to the data `roots` when given (see
-        `data.data_roots`): the file is published with the model, and absolute paths would show the user's
+        `folders.data_roots`): the file is published with the model, and absolute paths would show the user's
         directory names."""
         path = Path(output_dir) / "data_report.json"
         path.parent.mkdir(parents=True, exist_ok=True)
