@@ -59,7 +59,8 @@ def main() -> None:
             return baseline(image.convert("RGB"))
 
     def run_package(i, path):
-        # The DataLoader hands the transform a batch at a time (the page's default batch of 4): the per-batch work
+        # The DataLoader hands the transform a batch at a time (the product page's default batch of 4): the
+        # per-batch work
         # (one RNG fork, one normalisation) is shared by its images, as in training.
         pending.append((i, path))
         if len(pending) < BATCH and i < len(paths) - 1:

@@ -2,7 +2,7 @@
 
     python benchmarks/oom_recovery.py [--gib 12] [--batch_size 256] [--steps 3]
 
-Caps this process's share of the GPU's memory at --gib (a 12 GiB card, the page's example, by default) with
+Caps this process's share of the GPU's memory at --gib (a 12 GiB card, the product page's example, by default) with
 `torch.cuda.set_per_process_memory_fraction`, then runs the package's fine-tuning of the full ResNet-101 (random
 weights, generated 500x375 JPEGs, precision auto) at --batch_size. Prints the batch the run ended with, the
 effective batch, the steps done and the peak memory, summary last. Needs CUDA: on a CPU the recovery is tested

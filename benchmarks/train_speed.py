@@ -12,7 +12,7 @@ photo-like JPEGs and the same full-size ResNet-101 (random weights; speed does n
 - baseline: the transformers example's recipe (`baseline_recipe.py`), stock Trainer, fp32;
 - package: `hf_resnet101`'s run (precision auto: fp16 on CUDA, fp32 on a CPU; channels_last);
 - plain PyTorch and timm loops under the same autocast and channels_last: the ceiling to approach.
-"Doc-default" runs evaluate every step (the page's default) on 16 validation images. Prints one summary
+"Doc-default" runs evaluate every step (the product page's default) on 16 validation images. Prints one summary
 table last. The same script runs unchanged on CUDA.
 """
 

@@ -7,7 +7,7 @@ What a user waits for is the whole command, so each one runs as a subprocess and
 start to exit, at a short and a longer step count. The difference between the two is pure training (the start-up,
 scan, validation preparation, final evaluation, card, plots and pipeline check are paid once by both), so
 - steady state = (long - short) * batch / (T_long - T_short) images/s;
-- evaluation every step (the page's default) = (T_long - T_short) / (long - short) s/step;
+- evaluation every step (the product page's default) = (T_long - T_short) / (long - short) s/step;
 - fixed cost = T_short - short * (steady s/step): everything a command does besides its training steps.
 Commands:
 - baseline: `python benchmarks/baseline_recipe.py` (the transformers example's recipe: train, evaluate, save);

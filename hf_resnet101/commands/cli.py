@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser(
         "inspect",
-        help="Scan an image folder: counts, unusable files, duplicates, and the product page's advice for it.",
+        help="Scan an image folder: counts, unusable files, duplicates, and the recommended settings for it.",
     )
     inspect.add_argument("data", help="Folder of class sub-folders, or a folder with train/ and validation/ in it.")
     inspect.add_argument(

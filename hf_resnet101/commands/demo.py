@@ -34,11 +34,11 @@ def write_digits_image_folder(root: str | Path) -> Path:
 
 
 def demo_settings(pretrained: bool, epochs: float | None) -> dict:
-    """Settings for the digits: the page's learning rate from pretrained weights, a larger one from scratch."""
+    """Settings for the digits: the product page's learning rate from pretrained weights, a larger one from scratch."""
     epochs = 2 if epochs is None else epochs
     if pretrained:
         return {"learning_rate": 5e-5, "num_train_epochs": epochs, "per_device_train_batch_size": 32}
-    # From random weights the page's batch 4 and lr 5e-5 reach about 17% after an epoch: a from-scratch run
+    # From random weights the product page's batch 4 and lr 5e-5 reach about 17% after an epoch: a from-scratch run
     # needs a larger batch and learning rate (measured: 86% after 2 epochs).
     return {"learning_rate": 1e-3, "num_train_epochs": epochs, "per_device_train_batch_size": 32}
 

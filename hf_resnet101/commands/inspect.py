@@ -1,4 +1,5 @@
-"""`hf-resnet101 inspect`: the data report and the product page's advice for a folder, without training."""
+"""`hf-resnet101 inspect`: the data report and the product page's advice (docs/product-page.md) for a folder,
+without training."""
 
 from __future__ import annotations
 
@@ -73,5 +74,5 @@ def inspect_folder(
     )
     cost = evaluation_cost_warning(num_train, num_validation, PAGE_BATCH_SIZE, 1, eval_every=1)
     if cost:
-        lines.append("With the page's defaults (batch 4, evaluation every step): " + cost)
+        lines.append("With the defaults (batch 4, evaluation every step): " + cost)
     return Inspection(report, lines)

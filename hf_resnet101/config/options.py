@@ -1,7 +1,7 @@
 """Command-line and YAML options: data, model and training arguments.
 
 Field names follow `TrainingArguments` and the transformers image-classification example, so flags users
-already know carry over. Defaults that differ from `TrainingArguments` are the product page's.
+already know carry over. Defaults that differ from `TrainingArguments` are the product page's (docs/product-page.md).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class DataArguments:
     preset: str = field(
         default="none",
         metadata={
-            "help": "Apply the product page's recommendation for a dataset size: auto (from the data), small, "
+            "help": "Apply the recommended configuration for a dataset size: auto (from the data), small, "
             "medium, large, very_large, or none. Options given explicitly always win over a preset."
         },
     )
@@ -177,7 +177,7 @@ class ModelArguments:
 
 @dataclass
 class FinetuneTrainingArguments(TrainingArguments):
-    """`TrainingArguments` with the product page's defaults.
+    """`TrainingArguments` with the product page's defaults (docs/product-page.md#parameters-defaults-and-ranges).
 
     Differences from `TrainingArguments`: `per_device_train_batch_size` 4, `learning_rate` 5e-5,
     `num_train_epochs` 1, `eval_strategy` "steps" with `eval_steps` 1, `remove_unused_columns` False (the
@@ -199,7 +199,9 @@ class FinetuneTrainingArguments(TrainingArguments):
         metadata={"help": f"Passes over the training set (recommended: {recommended_range('num_train_epochs')})."},
     )
     eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: no, steps or epoch."})
-    eval_steps: float | None = field(default=1, metadata={"help": "Evaluate every this many steps (page: 1)."})
+    eval_steps: float | None = field(
+        default=1, metadata={"help": "Evaluate every this many steps (recommended: 1, for careful monitoring)."}
+    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: the transforms need the image column."}
     )
@@ -232,7 +234,7 @@ class FinetuneTrainingArguments(TrainingArguments):
         metadata={"help": "Also save a checkpoint every this many minutes (0: only every --save_steps)."},
     )
     warmup_ratio: float = field(
-        default=0.0, metadata={"help": "Linear warmup over this fraction of all steps (the page: for slow starts)."}
+        default=0.0, metadata={"help": "Linear warmup over this fraction of all steps (helps slow starts)."}
     )
     early_stopping_patience: int | None = field(
         default=None,

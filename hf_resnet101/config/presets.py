@@ -1,4 +1,5 @@
-"""The product page's advice, computed for a dataset and a machine: size tiers, presets, ranges, hardware."""
+"""The product page's advice (docs/product-page.md), computed for a dataset and a machine: size tiers, presets,
+ranges, hardware, and the advice the run gives when it diverges or overfits."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ PRESETS = ("none", "auto", "small", "medium", "large", "very_large")
 
 @dataclass(frozen=True)
 class Tier:
-    """A dataset-size tier of the product page and the configuration it recommends."""
+    """A dataset-size tier of the product page and the configuration it recommends
+    (docs/product-page.md#dataset-size-tiers)."""
 
     name: str
     min_images: int
@@ -32,9 +34,10 @@ class Tier:
         return values
 
 
-# The page: small 2,000-5,000 (lr 2e-5, 10-15 epochs, batch 8, heavy augmentation); medium 5,000-20,000
-# (lr 5e-5, 5-8 epochs, batch 16, standard); large 20,000-100,000 (lr 1e-4, 3-5 epochs, batch 16-32, light);
-# very large over 100,000 (1-3 epochs for data over 20k); under 2,000 overfitting is likely.
+# The product page's tiers (docs/product-page.md#dataset-size-tiers): small 2,000-5,000 (lr 2e-5, 10-15 epochs,
+# batch 8, heavy augmentation); medium 5,000-20,000 (lr 5e-5, 5-8 epochs, batch 16, standard); large
+# 20,000-100,000 (lr 1e-4, 3-5 epochs, batch 16-32, light); very large over 100,000 (1-3 epochs for data over 20k);
+# under 2,000 overfitting is likely.
 TIERS = (
     Tier(
         "tiny", 0, 2e-5, 12, 8, "heavy",
@@ -94,16 +97,16 @@ def resolve_settings(current: dict[str, object], explicit: dict[str, str], tier:
     return settings
 
 
-# (option, low, high, reason) from the page's ranges.
+# (option, low, high, reason): the product page's ranges (docs/product-page.md#parameters-defaults-and-ranges).
 PAGE_RANGES = (
-    ("per_device_train_batch_size", 2, 32, "the page's range for ResNet-101 is 2-32, constrained by model size"),
-    ("num_train_epochs", 1, 20, "the page's range is 1-20 epochs; more mostly overfits"),
-    ("learning_rate", 1e-5, 1e-4, "the page's range is 1e-5 to 1e-4: the deep network needs careful tuning"),
+    ("per_device_train_batch_size", 2, 32, "the recommended range for ResNet-101, constrained by model size"),
+    ("num_train_epochs", 1, 20, "the recommended range; more epochs mostly overfit"),
+    ("learning_rate", 1e-5, 1e-4, "the recommended range: the deep network needs careful tuning"),
 )
 
 
 def range_warnings(values: dict[str, float]) -> list[str]:
-    """Warnings for values outside the page's ranges (they still run)."""
+    """Warnings for values outside the recommended ranges (they still run)."""
     warnings = []
     for name, low, high, reason in PAGE_RANGES:
         value = values.get(name)
@@ -118,6 +121,18 @@ def recommended_range(option: str) -> str:
     if isinstance(low, float) and low < 1e-3:
         return f"{low:.0e} to {high:.0e}".replace("e-0", "e-")
     return f"{low:g}-{high:g}"
+
+
+# What the run advises when the loss diverges or the model overfits (docs/product-page.md#common-problems-and-their-
+# fixes); the monitors and the card say it.
+DIVERGENCE_REMEDIES = (
+    f"lower --learning_rate (recommended: {recommended_range('learning_rate')}), add --warmup_ratio 0.05, use --bf16 "
+    "instead of --fp16, check the data for corrupt labels or images, or lower --max_grad_norm"
+)
+OVERFITTING_ADVICE = (
+    "fewer epochs, a lower learning rate (down to 1e-5), stronger --augmentation, more data, or microsoft/resnet-50 "
+    "for small datasets"
+)
 
 
 def evaluation_cost_warning(
@@ -180,15 +195,15 @@ def hardware_advice(
         batch = recommended_batch_range(cuda_memory_gib)
         if batch is None:
             return (
-                f"GPU with {cuda_memory_gib:.0f} GiB: below the page's 10 GB minimum for ResNet-101; use batch 2-4, "
-                "--fp16 and a smaller --image_size, or ResNet-50."
+                f"GPU with {cuda_memory_gib:.0f} GiB: below the 10 GB recommended at least for ResNet-101; use batch "
+                "2-4, --fp16 and a smaller --image_size, or ResNet-50."
             )
-        return f"GPU with {cuda_memory_gib:.0f} GiB: the page recommends a batch size of {batch[0]}-{batch[1]}."
+        return f"GPU with {cuda_memory_gib:.0f} GiB: the recommended batch size is {batch[0]}-{batch[1]}."
     if not full_size_model:
         return "No GPU: training on the CPU."
     epoch = approximate_duration(cpu_epoch_estimate_s(num_train, image_size, bf16, cores))
     return (
-        f"No GPU: CPU training of the full ResNet-101 is very slow (the page: not recommended). Estimated "
+        f"No GPU: CPU training of the full ResNet-101 is very slow (not recommended). Estimated "
         f"{epoch} per epoch of {num_train:,} images at {image_size}x{image_size} on {cores} cores."
     )
 

@@ -153,7 +153,7 @@ def best_model_metric(explicit: Mapping[str, str], ratio: float) -> str | None:
 def check_settings(
     training_args: FinetuneTrainingArguments, num_train: int, num_validation: int, warn: Callable[[str], None]
 ) -> None:
-    """Stops on values that cannot work with this data; warns about values outside the page's ranges."""
+    """Stops on values that cannot work with this data; warns about values outside the recommended ranges."""
     per_step = training_args.per_device_train_batch_size * training_args.world_size
     if per_step > num_train:
         raise UsageError(

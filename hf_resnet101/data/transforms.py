@@ -198,7 +198,7 @@ def prepare_train_split(split):
 def preprocess_for_evaluation(split, processor, data_config: DataConfig):
     """Runs the image processor over the validation images once, into float32 arrays cached by `datasets`.
 
-    Evaluation preprocessing is deterministic, so with evaluation every step (the page's default) decoding and
+    Evaluation preprocessing is deterministic, so with evaluation every step (the product page's default) decoding and
     resizing every validation image at every evaluation would be wasted: evaluations read the ready tensors.
     The values are exactly the processor's, so evaluation still equals what `pipeline` computes.
     """

@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..config.presets import tier_for
+from ..config.presets import OVERFITTING_ADVICE, tier_for
 from ..errors import UsageError
 from ..evaluation.confusion import plot_confusion_matrix
 from ..evaluation.plots import TRAINING_CURVES_FILE, save_training_curves
 from ..modeling import is_hub_id
-from ..train.monitors import OVERFITTING_ADVICE
 
 TEMPLATE_NAME = "model_card_template.md"
 CARD_INPUTS_FILE = "card_inputs.json"
@@ -176,8 +175,8 @@ def training_gap(inputs: CardInputs) -> float | None:
 
 
 def overfitting_note(inputs: CardInputs) -> str | None:
-    """The product page's overfitting advice, when training accuracy is well above validation accuracy or the
-    overfitting monitor saw the validation loss stay well above the training loss."""
+    """The product page's overfitting advice (docs/product-page.md#overfitting), when training accuracy is well
+    above validation accuracy or the overfitting monitor saw the validation loss stay well above the training loss."""
     signs = []
     gap = training_gap(inputs)
     if gap is not None and gap >= OVERFITTING_GAP:

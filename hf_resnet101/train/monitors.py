@@ -10,18 +10,10 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.utils import logging
 
+from ..config.presets import DIVERGENCE_REMEDIES, OVERFITTING_ADVICE
 from ..errors import UsageError
 
 logger = logging.get_logger(__name__)
-
-DIVERGENCE_REMEDIES = (
-    "lower --learning_rate (the page: 1e-5 to 1e-4), add --warmup_ratio 0.05, use --bf16 instead of --fp16, "
-    "check the data for corrupt labels or images, or lower --max_grad_norm"
-)
-OVERFITTING_ADVICE = (
-    "the page's remedies: fewer epochs, a lower learning rate (down to 1e-5), stronger --augmentation, more "
-    "data, or microsoft/resnet-50 for small datasets"
-)
 
 
 class TrainingDiverged(UsageError):
@@ -77,7 +69,7 @@ class OverfittingMonitor(TrainerCallback):
             logger.warning(
                 f"Overfitting: at step {state.global_step} the validation loss ({eval_loss:.3f}) has stayed above "
                 f"{self.ratio}x the training loss ({train_loss:.3f}) for {self.patience} evaluations; "
-                f"{OVERFITTING_ADVICE}."
+                f"try {OVERFITTING_ADVICE}."
             )
 
     def save(self, output_dir: Path) -> None:

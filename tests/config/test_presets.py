@@ -1,4 +1,4 @@
-"""Presets, the page's ranges and advice, class weighting and frozen backbones."""
+"""Presets, the product page's ranges and advice, class weighting and frozen backbones."""
 
 from __future__ import annotations
 
