@@ -14,6 +14,7 @@ from transformers.image_utils import load_image
 
 from .errors import UsageError
 from .modeling import load_image_processor, local_files_only_for
+from .outputs import MODEL_CONFIG
 
 # Images are decoded a chunk at a time, so memory stays bounded however many files are given.
 CHUNK_BATCHES = 8
@@ -50,7 +51,7 @@ def check_model_source(name_or_path: str) -> None:
     """Raises a clear error for a model folder that does not exist or is not a trained model."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not (path / MODEL_CONFIG).is_file():
             raise UsageError(
                 f"{name_or_path} has no config.json: give the output folder of a training run "
                 "(with config.json and model.safetensors) or a Hub model id."

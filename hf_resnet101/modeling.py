@@ -25,6 +25,7 @@ from transformers import (
 from transformers.utils import logging
 
 from .errors import UsageError
+from .outputs import MODEL_CARD, MODEL_CONFIG
 
 logger = logging.get_logger(__name__)
 
@@ -81,7 +82,7 @@ def recorded_base_model(folder: str | Path) -> str | None:
     """The Hub id a local checkpoint came from, as it records it: `_name_or_path` in config.json (transformers 4
     wrote it) or `base_model` in its model card. None when neither names a Hub id."""
     folder = Path(folder)
-    config = folder / "config.json"
+    config = folder / MODEL_CONFIG
     if config.is_file():
         try:
             name = json.loads(config.read_text()).get("_name_or_path")
@@ -89,7 +90,7 @@ def recorded_base_model(folder: str | Path) -> str | None:
             name = None
         if is_hub_id(name):
             return name
-    card = folder / "README.md"
+    card = folder / MODEL_CARD
     if card.is_file():
         try:
             base = ModelCard.load(card).data.to_dict().get("base_model")

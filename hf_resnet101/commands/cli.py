@@ -100,12 +100,11 @@ def run_hub_command(args: argparse.Namespace) -> None:
     from ..publish.hub import push_output_dir
 
     if args.command == "card":
-        from ..evaluation.plots import TRAINING_CURVES_FILE
-        from ..publish.card import CONFUSION_MATRIX_FILE
+        from ..outputs import CONFUSION_MATRIX, MODEL_CARD, TRAINING_CURVES
         from ..train.output_folder import record_rewritten
 
         print(f"Wrote {write_model_card(args.output_dir, repo_id=args.hub_model_id)}")
-        record_rewritten(pathlib.Path(args.output_dir), ["README.md", CONFUSION_MATRIX_FILE, TRAINING_CURVES_FILE])
+        record_rewritten(pathlib.Path(args.output_dir), [MODEL_CARD, CONFUSION_MATRIX, TRAINING_CURVES])
     else:
         url = push_output_dir(
             args.output_dir,

@@ -22,13 +22,9 @@ from ..errors import UsageError
 from ..evaluation.confusion import plot_confusion_matrix
 from ..evaluation.metrics import build_compute_metrics, per_class_report
 from ..inference import classify
+from ..outputs import CONFUSION_MATRIX, EVALUATION_METRICS, EVALUATION_MISTAKES, EVALUATION_PER_CLASS
 
 logger = logging.get_logger(__name__)
-
-METRICS_FILE = "metrics.json"
-PER_CLASS_FILE = "per_class.csv"
-MISTAKES_FILE = "mistakes.csv"
-CONFUSION_FILE = "confusion_matrix.png"
 
 
 @dataclass
@@ -191,8 +187,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def per_class_rows(scores: dict, label_names: Sequence[str]) -> list[dict]:
-    """Precision, recall, F1 and support for every class of the model, from `metrics.per_class_report`."""
+def per_class_csv_rows(scores: dict, label_names: Sequence[str]) -> list[dict]:
+    """The rows of `per_class.csv`: precision, recall, F1 and support for every class of the model, from
+    `metrics.per_class_report`."""
     return [
         {"class": name, "precision": p, "recall": r, "f1": f, "support": int(s)}
         for name, p, r, f, s in zip(
@@ -235,7 +232,9 @@ def evaluate_model(
     if not positions:
         raise UsageError(f"None of the {len(data.names)} images of {data.description} could be read.")
     if unreadable:
-        logger.warning(f"{len(unreadable)} unreadable images left out of the evaluation (listed in {METRICS_FILE}).")
+        logger.warning(
+            f"{len(unreadable)} unreadable images left out of the evaluation (listed in {EVALUATION_METRICS})."
+        )
     references = np.asarray([data.labels[i] for i in positions])
     names = [data.names[i] for i in positions]
     compute_metrics = build_compute_metrics(len(label_names))
@@ -243,7 +242,7 @@ def evaluate_model(
     report = per_class_report(logits, references, len(label_names))
     return Evaluation(
         metrics=metrics,
-        per_class=per_class_rows(report, label_names),
+        per_class=per_class_csv_rows(report, label_names),
         mistakes=most_confident_mistakes(softmax(logits), references, names, label_names),
         confusion=np.asarray(report["confusion_matrix"]),
         label_names=label_names,
@@ -273,18 +272,20 @@ def write_evaluation(evaluation: Evaluation, output_dir: str | Path, model: str,
         "excluded_classes": evaluation.excluded_classes,
         "unreadable": evaluation.unreadable,
     }
-    metrics_path = output_dir / METRICS_FILE
+    metrics_path = output_dir / EVALUATION_METRICS
     metrics_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     files = {
         "metrics": metrics_path,
         "per_class": write_csv(
-            output_dir / PER_CLASS_FILE, evaluation.per_class, ["class", "precision", "recall", "f1", "support"]
+            output_dir / EVALUATION_PER_CLASS, evaluation.per_class, ["class", "precision", "recall", "f1", "support"]
         ),
-        "mistakes": write_csv(output_dir / MISTAKES_FILE, evaluation.mistakes, ["path", "true", "predicted", "score"]),
+        "mistakes": write_csv(
+            output_dir / EVALUATION_MISTAKES, evaluation.mistakes, ["path", "true", "predicted", "score"]
+        ),
         "confusion_matrix": plot_confusion_matrix(
             evaluation.confusion,
             evaluation.label_names,
-            output_dir / CONFUSION_FILE,
+            output_dir / CONFUSION_MATRIX,
             title=f"{Path(model).name} on {data} ({evaluation.num_images} images)",
         ),
     }

@@ -21,10 +21,8 @@ from PIL import Image
 from ..data.transforms import resolve_data_config
 from ..errors import UsageError
 from ..inference import IMAGE_ERRORS, describe_error, load_model_and_processor, read_image
+from ..outputs import EXPORT_CHECK, ONNX_LABELS, ONNX_MODEL, SPLITS
 
-ONNX_FILE = "model.onnx"
-LABELS_FILE = "labels.json"
-CHECK_FILE = "export_check.json"
 FORMATS = ("onnx",)
 OPSET = 17
 # fp32 on both sides; the kernels differ in summation order, so logits agree to about 1e-5 in practice.
@@ -108,7 +106,7 @@ def validation_images_of(model_dir: Path, count: int) -> list[Path]:
     """Up to `count` validation images listed in a training run's splits.csv, spread over the list."""
     from ..data.folders import split_image_path  # `datasets` is only needed here
 
-    splits = model_dir / "splits.csv"
+    splits = model_dir / SPLITS
     if not splits.is_file():
         return []
     with splits.open(newline="", encoding="utf-8") as f:
@@ -138,7 +136,7 @@ def check_images_for(model: str, given: Sequence[str | Path] | None, count: int 
         return [read_check_image(p) for p in given], f"{len(given)} given images"
     found = validation_images_of(Path(model), count) if Path(model).is_dir() else []
     if found:
-        return [read_image(str(p)) for p in found], f"validation images from {Path(model) / 'splits.csv'}"
+        return [read_image(str(p)) for p in found], f"validation images from {Path(model) / SPLITS}"
     return synthetic_images(count), "random-pixel images (no splits.csv with validation images; give --check_images)"
 
 
@@ -163,7 +161,7 @@ def write_sidecar_files(model, processor, out_dir: Path) -> None:
     model.config.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    (out_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out_dir / ONNX_LABELS).write_text(json.dumps(labels, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def export_model(
@@ -191,11 +189,11 @@ def export_model(
     images, image_source = check_images_for(model_name_or_path, check_images)
     pixel_values = processor(images, return_tensors="pt")["pixel_values"].float()
     data_config = resolve_data_config(processor)
-    onnx_path = export_to_onnx(model, out_dir / ONNX_FILE, data_config.height, data_config.width, opset)
+    onnx_path = export_to_onnx(model, out_dir / ONNX_MODEL, data_config.height, data_config.width, opset)
     write_sidecar_files(model, processor, out_dir)
     max_diff, agreement, close = compare_outputs(model, onnx_session(onnx_path), pixel_values, atol, rtol)
     check = ExportCheck(len(images), image_source, max_diff, atol, rtol, agreement, close)
-    (out_dir / CHECK_FILE).write_text(json.dumps(asdict(check), indent=2) + "\n", encoding="utf-8")
+    (out_dir / EXPORT_CHECK).write_text(json.dumps(asdict(check), indent=2) + "\n", encoding="utf-8")
     if not close:
         failed = onnx_path.rename(onnx_path.with_suffix(".onnx.failed"))
         raise ExportCheckError(

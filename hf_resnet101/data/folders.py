@@ -18,6 +18,7 @@ from datasets import Image as ImageFeature
 from transformers.utils import logging
 
 from ..errors import UsageError
+from ..outputs import DATA_ROOTS, SPLITS
 from .report import DataReport, Duplicates, LabelledFile, build_report, find_duplicates
 from .scan import scan_files
 
@@ -28,8 +29,6 @@ IMAGE_EXTENSIONS = frozenset(
     | {".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".pcx", ".sgi", ".psd", ".icns"}
 )
 VALIDATION_SPLIT_NAMES = ("validation", "valid", "val")
-# Local only: a dot-file, so never pushed (hub.IGNORED_PATTERNS); holds the absolute data folder of a run.
-DATA_ROOT_FILE = ".data_root"
 
 
 @dataclass
@@ -434,12 +433,12 @@ def relative_image_path(image_path: str | None, roots: list[Path]) -> str:
 def write_split_files(dataset: DatasetDict, output_dir: str | os.PathLike, roots: list[Path] | None = None) -> Path:
     """Writes `splits.csv` (split, label, path) so the split can be audited and reproduced.
 
-    Paths are relative to `roots` (see `data_roots`), which are kept in `DATA_ROOT_FILE`, a local file that is
+    Paths are relative to `roots` (see `data_roots`), which are kept in `DATA_ROOTS`, a local file that is
     never pushed, so local tools (`export`) can still find the images.
     """
     roots = roots or []
     output_dir = Path(output_dir)
-    path = output_dir / "splits.csv"
+    path = output_dir / SPLITS
     path.parent.mkdir(parents=True, exist_ok=True)
     names = dataset["train"].features["label"].names
     with path.open("w", newline="") as f:
@@ -449,13 +448,13 @@ def write_split_files(dataset: DatasetDict, output_dir: str | os.PathLike, roots
             for label, image_path in zip(split["label"], image_paths(split), strict=True):
                 writer.writerow([split_name, names[label], relative_image_path(image_path, roots)])
     if roots:
-        (output_dir / DATA_ROOT_FILE).write_text(json.dumps([str(root) for root in roots]))
+        (output_dir / DATA_ROOTS).write_text(json.dumps([str(root) for root in roots]))
     return path
 
 
 def split_image_path(output_dir: str | os.PathLike, relative: str) -> Path:
     """The local file a `splits.csv` path names: under the first data root the run recorded that holds it."""
-    root_file = Path(output_dir) / DATA_ROOT_FILE
+    root_file = Path(output_dir) / DATA_ROOTS
     roots = [Path(root) for root in json.loads(root_file.read_text())] if root_file.is_file() else []
     candidates = [root / relative for root in roots] or [Path(output_dir) / relative]
     return next((path for path in candidates if path.is_file()), candidates[0])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..outputs import DATA_REPORT
 from .scan import FileRecord
 
 MAX_LISTED = 20
@@ -91,7 +92,7 @@ class DataReport:
         """Writes `data_report.json`, with file paths relative to the data `roots` when given (see
         `folders.data_roots`): the file is published with the model, and absolute paths would show the user's
         directory names."""
-        path = Path(output_dir) / "data_report.json"
+        path = Path(output_dir) / DATA_REPORT
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(paths_relative_to(self.to_dict(), roots or []), indent=2, ensure_ascii=False))
         return path

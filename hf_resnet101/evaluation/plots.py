@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TRAINING_CURVES_FILE = "training_curves.png"
-
 
 def training_curves(log_history: list[dict]) -> dict[str, list[tuple[float, float]]]:
     """(step, value) series from `trainer.state.log_history`: training loss, validation loss and accuracy."""

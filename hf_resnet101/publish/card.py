@@ -17,12 +17,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..config.presets import OVERFITTING_ADVICE, tier_for
 from ..errors import UsageError
 from ..evaluation.confusion import plot_confusion_matrix
-from ..evaluation.plots import TRAINING_CURVES_FILE, save_training_curves
+from ..evaluation.plots import save_training_curves
 from ..modeling import is_hub_id
+from ..outputs import CARD_INPUTS, CONFUSION_MATRIX, MODEL_CARD, TRAINER_STATE, TRAINING_CURVES
 
 TEMPLATE_NAME = "model_card_template.md"
-CARD_INPUTS_FILE = "card_inputs.json"
-CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 CARD_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "top_5_accuracy")
 FRAMEWORKS = ("transformers", "torch", "datasets", "accelerate", "evaluate", "timm", "huggingface-hub")
 TRAINING_HYPERPARAMETERS = (
@@ -107,7 +106,7 @@ class CardInputs:
         return sum(sum(counts.values()) for counts in self.images_per_class.values())
 
     def save(self, output_dir: str | Path) -> Path:
-        path = Path(output_dir) / CARD_INPUTS_FILE
+        path = Path(output_dir) / CARD_INPUTS
         path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
         return path
 
@@ -118,7 +117,7 @@ class CardInputs:
         Raises:
             UsageError: when the folder holds no `card_inputs.json` (not the output of a finished run).
         """
-        path = Path(output_dir) / CARD_INPUTS_FILE
+        path = Path(output_dir) / CARD_INPUTS
         if not path.is_file():
             raise UsageError(
                 f"{path} does not exist: give the output folder of a run that finished training "
@@ -203,8 +202,9 @@ def table_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def per_class_rows(inputs: CardInputs) -> list[dict[str, object]]:
-    """One row per class: precision, recall, F1 and support on the validation split."""
+def card_per_class_rows(inputs: CardInputs) -> list[dict[str, object]]:
+    """The card's per-class table: one row per class (its name escaped for Markdown), precision, recall, F1 and
+    support on the validation split."""
     if not inputs.per_class:
         return []
     columns = ("precision", "recall", "f1", "support")
@@ -216,7 +216,7 @@ def per_class_rows(inputs: CardInputs) -> list[dict[str, object]]:
 
 def load_log_history(output_dir: str | Path) -> list[dict]:
     """The Trainer's log (losses and evaluations per step) from `trainer_state.json`; empty when absent."""
-    path = Path(output_dir) / "trainer_state.json"
+    path = Path(output_dir) / TRAINER_STATE
     return json.loads(path.read_text()).get("log_history", []) if path.is_file() else []
 
 
@@ -228,15 +228,13 @@ def save_card_figures(inputs: CardInputs, output_dir: str | Path) -> dict[str, s
         plot_confusion_matrix(
             np.asarray(inputs.confusion_matrix),
             inputs.label_names,
-            output_dir / CONFUSION_MATRIX_FILE,
+            output_dir / CONFUSION_MATRIX,
             title="Confusion matrix (validation)",
         )
-        figures["confusion_matrix"] = CONFUSION_MATRIX_FILE
-    curves = save_training_curves(
-        load_log_history(output_dir), output_dir / TRAINING_CURVES_FILE, inputs.train_accuracy
-    )
+        figures["confusion_matrix"] = CONFUSION_MATRIX
+    curves = save_training_curves(load_log_history(output_dir), output_dir / TRAINING_CURVES, inputs.train_accuracy)
     if curves is not None:
-        figures["training_curves"] = TRAINING_CURVES_FILE
+        figures["training_curves"] = TRAINING_CURVES
     return figures
 
 
@@ -305,7 +303,7 @@ def render_model_card(
         tier=tier,
         unusable_files=inputs.unusable_files,
         empty_classes=inputs.empty_classes,
-        per_class_rows=per_class_rows(inputs),
+        per_class_rows=card_per_class_rows(inputs),
         figures=figures or {},
         train_accuracy=inputs.train_accuracy,
         train_accuracy_images=inputs.train_accuracy_images,
@@ -327,7 +325,7 @@ def write_model_card(output_dir: str | Path, inputs: CardInputs | None = None, r
     output_dir = Path(output_dir)
     inputs = inputs or CardInputs.load(output_dir)
     card = render_model_card(inputs, save_card_figures(inputs, output_dir), repo_id=repo_id)
-    path = output_dir / "README.md"
+    path = output_dir / MODEL_CARD
     card.save(path)
     return path
 
@@ -338,11 +336,11 @@ def card_text_for_repo(output_dir: str | Path, repo_id: str) -> str | None:
     The figures already in the folder are shown; nothing in the folder is written.
     """
     output_dir = Path(output_dir)
-    if not (output_dir / CARD_INPUTS_FILE).is_file():
+    if not (output_dir / CARD_INPUTS).is_file():
         return None
     inputs = CardInputs.load(output_dir)
     if inputs.repo_id == repo_id:
         return None
-    kinds = {"confusion_matrix": CONFUSION_MATRIX_FILE, "training_curves": TRAINING_CURVES_FILE}
+    kinds = {"confusion_matrix": CONFUSION_MATRIX, "training_curves": TRAINING_CURVES}
     figures = {kind: name for kind, name in kinds.items() if (output_dir / name).is_file()}
     return str(render_model_card(inputs, figures, repo_id=repo_id))

@@ -13,6 +13,7 @@ from huggingface_hub.utils import validate_repo_id
 from transformers.utils import logging
 
 from ..errors import PushError, UsageError
+from ..outputs import CHECKPOINT_NAME, LOCAL_ONLY, MODEL_CARD, MODEL_CONFIG, checkpoint_folders
 
 logger = logging.get_logger(__name__)
 
@@ -22,9 +23,7 @@ HUB_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")
 # manifest of file sizes and times; the lock is a dot file).
 # run_manifest.json and run_identity.json are for resuming on this machine: they name local paths (the model
 # folder, the data), which are never published.
-IGNORED_NAMES = frozenset({"training_args.bin", "run_manifest.json", "run_identity.json"})
 IGNORED_PATTERNS = ("runs/*", ".*", "*/.*")
-CHECKPOINT_PATTERN = "checkpoint-*"
 LAST_CHECKPOINT_DIR = "last-checkpoint"
 # Waits before each new attempt (seconds): five attempts in all, about 1.5 minutes, to ride out a Hub hiccup.
 RETRY_WAITS_S = (2.0, 8.0, 20.0, 60.0)
@@ -157,12 +156,6 @@ def _matches(path: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(path, pattern) for pattern in patterns)
 
 
-def checkpoint_dirs(output_dir: Path) -> list[Path]:
-    """The Trainer's `checkpoint-STEP` folders, oldest first."""
-    found = [p for p in output_dir.glob(CHECKPOINT_PATTERN) if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
-
-
 def files_to_push(output_dir: str | Path, hub_strategy: str = "end") -> list[tuple[Path, str]]:
     """The (local file, path in the repo) pairs a push uploads.
 
@@ -176,7 +169,7 @@ def files_to_push(output_dir: str | Path, hub_strategy: str = "end") -> list[tup
     if hub_strategy not in HUB_STRATEGIES:
         raise UsageError(f"--hub_strategy must be one of {', '.join(HUB_STRATEGIES)}, got {hub_strategy!r}.")
     output_dir = Path(output_dir)
-    checkpoints = checkpoint_dirs(output_dir)
+    checkpoints = checkpoint_folders(output_dir)
     pushed_checkpoints = {
         "checkpoint": {c: LAST_CHECKPOINT_DIR for c in checkpoints[-1:]},
         "all_checkpoints": {c: c.name for c in checkpoints},
@@ -184,10 +177,10 @@ def files_to_push(output_dir: str | Path, hub_strategy: str = "end") -> list[tup
     pairs = []
     for path in sorted(p for p in output_dir.rglob("*") if p.is_file()):
         relative = path.relative_to(output_dir).as_posix()
-        if path.name in IGNORED_NAMES or _matches(relative, IGNORED_PATTERNS):
+        if path.name in LOCAL_ONLY or _matches(relative, IGNORED_PATTERNS):
             continue
         top = output_dir / relative.split("/")[0]
-        if fnmatch.fnmatch(top.name, CHECKPOINT_PATTERN) and top.is_dir():
+        if CHECKPOINT_NAME.match(top.name) and top.is_dir():
             if top not in pushed_checkpoints:
                 continue
             relative = f"{pushed_checkpoints[top]}/{path.relative_to(top).as_posix()}"
@@ -213,10 +206,10 @@ def _push_once(
     operations = [
         CommitOperationAdd(path_in_repo=in_repo, path_or_fileobj=str(local))
         for local, in_repo in files_to_push(output_dir, hub_strategy)
-        if not (card_text is not None and in_repo == "README.md")
+        if not (card_text is not None and in_repo == MODEL_CARD)
     ]
     if card_text is not None:
-        operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card_text.encode()))
+        operations.append(CommitOperationAdd(path_in_repo=MODEL_CARD, path_or_fileobj=card_text.encode()))
     commit = api.create_commit(repo_id, operations=operations, commit_message=COMMIT_MESSAGE, repo_type="model")
     return commit.commit_url
 
@@ -242,7 +235,7 @@ def push_output_dir(
             message holds the command that pushes the folder again.
     """
     output_dir = Path(output_dir)
-    if not (output_dir / "config.json").is_file():
+    if not (output_dir / MODEL_CONFIG).is_file():
         raise UsageError(f"{output_dir} holds no config.json: give the output folder of a finished training run.")
     token = check_push_settings(repo_id, token)
     files_to_push(output_dir, hub_strategy)  # fails early on an unknown strategy

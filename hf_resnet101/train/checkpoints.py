@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -14,14 +13,12 @@ from transformers import TrainerCallback
 from transformers.utils import logging
 
 from ..errors import UsageError
+from ..outputs import CHECKPOINT_COMPLETE, TRAINER_STATE, checkpoint_folder, checkpoint_folders
 from .output_folder import RunManifest, foreign_files, is_finished
 from .run_identity import differences, mismatch_error, read_identity, write_identity
 from .storage import write_failure_reason
 
 logger = logging.get_logger(__name__)
-
-COMPLETE_MARKER = "checkpoint_complete.json"
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
 class CheckpointCompletionCallback(TrainerCallback):
@@ -29,7 +26,7 @@ class CheckpointCompletionCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
+            mark_complete(checkpoint_folder(args.output_dir, state.global_step), state.global_step)
 
 
 class RunRecordCallback(TrainerCallback):
@@ -42,7 +39,7 @@ class RunRecordCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            checkpoint = checkpoint_folder(args.output_dir, state.global_step)
             if checkpoint.is_dir():
                 write_identity(checkpoint, self.identity)
             if self.manifest is not None:
@@ -69,28 +66,18 @@ class TimedCheckpointCallback(TrainerCallback):
 def mark_complete(checkpoint: Path, step: int) -> None:
     if not checkpoint.is_dir():
         return
-    tmp = checkpoint / f".{COMPLETE_MARKER}.tmp"
+    tmp = checkpoint / f".{CHECKPOINT_COMPLETE}.tmp"
     tmp.write_text(json.dumps({"step": step, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
-    os.replace(tmp, checkpoint / COMPLETE_MARKER)  # atomic: the marker exists whole or not at all
+    os.replace(tmp, checkpoint / CHECKPOINT_COMPLETE)  # atomic: the marker exists whole or not at all
 
 
 def is_complete(checkpoint: Path) -> bool:
-    return (checkpoint / COMPLETE_MARKER).is_file()
-
-
-def list_checkpoints(output_dir: Path) -> list[Path]:
-    """Checkpoint folders sorted by step, oldest first."""
-    if not output_dir.is_dir():
-        return []
-    found = [
-        (int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := CHECKPOINT_PATTERN.match(p.name))
-    ]
-    return [p for _, p in sorted(found)]
+    return (checkpoint / CHECKPOINT_COMPLETE).is_file()
 
 
 def last_complete_checkpoint(output_dir: Path) -> Path | None:
     """The newest checkpoint with its completion marker; newer incomplete ones (a kill mid-save) are skipped."""
-    checkpoints = list_checkpoints(output_dir)
+    checkpoints = checkpoint_folders(output_dir)
     for checkpoint in reversed(checkpoints):
         if is_complete(checkpoint):
             return checkpoint
@@ -159,14 +146,14 @@ def resolve_resume(
         options: the run's trajectory-changing options (`run_identity.options_identity`).
     """
     if overwrite:
-        for checkpoint in list_checkpoints(output_dir):
+        for checkpoint in checkpoint_folders(output_dir):
             shutil.rmtree(checkpoint)
         return None
     if resume_from_checkpoint:
         path = Path(resume_from_checkpoint)
         if not path.is_dir():
             raise UsageError(f"--resume_from_checkpoint {path} does not exist.")
-        if not is_complete(path) and not (path / "trainer_state.json").is_file():
+        if not is_complete(path) and not (path / TRAINER_STATE).is_file():
             raise UsageError(f"--resume_from_checkpoint {path} is incomplete: pick an earlier checkpoint.")
         if options is not None:
             check_same_run(path.parent, path, options, keys=list(options))

@@ -11,6 +11,7 @@ from transformers.utils import logging
 
 from ..config.resolve import RunOptions
 from ..data.folders import data_roots, write_split_files
+from ..outputs import PIPELINE_CHECK
 from ..publish.card import write_model_card
 from ..publish.hub import push_output_dir
 from .card_inputs import build_card_inputs
@@ -112,7 +113,7 @@ def finish_run(
         pipeline_predictions = check_with_pipeline(
             output_dir, dataset["validation"], check_indices, evaluated, label_names, options.model.trust_remote_code
         )
-        (output_dir / "pipeline_check.json").write_text(json.dumps(pipeline_predictions, indent=2, ensure_ascii=False))
+        (output_dir / PIPELINE_CHECK).write_text(json.dumps(pipeline_predictions, indent=2, ensure_ascii=False))
         manifest.record(finished=True)
         clock.mark("pipeline check")
     push = options.push

@@ -12,6 +12,7 @@ from transformers.utils import logging
 
 from ..config.presets import DIVERGENCE_REMEDIES, OVERFITTING_ADVICE
 from ..errors import UsageError
+from ..outputs import MONITORS
 
 logger = logging.get_logger(__name__)
 
@@ -73,7 +74,7 @@ class OverfittingMonitor(TrainerCallback):
             )
 
     def save(self, output_dir: Path) -> None:
-        (output_dir / "monitors.json").write_text(json.dumps({"overfitting": self.events}, indent=2))
+        (output_dir / MONITORS).write_text(json.dumps({"overfitting": self.events}, indent=2))
 
 
 class GracefulInterrupt(TrainerCallback):

@@ -16,11 +16,10 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from ..errors import UsageError
+from ..outputs import LOCK, MODEL_WEIGHTS, RUN_MANIFEST
 
-LOCK_FILE = ".hf_resnet101.lock"
-MANIFEST_FILE = "run_manifest.json"
 # Names a run uses only for a moment (the write probe of `check_writable`); never counted either way.
-TRANSIENT_PREFIXES = (".write-probe-", f".{MANIFEST_FILE}.tmp")
+TRANSIENT_PREFIXES = (".write-probe-", f".{RUN_MANIFEST}.tmp")
 # A killed run's files written after its last manifest update count as its own if no older than its start, less
 # this margin for file systems with coarse timestamps.
 CLOCK_MARGIN_NS = 2_000_000_000
@@ -50,7 +49,7 @@ def locked_output_folder(output_dir: Path, enabled: bool = True):
     if not enabled:
         yield
         return
-    path = output_dir / LOCK_FILE
+    path = output_dir / LOCK
     lock = FileLock(path, timeout=0, preserve_lock_file=True, on_acquired=_write_holder)
     try:
         lock.acquire()
@@ -65,7 +64,7 @@ def locked_output_folder(output_dir: Path, enabled: bool = True):
         yield
     finally:
         with contextlib.suppress(OSError):
-            if [p.name for p in output_dir.iterdir()] == [LOCK_FILE]:
+            if [p.name for p in output_dir.iterdir()] == [LOCK]:
                 # A run that wrote nothing (stopped by a check) leaves nothing. filelock tolerates the unlink: a
                 # peer that opened the old file notices it is gone and takes the new one.
                 path.unlink()
@@ -75,7 +74,7 @@ def locked_output_folder(output_dir: Path, enabled: bool = True):
 
 
 def is_bookkeeping(name: str) -> bool:
-    return name in (LOCK_FILE, MANIFEST_FILE) or name.startswith(TRANSIENT_PREFIXES)
+    return name in (LOCK, RUN_MANIFEST) or name.startswith(TRANSIENT_PREFIXES)
 
 
 def stamp(path: Path) -> list[int] | str:
@@ -93,7 +92,7 @@ def entries(output_dir: Path) -> dict[str, list[int] | str]:
 
 
 def read_manifest(output_dir: Path) -> dict | None:
-    path = output_dir / MANIFEST_FILE
+    path = output_dir / RUN_MANIFEST
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -126,7 +125,7 @@ def foreign_files(output_dir: Path) -> list[str]:
 
 def is_finished(output_dir: Path) -> bool:
     manifest = read_manifest(output_dir)
-    return bool(manifest and manifest.get("finished")) and (output_dir / "model.safetensors").is_file()
+    return bool(manifest and manifest.get("finished")) and (output_dir / MODEL_WEIGHTS).is_file()
 
 
 def record_rewritten(output_dir: Path, names: list[str]) -> None:
@@ -141,8 +140,8 @@ def record_rewritten(output_dir: Path, names: list[str]) -> None:
 
 def write_manifest(output_dir: Path, manifest: dict) -> Path:
     """Written whole or not at all (a kill mid-write leaves the old file)."""
-    path = output_dir / MANIFEST_FILE
-    tmp = output_dir / f".{MANIFEST_FILE}.tmp"
+    path = output_dir / RUN_MANIFEST
+    tmp = output_dir / f".{RUN_MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
     os.replace(tmp, path)
     return path

@@ -10,6 +10,7 @@ from transformers import pipeline
 from transformers.utils import logging
 
 from ..errors import UsageError
+from ..outputs import MODEL_CONFIG
 
 logger = logging.get_logger(__name__)
 
@@ -49,7 +50,7 @@ def check_with_pipeline(
     if unknown:
         raise UsageError(
             f"The saved model returns labels {unknown} that are not the class names {label_names}: its id2label "
-            f"mapping is broken. Check {output_dir / 'config.json'}."
+            f"mapping is broken. Check {output_dir / MODEL_CONFIG}."
         )
     results = [
         {"true": label_names[label], "pipeline": result[0]["label"], "score": round(result[0]["score"], 4)}

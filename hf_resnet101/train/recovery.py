@@ -14,7 +14,8 @@ from transformers.utils import logging
 
 from ..config.options import FinetuneTrainingArguments
 from ..errors import UsageError
-from .checkpoints import is_complete, last_complete_checkpoint, list_checkpoints
+from ..outputs import checkpoint_folders
+from .checkpoints import is_complete, last_complete_checkpoint
 from .memory import BatchPlan, is_out_of_memory, multi_process_advice, out_of_memory_advice, release_device_memory
 from .monitors import GracefulInterrupt, TrainingInterrupted
 from .output_folder import is_bookkeeping
@@ -116,7 +117,7 @@ def check_checkpoint_readable(checkpoint: Path) -> None:
     damaged = damaged_checkpoint_files(checkpoint)
     if not damaged:
         return
-    others = [p for p in list_checkpoints(checkpoint.parent) if p != checkpoint and is_complete(p)]
+    others = [p for p in checkpoint_folders(checkpoint.parent) if p != checkpoint and is_complete(p)]
     instead = (
         f"Resume from an earlier one with --resume_from_checkpoint {others[-1]}"
         if others

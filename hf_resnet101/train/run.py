@@ -30,6 +30,7 @@ from ..modeling import (
     local_files_only_for,
     unfreeze_batch_norm,
 )
+from ..outputs import EVAL_RESULTS
 from ..publish.hub import check_push_settings, check_write_access
 from .checkpoints import (
     RunRecordCallback,
@@ -117,7 +118,7 @@ def with_run_record(trainer: Trainer, identity: dict, manifest: RunManifest | No
 
 def finished_result(output_dir: Path, label_names: list[str]) -> FinetuneResult:
     """What a rerun of a finished run reports, having changed nothing."""
-    results = output_dir / "eval_results.json"
+    results = output_dir / EVAL_RESULTS
     metrics = json.loads(results.read_text()) if results.is_file() else {}
     logger.warning(
         f'This run already finished: the model is in {output_dir} (load it with pipeline("image-classification", '

@@ -12,8 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import UsageError
-
-IDENTITY_FILE = "run_identity.json"
+from ..outputs import RUN_IDENTITY
 
 # Options that change the weights a run produces (or which ones it keeps); logging, saving and the output folder
 # do not. Values are taken as given, before presets: the presets follow from the options and the data.
@@ -101,7 +100,7 @@ def differences(recorded: dict, current: dict, keys=None) -> list[str]:
 
 
 def read_identity(folder: str | os.PathLike) -> dict | None:
-    path = Path(folder) / IDENTITY_FILE
+    path = Path(folder) / RUN_IDENTITY
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, NotADirectoryError):
@@ -112,8 +111,8 @@ def read_identity(folder: str | os.PathLike) -> dict | None:
 
 def write_identity(folder: str | os.PathLike, identity: dict) -> Path:
     """Written whole or not at all (a kill mid-write leaves the old file)."""
-    path = Path(folder) / IDENTITY_FILE
-    tmp = path.with_name(f".{IDENTITY_FILE}.tmp")
+    path = Path(folder) / RUN_IDENTITY
+    tmp = path.with_name(f".{RUN_IDENTITY}.tmp")
     tmp.write_text(json.dumps(identity, indent=2, ensure_ascii=False))
     os.replace(tmp, path)
     return path

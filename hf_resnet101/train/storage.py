@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import UsageError
+from ..outputs import checkpoint_folders
 
 # errno values that mean "this write cannot succeed until the user changes something".
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
@@ -49,7 +50,7 @@ def write_failure_reason(error: BaseException) -> str | None:
 def remove_incomplete_checkpoints(output_dir: Path, is_complete: Callable[[Path], bool]) -> list[Path]:
     """Deletes the checkpoint folders a failed save left without their completion marker; returns them."""
     removed = []
-    for folder in sorted(Path(output_dir).glob("checkpoint-*")):
+    for folder in checkpoint_folders(output_dir):
         if folder.is_dir() and not is_complete(folder):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)

@@ -14,7 +14,7 @@ import torch
 from conftest import REPO_ROOT, save_tiny_resnet
 from safetensors.torch import load_file, save_file
 
-from hf_resnet101.train.checkpoints import COMPLETE_MARKER
+from hf_resnet101.outputs import CHECKPOINT_COMPLETE
 
 SCRIPT = str(REPO_ROOT / "tests" / "run_with_fault.py")
 RECIPE = str(REPO_ROOT / "recipes" / "finetune.py")
@@ -60,7 +60,7 @@ def test_kill_and_rerun_matches_an_uninterrupted_run(fault, uninterrupted, tmp_p
     assert killed.returncode == -9
     assert not (out / "model.safetensors").exists()
     if fault == "kill_during_save":
-        assert (out / "checkpoint-9").is_dir() and not (out / "checkpoint-9" / COMPLETE_MARKER).exists()
+        assert (out / "checkpoint-9").is_dir() and not (out / "checkpoint-9" / CHECKPOINT_COMPLETE).exists()
 
     resumed = run([sys.executable, RECIPE, *run_args(folder, model, out)])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -86,7 +86,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(uninterrupted, tmp_path):
     interrupted = run([sys.executable, SCRIPT, *run_args(folder, model, out)], FAULT="interrupt", FAULT_STEP="4")
     assert interrupted.returncode == 130, interrupted.stderr[-3000:]
     assert "checkpoint saved at step" in interrupted.stderr and "Traceback" not in interrupted.stderr
-    complete = [p for p in out.glob("checkpoint-*") if (p / COMPLETE_MARKER).exists()]
+    complete = [p for p in out.glob("checkpoint-*") if (p / CHECKPOINT_COMPLETE).exists()]
     assert complete and max(int(p.name.split("-")[1]) for p in complete) >= 4
     resumed = run([sys.executable, RECIPE, *run_args(folder, model, out)])
     assert resumed.returncode == 0 and json.loads((out / "trainer_state.json").read_text())["global_step"] == 12
@@ -141,7 +141,7 @@ def test_full_disk_leaves_no_half_written_model(finetune_main, capsys, image_fol
     err = capsys.readouterr().err
     assert "No space left on device" in err and "is intact" in err
     assert not (out / "model.safetensors").exists() and not (out / ".final-tmp").exists()
-    assert (out / "checkpoint-6" / COMPLETE_MARKER).exists()
+    assert (out / "checkpoint-6" / CHECKPOINT_COMPLETE).exists()
 
 
 def test_nan_loss_stops_with_remedies(finetune_main, capsys, image_folder, tmp_path):

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, write_class_images
 
-from hf_resnet101.train.output_folder import LOCK_FILE, MANIFEST_FILE, locked_output_folder
-from hf_resnet101.train.run_identity import IDENTITY_FILE
+from hf_resnet101.outputs import LOCK, RUN_IDENTITY, RUN_MANIFEST
+from hf_resnet101.train.output_folder import locked_output_folder
 
 RECIPE = str(REPO_ROOT / "recipes" / "finetune.py")
 
@@ -41,8 +41,8 @@ def finished(finetune_main, image_folder, tiny_resnet, tmp_path):
 
 def test_rerunning_a_finished_run_changes_nothing(finetune_main, finished, caplog):
     args, out = finished
-    assert (out / IDENTITY_FILE).is_file() and (out / "checkpoint-6" / IDENTITY_FILE).is_file()
-    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert (out / RUN_IDENTITY).is_file() and (out / "checkpoint-6" / RUN_IDENTITY).is_file()
+    manifest = json.loads((out / RUN_MANIFEST).read_text())
     assert manifest["finished"] and {"model.safetensors", "README.md", "checkpoint-6"} <= set(manifest["files"])
     before = snapshot(out)
     caplog.clear()
@@ -110,7 +110,7 @@ def test_overwrite_output_dir_starts_over(finetune_main, finished, caplog):
     caplog.clear()
     assert finetune_main([*args, "--learning_rate", "0.001", "--overwrite_output_dir"]) == 0
     assert "already finished" not in caplog.text
-    assert json.loads((out / IDENTITY_FILE).read_text())["learning_rate"] == 0.001
+    assert json.loads((out / RUN_IDENTITY).read_text())["learning_rate"] == 0.001
 
 
 def test_users_own_files_are_refused(finetune_main, image_folder, tiny_resnet, tmp_path, capsys):
@@ -146,7 +146,7 @@ def test_second_run_stops_naming_the_holder(finetune_main, image_folder, tiny_re
         err = capsys.readouterr().err
         assert f"in use by another run (pid {os.getpid()} on " in err and "Traceback" not in err
         assert snapshot(out) == before
-    assert not (out / LOCK_FILE).exists()  # the holder wrote nothing else: it leaves nothing
+    assert not (out / LOCK).exists()  # the holder wrote nothing else: it leaves nothing
     assert finetune_main(base_args(image_folder, tiny_resnet, out)) == 0
 
 
@@ -171,7 +171,7 @@ def test_lock_of_a_killed_run_does_not_block(finetune_main, image_folder, tiny_r
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    assert f"pid {holder.pid}" in (out / LOCK_FILE).read_text()  # left behind by the kill, holder info and all
+    assert f"pid {holder.pid}" in (out / LOCK).read_text()  # left behind by the kill, holder info and all
     assert finetune_main(base_args(image_folder, tiny_resnet, out)) == 0
 
 
@@ -190,10 +190,10 @@ def test_ctrl_c_releases_the_lock_and_an_untrained_run_is_replaced(
     start = time.monotonic()
     with locked_output_folder(out):
         assert time.monotonic() - start < 5
-    assert (out / IDENTITY_FILE).is_file() and not list(out.glob("checkpoint-*"))
+    assert (out / RUN_IDENTITY).is_file() and not list(out.glob("checkpoint-*"))
     # That run stopped before its first checkpoint: nothing trained to mislabel, so another command may replace it.
     assert finetune_main([*base_args(image_folder, tiny_resnet, out), "--learning_rate", "1e-3"]) == 0
-    assert json.loads((out / IDENTITY_FILE).read_text())["learning_rate"] == 1e-3
+    assert json.loads((out / RUN_IDENTITY).read_text())["learning_rate"] == 1e-3
 
 
 def test_two_processes_share_the_lock_without_deadlock(image_folder, tiny_resnet, tmp_path):
@@ -204,8 +204,8 @@ def test_two_processes_share_the_lock_without_deadlock(image_folder, tiny_resnet
     command = [*launch, RECIPE, *base_args(image_folder, tiny_resnet, out), "--per_device_train_batch_size", "4"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "x 2 process(es)" in first.stderr and json.loads((out / MANIFEST_FILE).read_text())["finished"]
-    assert (out / LOCK_FILE).read_bytes() == b""
+    assert "x 2 process(es)" in first.stderr and json.loads((out / RUN_MANIFEST).read_text())["finished"]
+    assert (out / LOCK).read_bytes() == b""
     before = snapshot(out)
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]

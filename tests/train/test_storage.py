@@ -16,8 +16,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT, save_tiny_resnet, write_class_images
 
-from hf_resnet101.train.checkpoints import COMPLETE_MARKER
-from hf_resnet101.train.output_folder import LOCK_FILE
+from hf_resnet101.outputs import CHECKPOINT_COMPLETE, LOCK
 
 SCRIPT = str(REPO_ROOT / "tests" / "run_with_fault.py")
 RECIPE = str(REPO_ROOT / "recipes" / "finetune.py")
@@ -39,7 +38,7 @@ def run(script: str, folder, model, out, *extra: str, **env) -> subprocess.Compl
 
 def snapshot(folder) -> dict[str, bytes]:
     """Every file's bytes, but the lock file's (who holds the folder: emptied when a run lets go of it)."""
-    files = (p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_FILE)
+    files = (p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK)
     return {str(p.relative_to(folder)): p.read_bytes() for p in files}
 
 
@@ -57,7 +56,7 @@ def test_disk_full_during_a_checkpoint(data_and_model, tmp_path):
     assert f"The last complete checkpoint, {out / 'checkpoint-2'}, is intact" in failed.stderr
     # The checkpoint that was being written is gone; the one before it is whole.
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
-    assert (out / "checkpoint-2" / COMPLETE_MARKER).is_file()
+    assert (out / "checkpoint-2" / CHECKPOINT_COMPLETE).is_file()
     # Space freed, the same command resumes and finishes.
     again = run(RECIPE, folder, model, out)
     assert again.returncode == 0, again.stderr[-3000:]
