@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import pathlib
+import importlib
 import sys
 from collections.abc import Callable
 
@@ -95,66 +95,23 @@ def add_hub_commands(commands) -> None:
     )
 
 
-def run_hub_command(args: argparse.Namespace) -> None:
-    from ..publish.card import card_text_for_repo, write_model_card
-    from ..publish.hub import push_output_dir
-
-    if args.command == "card":
-        from ..outputs import CONFUSION_MATRIX, MODEL_CARD, TRAINING_CURVES
-        from ..train.output_folder import record_rewritten
-
-        print(f"Wrote {write_model_card(args.output_dir, repo_id=args.hub_model_id)}")
-        record_rewritten(pathlib.Path(args.output_dir), [MODEL_CARD, CONFUSION_MATRIX, TRAINING_CURVES])
-    else:
-        url = push_output_dir(
-            args.output_dir,
-            args.hub_model_id,
-            private=args.hub_private_repo or None,
-            hub_strategy=args.hub_strategy,
-            card_text=card_text_for_repo(args.output_dir, args.hub_model_id),
-        )
-        print(f"Pushed {args.output_dir} to {url}")
+# Each command's module, imported only when the command runs: `hf-resnet101 --help` needs none of the stack.
+COMMAND_MODULES = {
+    "demo": "demo",
+    "inspect": "inspect",
+    "predict": "predict",
+    "evaluate": "evaluate",
+    "export": "export",
+    "card": "push",
+    "push": "push",
+}
 
 
 @exit_on_usage_error
 def run_command(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from .demo import print_demo_report, run_demo
+    importlib.import_module(f".{COMMAND_MODULES[args.command]}", __package__).run_command(args)
 
-        if args.epochs is not None and args.epochs <= 0:
-            raise UsageError(f"--epochs must be positive, got {args.epochs:g}.")
-        print_demo_report(run_demo(args.output_dir, epochs=args.epochs, seed=args.seed))
-    elif args.command in ("card", "push"):
-        run_hub_command(args)
-    elif args.command == "inspect":
-        run_inspect(args)
-    elif args.command in AFTER_TRAINING_COMMANDS:
-        AFTER_TRAINING_COMMANDS[args.command](args)
-
-
-def run_inspect(args: argparse.Namespace) -> None:
-    import json
-
-    from .inspect import inspect_folder
-
-    result = inspect_folder(
-        args.data,
-        args.validation_dir,
-        args.train_val_split,
-        args.seed,
-        dedupe=args.dedupe,
-        strict=args.strict,
-        image_size=args.image_size,
-    )
-    print("\n".join(result.lines))
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(result.report.to_dict(), f, indent=2, ensure_ascii=False)
-        print(f"Full report: {args.output}")
-
-
-# --- After training: predict, evaluate, export --------------------------------------------------------------------
 
 MODEL_HELP = "A training run's output folder or a Hub model id."
 
@@ -199,102 +156,6 @@ def add_after_training_parsers(commands) -> None:
     )
     export.add_argument("--atol", type=float, default=None, help="Absolute tolerance on the logits (default 1e-4).")
     export.add_argument("--rtol", type=float, default=None, help="Relative tolerance on the logits (default 1e-3).")
-
-
-def progress_bar(total: int, what: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="image", desc=what)
-
-
-def run_predict(args: argparse.Namespace) -> None:
-    from ..inference import load_classifier
-    from .predict import check_output_path, collect_image_paths, columns_for, predict_images, write_predictions
-    from .tables import format_table
-
-    check_output_path(args.output)
-    paths = collect_image_paths(args.inputs)
-    classifier = load_classifier(args.model)
-    with progress_bar(len(paths), "predict") as bar:
-        results = predict_images(
-            classifier, paths, top_k=args.top_k, batch_size=args.batch_size, on_progress=bar.update
-        )
-    failed = sum(result.error is not None for result in results)
-    if args.output:
-        written = write_predictions(results, args.output, columns_for(classifier, args.top_k))
-        print(f"{len(results)} images ({failed} unreadable) -> {written}")
-        return
-    rows = [
-        [r.source, ", ".join(f"{s['label']} {s['score']:.3f}" for s in r.scores or []), r.error or ""] for r in results
-    ]
-    print(format_table(["path", f"top {args.top_k}", "error"], rows))
-    if failed:
-        print(f"{failed} of {len(results)} images could not be read (see the error column).", file=sys.stderr)
-
-
-def load_evaluation_data(args: argparse.Namespace, label_names: list[str]):
-    from .evaluate import labelled_folder, labelled_hub_split
-
-    if args.data is not None:
-        return labelled_folder(args.data, label_names, args.ignore_unknown_classes)
-    return labelled_hub_split(
-        args.dataset_name,
-        args.split,
-        label_names,
-        config_name=args.dataset_config_name,
-        image_column=args.image_column_name,
-        label_column=args.label_column_name,
-        ignore_unknown=args.ignore_unknown_classes,
-    )
-
-
-def run_evaluate(args: argparse.Namespace) -> None:
-    from ..inference import load_classifier
-    from .evaluate import evaluate_model, model_label_names, write_evaluation
-    from .tables import format_table
-
-    if (args.data is None) == (args.dataset_name is None):
-        raise UsageError("Give either DATA (a folder of class sub-folders) or --dataset_name, not both or neither.")
-    classifier = load_classifier(args.model)
-    data = load_evaluation_data(args, model_label_names(classifier))
-    with progress_bar(len(data.names), "evaluate") as bar:
-        evaluation = evaluate_model(classifier, data, args.batch_size, on_progress=bar.update)
-    files = write_evaluation(evaluation, args.output_dir, args.model, data.description)
-    print(f"{args.model} on {data.description}: {evaluation.num_images} images")
-    print(format_table(["metric", "value"], list(evaluation.metrics.items())))
-    print()
-    columns = ["class", "precision", "recall", "f1", "support"]
-    print(format_table(columns, [[row[c] for c in columns] for row in evaluation.per_class]))
-    if evaluation.mistakes:
-        shown = evaluation.mistakes[: args.show_mistakes]
-        print(f"\nMost confident mistakes ({len(shown)} of {len(evaluation.mistakes)}):")
-        columns = ["path", "true", "predicted", "score"]
-        print(format_table(columns, [[row[c] for c in columns] for row in shown]))
-    for name, count in evaluation.excluded_classes.items():
-        print(f"left out: class {name!r} ({count} images), unknown to the model")
-    if evaluation.unreadable:
-        print(f"left out: {len(evaluation.unreadable)} unreadable images (listed in {files['metrics']})")
-    print("\nwritten: " + ", ".join(str(path) for path in files.values()))
-
-
-def run_export(args: argparse.Namespace) -> None:
-    from .export import DEFAULT_ATOL, DEFAULT_RTOL, export_model
-
-    atol = DEFAULT_ATOL if args.atol is None else args.atol
-    rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
-    path, check = export_model(
-        args.model, args.out, export_format=args.format, check_images=args.check_images, atol=atol, rtol=rtol
-    )
-    print(
-        f"{path}: ONNX Runtime matches PyTorch on {check.images} {check.image_source} "
-        f"(max |logit difference| {check.max_abs_diff:.2g}, tolerance atol={atol:g} + rtol={rtol:g}·|logit|, "
-        f"top-1 agreement {check.top1_agreement:.0%})."
-    )
-
-
-AFTER_TRAINING_COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "export": run_export}
-
-# --- end of after training ------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ from PIL import Image
 from transformers.utils import logging
 
 from ..config.options import DEFAULT_MODEL, DataArguments, FinetuneTrainingArguments, ModelArguments
+from ..errors import UsageError
 from ..modeling import build_random_resnet101, hub_is_reachable, resnet_image_processor
 from ..train.run import FinetuneResult, run_finetune
 
@@ -93,3 +95,10 @@ def print_demo_report(result: FinetuneResult) -> None:
     for row in result.pipeline_predictions:
         print(f"  true {row['true']}: predicted {row['pipeline']} (score {row['score']:.2f})")
     print("\n" + "\n".join(result.closing_lines()))
+
+
+def run_command(args: argparse.Namespace) -> None:
+    """`hf-resnet101 demo`: the offline demo run, then its report."""
+    if args.epochs is not None and args.epochs <= 0:
+        raise UsageError(f"--epochs must be positive, got {args.epochs:g}.")
+    print_demo_report(run_demo(args.output_dir, epochs=args.epochs, seed=args.seed))

@@ -6,6 +6,7 @@ uses, so a run on the validation folder reproduces the training run's final eval
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 from collections.abc import Callable, Sequence
@@ -21,8 +22,9 @@ from ..data.folders import scan_class_folders
 from ..errors import UsageError
 from ..evaluation.confusion import plot_confusion_matrix
 from ..evaluation.metrics import build_compute_metrics, per_class_report
-from ..inference import classify
+from ..inference import classify, load_classifier
 from ..outputs import CONFUSION_MATRIX, EVALUATION_METRICS, EVALUATION_MISTAKES, EVALUATION_PER_CLASS
+from .tables import format_table, progress_bar
 
 logger = logging.get_logger(__name__)
 
@@ -291,3 +293,44 @@ def write_evaluation(evaluation: Evaluation, output_dir: str | Path, model: str,
     }
     evaluation.files = files
     return files
+
+
+def load_evaluation_data(args: argparse.Namespace, label_names: list[str]):
+    if args.data is not None:
+        return labelled_folder(args.data, label_names, args.ignore_unknown_classes)
+    return labelled_hub_split(
+        args.dataset_name,
+        args.split,
+        label_names,
+        config_name=args.dataset_config_name,
+        image_column=args.image_column_name,
+        label_column=args.label_column_name,
+        ignore_unknown=args.ignore_unknown_classes,
+    )
+
+
+def run_command(args: argparse.Namespace) -> None:
+    """`hf-resnet101 evaluate MODEL DATA`: metrics, per-class results and the most confident mistakes, printed and
+    written to --output_dir."""
+    if (args.data is None) == (args.dataset_name is None):
+        raise UsageError("Give either DATA (a folder of class sub-folders) or --dataset_name, not both or neither.")
+    classifier = load_classifier(args.model)
+    data = load_evaluation_data(args, model_label_names(classifier))
+    with progress_bar(len(data.names), "evaluate") as bar:
+        evaluation = evaluate_model(classifier, data, args.batch_size, on_progress=bar.update)
+    files = write_evaluation(evaluation, args.output_dir, args.model, data.description)
+    print(f"{args.model} on {data.description}: {evaluation.num_images} images")
+    print(format_table(["metric", "value"], list(evaluation.metrics.items())))
+    print()
+    columns = ["class", "precision", "recall", "f1", "support"]
+    print(format_table(columns, [[row[c] for c in columns] for row in evaluation.per_class]))
+    if evaluation.mistakes:
+        shown = evaluation.mistakes[: args.show_mistakes]
+        print(f"\nMost confident mistakes ({len(shown)} of {len(evaluation.mistakes)}):")
+        columns = ["path", "true", "predicted", "score"]
+        print(format_table(columns, [[row[c] for c in columns] for row in shown]))
+    for name, count in evaluation.excluded_classes.items():
+        print(f"left out: class {name!r} ({count} images), unknown to the model")
+    if evaluation.unreadable:
+        print(f"left out: {len(evaluation.unreadable)} unreadable images (listed in {files['metrics']})")
+    print("\nwritten: " + ", ".join(str(path) for path in files.values()))

@@ -7,6 +7,7 @@ dynamo exporter also needs `onnxscript`.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import warnings
@@ -202,3 +203,17 @@ def export_model(
             f"The file was renamed {failed} so it is not used; try another --opset or report the model."
         )
     return onnx_path, check
+
+
+def run_command(args: argparse.Namespace) -> None:
+    """`hf-resnet101 export MODEL OUT`: ONNX written and checked, with what the check found."""
+    atol = DEFAULT_ATOL if args.atol is None else args.atol
+    rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
+    path, check = export_model(
+        args.model, args.out, export_format=args.format, check_images=args.check_images, atol=atol, rtol=rtol
+    )
+    print(
+        f"{path}: ONNX Runtime matches PyTorch on {check.images} {check.image_source} "
+        f"(max |logit difference| {check.max_abs_diff:.2g}, tolerance atol={atol:g} + rtol={rtol:g}·|logit|, "
+        f"top-1 agreement {check.top1_agreement:.0%})."
+    )

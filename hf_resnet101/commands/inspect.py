@@ -3,6 +3,8 @@ without training."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,3 +78,21 @@ def inspect_folder(
     if cost:
         lines.append("With the defaults (batch 4, evaluation every step): " + cost)
     return Inspection(report, lines)
+
+
+def run_command(args: argparse.Namespace) -> None:
+    """`hf-resnet101 inspect DATA`: the report printed, and written as JSON with --output."""
+    result = inspect_folder(
+        args.data,
+        args.validation_dir,
+        args.train_val_split,
+        args.seed,
+        dedupe=args.dedupe,
+        strict=args.strict,
+        image_size=args.image_size,
+    )
+    print("\n".join(result.lines))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result.report.to_dict(), f, indent=2, ensure_ascii=False)
+        print(f"Full report: {args.output}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -11,7 +13,8 @@ from transformers import Pipeline
 
 from ..data.folders import is_image_file
 from ..errors import UsageError
-from ..inference import Classified, classify
+from ..inference import Classified, classify, load_classifier
+from .tables import format_table, progress_bar
 
 LIST_FILE_SUFFIXES = (".txt", ".lst")
 OUTPUT_FORMATS = (".csv", ".jsonl")
@@ -117,3 +120,25 @@ def write_predictions(results: Iterable[Classified], output: str | Path, top_k: 
         writer.writerow(prediction_columns(top_k))
         writer.writerows(prediction_row(result, top_k) for result in results)
     return output
+
+
+def run_command(args: argparse.Namespace) -> None:
+    """`hf-resnet101 predict MODEL INPUT...`: a table of the top labels, or a CSV / JSON-lines file."""
+    check_output_path(args.output)
+    paths = collect_image_paths(args.inputs)
+    classifier = load_classifier(args.model)
+    with progress_bar(len(paths), "predict") as bar:
+        results = predict_images(
+            classifier, paths, top_k=args.top_k, batch_size=args.batch_size, on_progress=bar.update
+        )
+    failed = sum(result.error is not None for result in results)
+    if args.output:
+        written = write_predictions(results, args.output, columns_for(classifier, args.top_k))
+        print(f"{len(results)} images ({failed} unreadable) -> {written}")
+        return
+    rows = [
+        [r.source, ", ".join(f"{s['label']} {s['score']:.3f}" for s in r.scores or []), r.error or ""] for r in results
+    ]
+    print(format_table(["path", f"top {args.top_k}", "error"], rows))
+    if failed:
+        print(f"{failed} of {len(results)} images could not be read (see the error column).", file=sys.stderr)

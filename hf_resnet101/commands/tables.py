@@ -1,4 +1,4 @@
-"""Plain-text tables for the command line."""
+"""What the commands print: plain-text tables and progress bars."""
 
 from __future__ import annotations
 
@@ -19,3 +19,10 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     return "\n".join(lines)
+
+
+def progress_bar(total: int, what: str):
+    """A progress bar over `total` images, on stderr."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="image", desc=what)

@@ -1,0 +1,29 @@
+"""`hf-resnet101 card` (render a finished run's model card again) and `hf-resnet101 push` (publish a finished
+output folder to the Hub)."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+
+def run_command(args: argparse.Namespace) -> None:
+    """`hf-resnet101 card OUT` and `hf-resnet101 push OUT --hub_model_id USER/NAME`."""
+    from ..publish.card import card_text_for_repo, write_model_card
+    from ..publish.hub import push_output_dir
+
+    if args.command == "card":
+        from ..outputs import CONFUSION_MATRIX, MODEL_CARD, TRAINING_CURVES
+        from ..train.output_folder import record_rewritten
+
+        print(f"Wrote {write_model_card(args.output_dir, repo_id=args.hub_model_id)}")
+        record_rewritten(pathlib.Path(args.output_dir), [MODEL_CARD, CONFUSION_MATRIX, TRAINING_CURVES])
+    else:
+        url = push_output_dir(
+            args.output_dir,
+            args.hub_model_id,
+            private=args.hub_private_repo or None,
+            hub_strategy=args.hub_strategy,
+            card_text=card_text_for_repo(args.output_dir, args.hub_model_id),
+        )
+        print(f"Pushed {args.output_dir} to {url}")
