@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import io
-import math
 import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import datasets
 import torch
-from PIL import Image
-from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms import v2
 
 from ..errors import UsageError
-from .images import to_rgb
+from .images import decode_rgb, to_rgb
 
 
 @dataclass(frozen=True)
@@ -99,54 +95,6 @@ def normalize_batch(images: torch.Tensor, mean: tuple[float, ...], std: tuple[fl
 
 
 INDEX_COLUMN = "__index__"
-
-
-def draft_size(width: int, height: int, min_short_side: int | None) -> tuple[int, int] | None:
-    """The reduced size to ask a JPEG decoder for, or None when the image is not large enough to reduce."""
-    if not min_short_side:
-        return None
-    scale = min_short_side / min(width, height)
-    return (math.ceil(width * scale), math.ceil(height * scale)) if scale < 0.5 else None
-
-
-def open_image(item: dict, min_short_side: int | None = None) -> tuple[Image.Image, bool]:
-    """Opens an undecoded `datasets` image (its header only); a large JPEG is set to decode at reduced size.
-
-    Pillow's draft mode lets the JPEG decoder scale by 1/2, 1/4 or 1/8 while decoding, never below
-    `min_short_side` on the shorter side: a 3000x2000 photo for 224x224 training crops decodes at 750x500, several
-    times faster, and every crop still has about as many source pixels as it needs.
-
-    Returns:
-        (image, reduced): the image, and whether draft mode was set on it.
-    """
-    image = Image.open(item["path"] if item.get("path") else io.BytesIO(item["bytes"]))
-    reduced = draft_size(*image.size, min_short_side) if image.format == "JPEG" else None
-    if reduced:
-        image.draft("RGB", reduced)
-    return image, reduced is not None
-
-
-def decode_rgb(item: dict | Image.Image, min_short_side: int | None = None) -> torch.Tensor:
-    """An image as an upright uint8 RGB tensor (3, H, W), by the fastest decoder that keeps its content.
-
-    JPEGs that need no reduction go through torchvision's `decode_jpeg` straight into a tensor, EXIF orientation
-    applied (about 1.4x Pillow's decode and conversion); large JPEGs through Pillow's draft mode (`open_image`);
-    every other image, and any JPEG `decode_jpeg` refuses, through Pillow and `to_rgb`.
-    """
-    if isinstance(item, Image.Image):
-        return v2.functional.pil_to_tensor(to_rgb(item))
-    image, reduced = open_image(item, min_short_side)
-    if image.format == "JPEG" and not reduced:
-        path = item.get("path")
-        data = read_file(path) if path else torch.frombuffer(bytearray(item["bytes"]), dtype=torch.uint8)
-        try:
-            decoded = decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
-        except RuntimeError:
-            pass  # e.g. an arithmetic-coded or truncated JPEG: Pillow reads what it can
-        else:
-            image.close()
-            return decoded
-    return v2.functional.pil_to_tensor(to_rgb(image))
 
 
 class SeededTrainTransform:

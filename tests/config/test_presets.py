@@ -189,7 +189,7 @@ def test_jpegs_decode_upright_and_alike_by_either_decoder(tmp_path):
     from torchvision.transforms.v2.functional import pil_to_tensor
 
     from hf_resnet101.data.images import to_rgb
-    from hf_resnet101.data.transforms import decode_rgb
+    from hf_resnet101.data.images import decode_rgb
 
     exif_rotated_jpeg(tmp_path / "rotated.jpg")
     coloured((90, 120, 200), size=(64, 48)).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
@@ -238,7 +238,7 @@ def test_inspect_command(image_folder, capsys):
 def test_large_jpegs_decode_at_reduced_size_small_ones_in_full(tmp_path):
     from messy_data import coloured
 
-    from hf_resnet101.data.transforms import open_image
+    from hf_resnet101.data.images import open_image
 
     coloured((90, 120, 200), size=(3000, 2000)).save(tmp_path / "big.jpg", quality=90)
     coloured((90, 120, 200), size=(500, 375)).save(tmp_path / "small.jpg", quality=90)
