@@ -188,8 +188,7 @@ def test_jpegs_decode_upright_and_alike_by_either_decoder(tmp_path):
     from PIL import Image
     from torchvision.transforms.v2.functional import pil_to_tensor
 
-    from hf_resnet101.data.images import to_rgb
-    from hf_resnet101.data.images import decode_rgb
+    from hf_resnet101.data.images import decode_rgb, to_rgb
 
     exif_rotated_jpeg(tmp_path / "rotated.jpg")
     coloured((90, 120, 200), size=(64, 48)).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
