@@ -139,7 +139,7 @@ def test_the_checks_can_fail(tmp_path):
     graph = {m: imported_modules(p, m, set(modules)) - {m} for m, p in modules.items()}
     assert graph["pkg.sub.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.sub.a"}
     assert graph["pkg.c"] == {"pkg.sub.b"}
-    assert find_cycle(graph) == ["pkg.sub.a", "pkg.sub.b", "pkg.sub.a"]
+    assert find_cycle(graph) in (["pkg.sub.a", "pkg.sub.b", "pkg.sub.a"], ["pkg.sub.b", "pkg.sub.a", "pkg.sub.b"])
     assert find_cycle({"x": {"y"}, "y": set()}) is None
     assert mirrored_test_file("hf_resnet101.data.scan") == TESTS / "data" / "test_scan.py"
     assert mirrored_test_file("hf_resnet101.errors") == TESTS / "test_errors.py"
