@@ -21,3 +21,11 @@ def test_demo_learns_offline_within_five_minutes(tmp_path, capsys):
     assert accuracy >= 0.8, out
     assert elapsed < 300, f"demo took {elapsed:.0f} s"
     assert "pipeline('image-classification')" in out
+
+
+def test_demo_help_shows_its_defaults(capsys):
+    from hf_resnet101.commands.cli import run_command
+
+    with pytest.raises(SystemExit):
+        run_command(["demo", "--help"])
+    assert "(default: demo_output)" in " ".join(capsys.readouterr().out.split())  # argparse wraps lines

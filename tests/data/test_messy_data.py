@@ -8,44 +8,11 @@ import shutil
 import numpy as np
 import pytest
 from conftest import write_class_images
-from messy_data import coloured, exif_rotated_jpeg, ramp16, write_messy_folder
+from messy_data import write_messy_folder
 from PIL import Image
 
 from hf_resnet101.data.folders import load_image_folders, plan_image_folders
-from hf_resnet101.data.images import NEUTRAL_BACKGROUND, to_rgb
-from hf_resnet101.data.scan import inspect_file, scan_files
-
-
-def test_sixteen_bit_ramp_keeps_its_gradient():
-    rgb = np.asarray(to_rgb(ramp16()))
-    row = rgb[0, :, 0].astype(int)
-    assert row[0] == 0 and row[-1] == 255
-    assert np.all(np.diff(row) >= 0) and len(set(row.tolist())) > 50  # a gradient, not black and white
-    assert np.array_equal(rgb[..., 0], rgb[..., 2])
-
-
-def test_exif_rotated_image_comes_out_upright(tmp_path):
-    exif_rotated_jpeg(tmp_path / "r.jpg")
-    upright = to_rgb(Image.open(tmp_path / "r.jpg"))
-    assert upright.size == (20, 40)  # stored 40x20, displayed rotated by 90 degrees
-    pixels = np.asarray(upright).mean(axis=(1, 2))
-    assert pixels[:15].mean() < 60 and pixels[-15:].mean() > 190  # dark half on top after rotating clockwise
-
-
-def test_alpha_is_composited_on_neutral_grey():
-    image = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
-    assert to_rgb(image).getpixel((0, 0)) == NEUTRAL_BACKGROUND
-    half = Image.new("LA", (2, 2), (255, 128))
-    assert all(abs(v - 192) <= 1 for v in to_rgb(half).getpixel((0, 0)))  # halfway between white and grey
-
-
-def test_cmyk_palette_bilevel_and_grey_become_rgb():
-    red = coloured((200, 40, 40))
-    for image in (red.convert("CMYK"), red.convert("P"), red.convert("L"), red.convert("1")):
-        converted = to_rgb(image)
-        assert converted.mode == "RGB" and converted.size == red.size
-    r, g, b = np.asarray(to_rgb(red.convert("CMYK"))).reshape(-1, 3).mean(axis=0)
-    assert r > 150 and g < 90 and b < 90
+from hf_resnet101.data.images import to_rgb
 
 
 def test_scan_reports_each_unusable_file_with_its_reason(tmp_path):
@@ -96,19 +63,6 @@ def test_odd_files_reach_the_model_with_the_right_pixels(tmp_path):
     ramp = np.asarray(to_rgb(Image.open(by_name["ramp16.png"])))
     assert len(set(ramp[0, :, 0].tolist())) > 50
     assert to_rgb(Image.open(by_name["rotated.JPG"])).size == (20, 40)
-
-
-def test_second_scan_comes_from_the_cache(tmp_path, monkeypatch):
-    write_class_images(tmp_path / "data", per_class=5)
-    paths = sorted(str(p) for p in (tmp_path / "data").rglob("*.png"))
-    first = scan_files(paths, "key", progress=False)
-    calls = []
-    monkeypatch.setattr("hf_resnet101.data.scan.inspect_file", lambda p: calls.append(p) or inspect_file(p))
-    assert scan_files(paths, "key", progress=False) == first
-    assert calls == []
-    Image.new("RGB", (9, 9)).save(paths[0])  # changed file: scanned again
-    again = scan_files(paths, "key", progress=False)
-    assert calls == [paths[0]] and again[0].width == 9
 
 
 def test_identical_images_in_two_classes_are_an_error_unless_deduped(finetune_main, capsys, tiny_resnet, tmp_path):

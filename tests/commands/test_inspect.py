@@ -1,0 +1,29 @@
+"""The inspect command: the data's size tier, the advice for it and the time it would take."""
+
+from __future__ import annotations
+
+import pytest
+
+from hf_resnet101.commands.cli import main as cli_main
+
+
+def test_inspect_command(image_folder, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["inspect", str(image_folder.parent)])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert "train: 21 images in 3 classes" in out
+    assert "dataset size tier: tiny" in out and "resnet-50" in out
+    assert "No GPU" in out or "GPU with" in out
+
+
+def test_inspect_estimates_cpu_time_in_a_readable_unit(capsys, image_folder):
+    from hf_resnet101.commands.cli import run_command
+    from hf_resnet101.config.presets import approximate_duration
+
+    assert [approximate_duration(s) for s in (3, 48, 600, 7200, 200000)] == [
+        "about 3 s", "about 50 s", "about 10 min", "about 2.0 h", "about 2.3 days"
+    ]  # fmt: skip
+    assert run_command(["inspect", str(image_folder)]) == 0
+    printed = capsys.readouterr().out
+    assert "Estimated about " in printed and "0.0 h" not in printed
