@@ -124,3 +124,69 @@ def test_base_model_that_is_an_unsafe_pickle(finetune_main, capsys, data_and_mod
     captured = capsys.readouterr()
     assert "are a pickle (e.g. pytorch_model.bin) that holds more than tensors" in captured.err
     assert "PICKLE CODE RAN" not in captured.out + captured.err
+
+
+def test_write_failures_are_recognised_through_the_libraries_wrappers():
+    import errno
+
+    from hf_resnet101.train.storage import write_failure_reason
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert write_failure_reason(full) == "No space left on device"
+    try:
+        try:
+            raise full
+        except OSError as error:
+            raise RuntimeError("saving failed") from error
+    except RuntimeError as wrapped:
+        assert write_failure_reason(wrapped) == "No space left on device"
+    assert write_failure_reason(RuntimeError("[enforce fail at inline_container.cc] unexpected pos 64 vs 0")) == (
+        "the file could not be written in full (is the disk full?)"
+    )
+    assert write_failure_reason(FileNotFoundError(errno.ENOENT, "No such file")) is None
+    assert write_failure_reason(ValueError("a bug")) is None
+
+
+def test_a_failed_write_becomes_one_message_and_other_errors_pass(tmp_path):
+    import errno
+
+    from hf_resnet101.errors import UsageError
+    from hf_resnet101.train.storage import reporting_write_failures
+
+    cleaned = []
+    expected = r"Could not write the final model to .*: Disk quota exceeded\. Kept\."
+    with (
+        pytest.raises(UsageError, match=expected),
+        reporting_write_failures("the final model", tmp_path, after=lambda: cleaned.append(1) or "Kept."),
+    ):
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    assert cleaned == [1]
+    with pytest.raises(KeyError), reporting_write_failures("a checkpoint", tmp_path, after=lambda: cleaned.append(2)):
+        raise KeyError("not a write")
+    assert cleaned == [1]
+
+
+def test_incomplete_checkpoints_are_removed_and_damaged_files_named(tmp_path):
+    import zipfile
+
+    from safetensors.torch import save_file
+
+    from hf_resnet101.train.storage import damaged_checkpoint_files, remove_incomplete_checkpoints
+
+    for name in ("checkpoint-1", "checkpoint-2"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "checkpoint-2" / COMPLETE_MARKER).write_text("{}")
+    removed = remove_incomplete_checkpoints(tmp_path, lambda folder: (folder / COMPLETE_MARKER).exists())
+    assert removed == [tmp_path / "checkpoint-1"] and [p.name for p in tmp_path.iterdir()] == ["checkpoint-2"]
+
+    checkpoint = tmp_path / "checkpoint-2"
+    save_file({"w": torch.zeros(2)}, checkpoint / "model.safetensors")
+    with zipfile.ZipFile(checkpoint / "optimizer.pt", "w") as archive:
+        archive.writestr("data.pkl", b"x" * 100)
+    (checkpoint / "trainer_state.json").write_text("{}")
+    assert damaged_checkpoint_files(checkpoint) == {}
+    (checkpoint / "trainer_state.json").write_text('{"global_step": ')
+    (checkpoint / "model.safetensors").write_bytes((checkpoint / "model.safetensors").read_bytes()[:20])
+    damaged = damaged_checkpoint_files(checkpoint)
+    assert set(damaged) == {"trainer_state.json", "model.safetensors"}
+    assert damaged["trainer_state.json"].startswith("JSONDecodeError")
