@@ -35,3 +35,12 @@ def test_dataloader_defaults_and_explicit_workers(tmp_path):
     assert not args.dataloader_persistent_workers
     with pytest.raises(UsageError, match="--dataloader_num_workers must be 0 or more"):
         FinetuneTrainingArguments(output_dir=str(tmp_path), dataloader_num_workers=-1)
+
+
+def test_warmup_ratio(tmp_path):
+    from hf_resnet101.config.options import FinetuneTrainingArguments
+    from hf_resnet101.errors import UsageError
+
+    assert FinetuneTrainingArguments(output_dir=str(tmp_path), warmup_ratio=0.1).warmup_steps == 0.1
+    with pytest.raises(UsageError, match="choose one"):
+        FinetuneTrainingArguments(output_dir=str(tmp_path), warmup_ratio=0.1, warmup_steps=5)

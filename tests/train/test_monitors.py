@@ -8,6 +8,9 @@ import os
 import signal
 
 import pytest
+import torch
+from conftest import save_tiny_resnet
+from safetensors.torch import load_file, save_file
 from transformers import TrainerControl, TrainerState
 
 from hf_resnet101.errors import UsageError
@@ -96,3 +99,16 @@ def test_the_seeded_transform_learns_the_epoch_including_after_a_resume():
     assert transform.epoch == 3
     callback.on_epoch_begin(None, state(epoch=None), TrainerControl())
     assert transform.epoch == 0
+
+
+def test_nan_loss_stops_with_remedies(finetune_main, capsys, image_folder, tmp_path):
+    model = save_tiny_resnet(tmp_path / "corrupt")
+    weights = load_file(model / "model.safetensors")
+    key = "resnet.embedder.embedder.convolution.weight"
+    weights[key] = torch.full_like(weights[key], float("nan"))
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    args = ["--train_dir", str(image_folder), "--output_dir", str(tmp_path / "out"), "--model_name_or_path",
+            str(model), "--logging_steps", "1"]  # fmt: skip
+    assert finetune_main(args) == 2
+    err = capsys.readouterr().err
+    assert "diverged" in err and "--learning_rate" in err and "step 1" in err

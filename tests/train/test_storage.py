@@ -7,6 +7,7 @@ later write past 64 bytes (EFBIG, where a full disk gives ENOSPC) whatever libra
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -190,3 +191,26 @@ def test_incomplete_checkpoints_are_removed_and_damaged_files_named(tmp_path):
     damaged = damaged_checkpoint_files(checkpoint)
     assert set(damaged) == {"trainer_state.json", "model.safetensors"}
     assert damaged["trainer_state.json"].startswith("JSONDecodeError")
+
+
+def test_full_disk_leaves_no_half_written_model(finetune_main, capsys, image_folder, tiny_resnet, tmp_path,
+                                                monkeypatch):  # fmt: skip
+    from transformers import Trainer
+
+    save_model = Trainer.save_model
+
+    def full_disk(self, output_dir=None, _internal_call=False):
+        if output_dir and output_dir.endswith(".final-tmp"):
+            save_model(self, output_dir, _internal_call)  # writes part of it, then the disk fills up
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save_model(self, output_dir, _internal_call)
+
+    monkeypatch.setattr(Trainer, "save_model", full_disk)
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--save_steps", "2", "--eval_strategy", "no"]  # fmt: skip
+    assert finetune_main(args) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "is intact" in err
+    assert not (out / "model.safetensors").exists() and not (out / ".final-tmp").exists()
+    assert (out / "checkpoint-6" / COMPLETE_MARKER).exists()
