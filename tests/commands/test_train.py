@@ -1,5 +1,5 @@
 """Entry points as a user meets them: `hf-resnet101 train` (Accelerate's launcher with the run's own exit status and
-no launcher traceback), CPU threads under `accelerate launch`, and what a finished run or `inspect` says last."""
+no launcher traceback), CPU threads under `accelerate launch`, and what a finished run says last."""
 
 from __future__ import annotations
 

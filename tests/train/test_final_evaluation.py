@@ -46,7 +46,7 @@ def test_logits_come_out_of_a_tuple_as_float32():
 
 
 def test_per_class_results_and_confusion_matrix_without_a_training_sample():
-    result = evaluate_for_card(PredictingTrainer(), VALIDATION, None, [], processor=None, num_labels=2)
+    result = evaluate_for_card(PredictingTrainer(), VALIDATION, None, [], None, num_labels=2)
     assert result.confusion_matrix == [[2, 0], [1, 1]]
     assert result.per_class["recall"] == pytest.approx([1.0, 0.5])
     assert result.per_class["support"] == [2, 2]

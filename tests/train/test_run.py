@@ -1,4 +1,5 @@
-"""The recipe end to end on tiny models: files, labels, pipeline, metrics, config files."""
+"""The recipe end to end on tiny models: files, labels, pipeline, metrics, config files, data-loading workers,
+torch.compile."""
 
 from __future__ import annotations
 
