@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -185,3 +188,15 @@ def serving_local_hub(monkeypatch, tmp_path, token: str):
         monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
         monkeypatch.setattr(hub_module, "RETRY_WAITS_S", (0.01, 0.01, 0.01, 0.01))
         yield hub
+
+
+def run_offline(command: list[str], **env) -> subprocess.CompletedProcess:
+    """A command in a subprocess as a user on a machine without network or GPU would run it."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", **env}
+    return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=600)
+
+
+def logged_losses(out: Path) -> dict[int, float]:
+    """The training loss the run logged at each step (trainer_state.json)."""
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}

@@ -1,9 +1,10 @@
-"""The full ResNet-101 against the paper's figures (needs the full-size network: slow)."""
+"""The model: the full ResNet-101 against the paper's figures (slow), frozen backbones, gradient checkpointing."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch.utils.flop_counter import FlopCounterMode
 
 from hf_resnet101.modeling import build_random_resnet101, count_parameters
@@ -20,3 +21,45 @@ def test_resnet101_matches_the_paper():
         model(pixel_values=torch.zeros(1, 3, 224, 224))
     multiply_adds = counter.get_total_flops() / 2
     assert multiply_adds / 1e9 == pytest.approx(7.8, abs=0.1)
+
+
+def test_freeze_backbone_trains_only_the_last_stage(finetune_main, image_folder, tiny_resnet, tmp_path):
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
+    assert finetune_main([*args, "--freeze_backbone", "all_but_last", "--learning_rate", "1e-2"]) == 0
+    before, after = load_file(tiny_resnet / "model.safetensors"), load_file(out / "model.safetensors")
+    stem = "resnet.embedder.embedder.convolution.weight"
+    first_stage = "resnet.encoder.stages.0.layers.0.layer.0.convolution.weight"
+    last_stage = "resnet.encoder.stages.1.layers.0.layer.0.convolution.weight"
+    assert torch.equal(before[stem], after[stem]) and torch.equal(before[first_stage], after[first_stage])
+    assert not torch.equal(before[last_stage], after[last_stage])
+    assert "resnet.embedder.embedder.normalization.num_batches_tracked" in after  # saved as plain BatchNorm
+
+
+def test_resnet_gradient_checkpointing_gives_the_same_gradients(tiny_resnet):
+    from transformers import AutoModelForImageClassification
+
+    from hf_resnet101.modeling import apply_gradient_checkpointing
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    grads = []
+    for checkpointed in (False, True):
+        model = AutoModelForImageClassification.from_pretrained(tiny_resnet).train()
+        if checkpointed:
+            assert apply_gradient_checkpointing(model) == "gradient checkpointing of 2 residual blocks"
+        model(pixel_values=x).logits.sum().backward()
+        grads.append(model.resnet.embedder.embedder.convolution.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["resnet", "timm"])
+def test_gradient_checkpointing_run(finetune_main, image_folder, tiny_models, tmp_path, caplog, family):
+    out = tmp_path / "out"
+    model = str(tiny_models[family])
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", model]
+    # Two full batches: the tiny timm model cannot train on a last batch of one image (BatchNorm on 1x1 maps).
+    assert finetune_main([*args, "--gradient_checkpointing", "--eval_strategy", "no", "--max_steps", "2"]) == 0
+    assert (out / "model.safetensors").is_file()
+    expected = {"resnet": "gradient checkpointing of 2 residual blocks", "timm": "built-in gradient checkpointing"}
+    assert f"--gradient_checkpointing: {expected[family]}" in caplog.text

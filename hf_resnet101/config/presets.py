@@ -111,7 +111,7 @@ def range_warnings(values: dict[str, float]) -> list[str]:
     for name, low, high, reason in PAGE_RANGES:
         value = values.get(name)
         if value is not None and not low <= value <= high:
-            warnings.append(f"--{name} {value:g} is outside {low:g}-{high:g}: {reason}.")
+            warnings.append(f"--{name} {value:g} is outside {recommended_range(name)}: {reason}.")
     return warnings
 
 
@@ -123,8 +123,8 @@ def recommended_range(option: str) -> str:
     return f"{low:g}-{high:g}"
 
 
-# What the run advises when the loss diverges or the model overfits (docs/product-page.md#common-problems-and-their-
-# fixes); the monitors and the card say it.
+# What the run advises when the loss diverges or the model overfits, which the monitors and the card say
+# (docs/product-page.md#common-problems-and-their-fixes).
 DIVERGENCE_REMEDIES = (
     f"lower --learning_rate (recommended: {recommended_range('learning_rate')}), add --warmup_ratio 0.05, use --bf16 "
     "instead of --fp16, check the data for corrupt labels or images, or lower --max_grad_norm"

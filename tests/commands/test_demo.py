@@ -21,3 +21,37 @@ def test_demo_learns_offline_within_five_minutes(tmp_path, capsys):
     assert accuracy >= 0.8, out
     assert elapsed < 300, f"demo took {elapsed:.0f} s"
     assert "pipeline('image-classification')" in out
+
+
+def test_demo_help_shows_its_defaults(capsys):
+    from hf_resnet101.commands.cli import run_command
+
+    with pytest.raises(SystemExit):
+        run_command(["demo", "--help"])
+    assert "(default: demo_output)" in " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+
+
+def test_digits_are_written_as_one_folder_per_digit_and_reused(tmp_path):
+    from PIL import Image
+
+    from hf_resnet101.commands.demo import write_digits_image_folder
+
+    root = write_digits_image_folder(tmp_path / "digits")
+    assert sorted(p.name for p in root.iterdir()) == [str(d) for d in range(10)]
+    files = sorted(root.rglob("*.png"))
+    assert len(files) == 1_797
+    with Image.open(files[0]) as image:
+        assert image.mode == "L" and image.size == (8, 8) and image.getextrema()[1] > 200  # 0-16 scaled to 0-255
+    stamp = files[0].stat().st_mtime_ns
+    write_digits_image_folder(tmp_path / "digits")
+    assert files[0].stat().st_mtime_ns == stamp  # a second demo reuses the images
+
+
+def test_demo_settings_from_scratch_use_a_larger_learning_rate():
+    from hf_resnet101.commands.demo import demo_settings
+
+    assert demo_settings(pretrained=True, epochs=None) == {
+        "learning_rate": 5e-5, "num_train_epochs": 2, "per_device_train_batch_size": 32
+    }  # fmt: skip
+    assert demo_settings(pretrained=False, epochs=0.5)["learning_rate"] == 1e-3
+    assert demo_settings(pretrained=False, epochs=0.5)["num_train_epochs"] == 0.5

@@ -119,3 +119,35 @@ def test_bad_input_gets_a_message(trained_run, tmp_path, capsys, argv, expected)
     values = {"tmp": tmp_path, "model": trained_run["output"], "data": trained_run["validation"]}
     _, err = run_cli(capsys, [arg.format(**values) for arg in argv] + ["--output_dir", str(tmp_path / "ev")], 2)
     assert expected in err
+
+
+def test_known_and_unknown_classes_are_separated_or_refused():
+    from hf_resnet101.commands.evaluate import split_known_classes
+    from hf_resnet101.errors import UsageError
+
+    labels = ["cat", "dog"]
+    assert split_known_classes(["cat", "dog"], labels, "DATA d", ignore_unknown=False) == (["cat", "dog"], [])
+    with pytest.raises(UsageError, match="classes that the model does not know: fox .*--ignore_unknown_classes"):
+        split_known_classes(["cat", "fox"], labels, "DATA d", ignore_unknown=False)
+    assert split_known_classes(["cat", "fox"], labels, "DATA d", ignore_unknown=True) == (["cat"], ["fox"])
+    with pytest.raises(UsageError, match="None of the classes of DATA d"):
+        split_known_classes(["fox"], labels, "DATA d", ignore_unknown=True)
+
+
+def test_mistakes_are_listed_most_confident_first():
+    from hf_resnet101.commands.evaluate import most_confident_mistakes, softmax
+
+    probabilities = softmax(np.array([[3.0, 0.0], [0.0, 1.0], [0.0, 4.0], [2.0, 0.0]]))
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    mistakes = most_confident_mistakes(probabilities, np.array([0, 0, 0, 1]), ["a", "b", "c", "d"], ["cat", "dog"])
+    assert [m["path"] for m in mistakes] == ["c", "d", "b"]
+    assert mistakes[0] == {"path": "c", "true": "cat", "predicted": "dog", "score": pytest.approx(probabilities[2, 1])}
+
+
+def test_per_class_csv_rows_name_every_class_of_the_model():
+    from hf_resnet101.commands.evaluate import per_class_csv_rows
+
+    scores = {"precision": [1.0, 0.5], "recall": [0.5, 1.0], "f1": [0.67, 0.67], "support": [2.0, 1.0]}
+    assert per_class_csv_rows(scores, ["cat", "dog"])[1] == {
+        "class": "dog", "precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1
+    }  # fmt: skip

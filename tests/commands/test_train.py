@@ -1,5 +1,5 @@
 """Entry points as a user meets them: `hf-resnet101 train` (Accelerate's launcher with the run's own exit status and
-no launcher traceback), CPU threads under `accelerate launch`, and what a finished run or `inspect` says last."""
+no launcher traceback), CPU threads under `accelerate launch`, and what a finished run says last."""
 
 from __future__ import annotations
 
@@ -69,16 +69,6 @@ def test_a_run_trains_and_ctrl_c_saves_a_checkpoint(image_folder, tiny_resnet, t
     assert list(out.glob("checkpoint-*"))
 
 
-def test_launcher_threads_are_told_from_the_users():
-    from hf_resnet101.config.hardware import cpu_threads_per_process, launcher_set_threads
-
-    assert launcher_set_threads({"OMP_NUM_THREADS": "1"}, {"PATH": "/bin"})  # put there by the launcher
-    assert not launcher_set_threads({"OMP_NUM_THREADS": "1"}, {"OMP_NUM_THREADS": "1"})  # asked for by the user
-    assert not launcher_set_threads({"OMP_NUM_THREADS": "1"}, None)  # unknown: left alone
-    assert not launcher_set_threads({}, {})
-    assert cpu_threads_per_process(16, 2) == 8 and cpu_threads_per_process(2, 4) == 1
-
-
 @pytest.mark.parametrize("user_threads", [None, "1"])
 def test_accelerate_launch_on_a_cpu_trains_with_every_core(user_threads, image_folder, tiny_resnet, tmp_path):
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
@@ -114,34 +104,3 @@ def test_a_finished_run_ends_with_where_the_model_is_and_how_to_use_it(
     assert last_lines[0].startswith(f"Model saved to {out} (validation accuracy ")
     assert last_lines[1] == f"Model card: {out / 'README.md'}"
     assert last_lines[2] == f'Use it: pipeline("image-classification", model="{out}")'
-
-
-def test_inspect_estimates_cpu_time_in_a_readable_unit(capsys, image_folder):
-    from hf_resnet101.commands.cli import run_command
-    from hf_resnet101.config.presets import approximate_duration
-
-    assert [approximate_duration(s) for s in (3, 48, 600, 7200, 200000)] == [
-        "about 3 s", "about 50 s", "about 10 min", "about 2.0 h", "about 2.3 days"
-    ]  # fmt: skip
-    assert run_command(["inspect", str(image_folder)]) == 0
-    printed = capsys.readouterr().out
-    assert "Estimated about " in printed and "0.0 h" not in printed
-
-
-def test_demo_help_shows_its_defaults(capsys):
-    from hf_resnet101.commands.cli import run_command
-
-    with pytest.raises(SystemExit):
-        run_command(["demo", "--help"])
-    assert "(default: demo_output)" in " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-
-
-def test_phase_clock_splits_the_time_between_marks():
-    from hf_resnet101.train.phase_clock import PhaseClock
-
-    ticks = iter([0.0, 2.0, 12.0])
-    clock = PhaseClock(clock=lambda: next(ticks))
-    clock.mark("scan")
-    clock.mark("set-up", inner={"training": 7.5})
-    assert clock.seconds == {"scan": 2.0, "training": 7.5, "set-up": 2.5}
-    assert clock.describe().startswith("Time by phase (12.0 s in all): scan 2.0 s")

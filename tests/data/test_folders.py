@@ -1,13 +1,25 @@
-"""Folder scanning and the stratified validation split."""
+"""Image folders: class folders, the stratified validation split, and messy real folders (bad files left out and
+reported, duplicates and leaks found, odd files reaching the model with the right pixels)."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections import Counter
 
+import numpy as np
 import pytest
 from conftest import write_class_images
+from messy_data import write_messy_folder
+from PIL import Image
 
-from hf_resnet101.data.folders import load_image_folders, scan_class_folders, stratified_split_indices
+from hf_resnet101.data.folders import (
+    load_image_folders,
+    plan_image_folders,
+    scan_class_folders,
+    stratified_split_indices,
+)
+from hf_resnet101.data.images import to_rgb
 
 
 def test_split_holds_out_every_class_and_is_reproducible():
@@ -45,3 +57,87 @@ def test_upper_case_extensions_are_images(tmp_path):
     for image in (tmp_path / "data").rglob("*.png"):
         image.rename(image.with_suffix(".PNG"))
     assert scan_class_folders(tmp_path / "data").num_images == 4
+
+
+def test_scan_reports_each_unusable_file_with_its_reason(tmp_path):
+    expected = write_messy_folder(tmp_path / "data")
+    plan = plan_image_folders(str(tmp_path / "data"), None, 0.2, seed=0, progress=False)
+    unusable = {item["path"].rsplit("/", 1)[-1]: item["reason"] for item in plan.report.unusable}
+    assert set(unusable) == set(expected)
+    for name, word in expected.items():
+        assert word in unusable[name], (name, unusable[name])
+    all_files = [p for paths in plan.data_files.values() for p in paths]
+    assert not any(p.endswith(("notes.txt", ".DS_Store", ".hidden.png")) for p in all_files)
+    assert len(all_files) == 6 + 7 + 6 + 3  # plain images and every odd format
+    assert plan.report.empty_classes == ["empty class"]
+    assert plan.class_names == ["Red Things", "blue"]
+
+
+def test_strict_lists_every_unusable_file_at_once(finetune_main, capsys, tmp_path):
+    write_messy_folder(tmp_path / "data")
+    code = finetune_main(["--train_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "o"), "--strict"])
+    err = capsys.readouterr().err
+    assert code == 2
+    for name in ("empty.jpg", "truncated.png", "not_really.jpg", "huge.png"):
+        assert name in err
+
+
+def test_training_on_a_messy_folder_completes_and_reports(finetune_main, tiny_resnet, tmp_path):
+    write_messy_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    args = ["--train_dir", str(tmp_path / "data"), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
+    assert finetune_main([*args, "--eval_strategy", "epoch"]) == 0
+    report = json.loads((out / "data_report.json").read_text())
+    assert len(report["unusable"]) == 4
+    assert (
+        report["images_per_class"]["train"]["Red Things"] + report["images_per_class"]["validation"]["Red Things"]
+        == 13
+    )
+
+
+def test_odd_files_reach_the_model_with_the_right_pixels(tmp_path):
+    write_messy_folder(tmp_path / "data")
+    dataset, _ = load_image_folders(str(tmp_path / "data"), None, 0.2, seed=0, progress=False)
+    from datasets import concatenate_datasets
+
+    both = concatenate_datasets([dataset["train"], dataset["validation"]])
+    by_name = {}
+    for item in both.cast_column("image", __import__("datasets").Image(decode=False)):
+        by_name[item["image"]["path"].rsplit("/", 1)[-1]] = item["image"]["path"]
+    ramp = np.asarray(to_rgb(Image.open(by_name["ramp16.png"])))
+    assert len(set(ramp[0, :, 0].tolist())) > 50
+    assert to_rgb(Image.open(by_name["rotated.JPG"])).size == (20, 40)
+
+
+def test_identical_images_in_two_classes_are_an_error_unless_deduped(finetune_main, capsys, tiny_resnet, tmp_path):
+    data = write_class_images(tmp_path / "data", per_class=6)
+    shutil.copy(data / "cat" / "img_000.png", data / "Blue Jay" / "copy_of_cat.png")
+    args = ["--train_dir", str(data), "--output_dir", str(tmp_path / "o"), "--model_name_or_path", str(tiny_resnet)]
+    assert finetune_main(args) == 2
+    err = capsys.readouterr().err
+    assert "copy_of_cat.png" in err and "different labels" in err and "--dedupe" in err
+    assert finetune_main([*args, "--dedupe", "--eval_strategy", "no"]) == 0
+    report = json.loads((tmp_path / "o" / "data_report.json").read_text())
+    assert len(report["dropped_conflicting"]) == 2
+
+
+def test_leakage_between_train_and_validation(tmp_path):
+    train = write_class_images(tmp_path / "train", per_class=6, seed=1)
+    validation = write_class_images(tmp_path / "val", per_class=3, seed=2)
+    shutil.copy(train / "cat" / "img_001.png", validation / "cat" / "leaked.png")
+    shutil.copy(train / "cat" / "img_002.png", train / "cat" / "twin.png")
+    plan = plan_image_folders(str(train), str(validation), 0.15, seed=0, progress=False)
+    assert len(plan.report.duplicates.train_validation_leaks) == 1
+    assert len(plan.report.duplicates.within_class) == 1
+    assert any(p.endswith("leaked.png") for p in plan.data_files["validation"])
+    deduped = plan_image_folders(str(train), str(validation), 0.15, seed=0, dedupe=True, progress=False)
+    assert not any(p.endswith("leaked.png") for p in deduped.data_files["validation"])
+    assert deduped.report.dropped_from_validation[0].endswith("leaked.png")
+
+
+@pytest.mark.parametrize("name", ["img[1].png", "a*b?.png"])
+def test_file_names_with_glob_characters(tmp_path, name):
+    data = write_class_images(tmp_path / "data", per_class=3)
+    (data / "cat" / "img_000.png").rename(data / "cat" / name)
+    dataset, _ = load_image_folders(str(data), None, 0.3, seed=0, progress=False)
+    assert len(dataset["train"]) + len(dataset["validation"]) == 9

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,18 +21,26 @@ def test_template_is_the_top_level_file():
 
 
 def test_wheel_ships_template_and_metric_modules(tmp_path):
+    """Built from a clean copy of the sources: a build/ folder left in a working copy would add stale modules."""
+    source = tmp_path / "source"
+    shutil.copytree(
+        REPO_ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__")
+    )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), "."],
-        cwd=REPO_ROOT,
+        cwd=source,
         check=True,
         capture_output=True,
     )
     (wheel,) = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "hf_resnet101/model_card_template.md" in names
-    assert "hf_resnet101/metric_modules/top_k_accuracy/top_k_accuracy.py" in names
-    template = zipfile.ZipFile(wheel).read("hf_resnet101/model_card_template.md").decode()
+    assert "hf_resnet101/publish/model_card_template.md" in names
+    assert "hf_resnet101/evaluation/metric_modules/top_k_accuracy/top_k_accuracy.py" in names
+    template = zipfile.ZipFile(wheel).read("hf_resnet101/publish/model_card_template.md").decode()
     assert template == (REPO_ROOT / "model_card_template.md").read_text()
+    shipped = {name for name in names if name.startswith("hf_resnet101/") and name.endswith(".py")}
+    sources = {str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "hf_resnet101").rglob("*.py")}
+    assert shipped == sources, f"modules not in the sources: {sorted(shipped - sources)}"
 
 
 def card_inputs(**overrides) -> CardInputs:

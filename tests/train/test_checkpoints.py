@@ -1,20 +1,15 @@
-"""Runs that survive: kill -9 and resume, Ctrl-C, guarded output folders, full disks, NaN, several processes."""
+"""Runs that survive: kill -9 and resume, Ctrl-C, guarded output folders, early stopping, several processes."""
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import re
-import subprocess
 import sys
 
 import pytest
-import torch
-from conftest import REPO_ROOT, save_tiny_resnet
-from safetensors.torch import load_file, save_file
+from conftest import REPO_ROOT, logged_losses, run_offline, save_tiny_resnet
 
-from hf_resnet101.outputs import CHECKPOINT_COMPLETE
+from hf_resnet101.outputs import CHECKPOINT_COMPLETE, checkpoint_folder
+from hf_resnet101.train.checkpoints import is_complete, last_complete_checkpoint, mark_complete
 
 SCRIPT = str(REPO_ROOT / "tests" / "run_with_fault.py")
 RECIPE = str(REPO_ROOT / "recipes" / "finetune.py")
@@ -28,16 +23,6 @@ def run_args(folder, model, out) -> list[str]:
     ]  # fmt: skip
 
 
-def run(command: list[str], **env) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", **env}
-    return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=600)
-
-
-def losses(out) -> dict[int, float]:
-    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
-    return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, request):
     from conftest import write_class_images
@@ -46,7 +31,7 @@ def uninterrupted(tmp_path_factory, request):
     folder = write_class_images(root / "data", per_class=8)
     model = save_tiny_resnet(root / "model")
     out = root / "uninterrupted"
-    result = run([sys.executable, RECIPE, *run_args(folder, model, out)])
+    result = run_offline([sys.executable, RECIPE, *run_args(folder, model, out)])
     assert result.returncode == 0, result.stderr[-3000:]
     return folder, model, out
 
@@ -55,14 +40,14 @@ def uninterrupted(tmp_path_factory, request):
 def test_kill_and_rerun_matches_an_uninterrupted_run(fault, uninterrupted, tmp_path):
     folder, model, reference = uninterrupted
     out = tmp_path / "out"
-    killed = run([sys.executable, SCRIPT, *run_args(folder, model, out)], FAULT=fault, FAULT_STEP="7" if fault ==
-                 "kill" else "9")  # fmt: skip
+    step = "7" if fault == "kill" else "9"
+    killed = run_offline([sys.executable, SCRIPT, *run_args(folder, model, out)], FAULT=fault, FAULT_STEP=step)
     assert killed.returncode == -9
     assert not (out / "model.safetensors").exists()
     if fault == "kill_during_save":
         assert (out / "checkpoint-9").is_dir() and not (out / "checkpoint-9" / CHECKPOINT_COMPLETE).exists()
 
-    resumed = run([sys.executable, RECIPE, *run_args(folder, model, out)])
+    resumed = run_offline([sys.executable, RECIPE, *run_args(folder, model, out)])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming from" in resumed.stderr and "checkpoint-6" in resumed.stderr
     if fault == "kill_during_save":
@@ -70,7 +55,7 @@ def test_kill_and_rerun_matches_an_uninterrupted_run(fault, uninterrupted, tmp_p
 
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 12
-    expected, got = losses(reference), losses(out)
+    expected, got = logged_losses(reference), logged_losses(out)
     assert set(got) >= set(range(7, 13))
     for step in range(7, 13):
         assert got[step] == pytest.approx(expected[step], rel=1e-4), step
@@ -83,12 +68,14 @@ def test_kill_and_rerun_matches_an_uninterrupted_run(fault, uninterrupted, tmp_p
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(uninterrupted, tmp_path):
     folder, model, _ = uninterrupted
     out = tmp_path / "out"
-    interrupted = run([sys.executable, SCRIPT, *run_args(folder, model, out)], FAULT="interrupt", FAULT_STEP="4")
+    interrupted = run_offline(
+        [sys.executable, SCRIPT, *run_args(folder, model, out)], FAULT="interrupt", FAULT_STEP="4"
+    )
     assert interrupted.returncode == 130, interrupted.stderr[-3000:]
     assert "checkpoint saved at step" in interrupted.stderr and "Traceback" not in interrupted.stderr
     complete = [p for p in out.glob("checkpoint-*") if (p / CHECKPOINT_COMPLETE).exists()]
     assert complete and max(int(p.name.split("-")[1]) for p in complete) >= 4
-    resumed = run([sys.executable, RECIPE, *run_args(folder, model, out)])
+    resumed = run_offline([sys.executable, RECIPE, *run_args(folder, model, out)])
     assert resumed.returncode == 0 and json.loads((out / "trainer_state.json").read_text())["global_step"] == 12
 
 
@@ -121,42 +108,6 @@ def test_unwritable_output_folder(finetune_main, capsys, image_folder, tmp_path)
     assert "Cannot write to --output_dir" in capsys.readouterr().err
 
 
-def test_full_disk_leaves_no_half_written_model(finetune_main, capsys, image_folder, tiny_resnet, tmp_path,
-                                                monkeypatch):  # fmt: skip
-    from transformers import Trainer
-
-    save_model = Trainer.save_model
-
-    def full_disk(self, output_dir=None, _internal_call=False):
-        if output_dir and output_dir.endswith(".final-tmp"):
-            save_model(self, output_dir, _internal_call)  # writes part of it, then the disk fills up
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return save_model(self, output_dir, _internal_call)
-
-    monkeypatch.setattr(Trainer, "save_model", full_disk)
-    out = tmp_path / "out"
-    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
-            "--save_steps", "2", "--eval_strategy", "no"]  # fmt: skip
-    assert finetune_main(args) == 2
-    err = capsys.readouterr().err
-    assert "No space left on device" in err and "is intact" in err
-    assert not (out / "model.safetensors").exists() and not (out / ".final-tmp").exists()
-    assert (out / "checkpoint-6" / CHECKPOINT_COMPLETE).exists()
-
-
-def test_nan_loss_stops_with_remedies(finetune_main, capsys, image_folder, tmp_path):
-    model = save_tiny_resnet(tmp_path / "corrupt")
-    weights = load_file(model / "model.safetensors")
-    key = "resnet.embedder.embedder.convolution.weight"
-    weights[key] = torch.full_like(weights[key], float("nan"))
-    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
-    args = ["--train_dir", str(image_folder), "--output_dir", str(tmp_path / "out"), "--model_name_or_path",
-            str(model), "--logging_steps", "1"]  # fmt: skip
-    assert finetune_main(args) == 2
-    err = capsys.readouterr().err
-    assert "diverged" in err and "--learning_rate" in err and "step 1" in err
-
-
 def test_early_stopping(finetune_main, image_folder, tiny_resnet, tmp_path):
     out = tmp_path / "out"
     args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
@@ -164,15 +115,6 @@ def test_early_stopping(finetune_main, image_folder, tiny_resnet, tmp_path):
     assert finetune_main(args) == 0
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] < 30  # stopped long before 5 epochs x 6 steps
-
-
-def test_warmup_ratio(tmp_path):
-    from hf_resnet101.config.options import FinetuneTrainingArguments
-    from hf_resnet101.errors import UsageError
-
-    assert FinetuneTrainingArguments(output_dir=str(tmp_path), warmup_ratio=0.1).warmup_steps == 0.1
-    with pytest.raises(UsageError, match="choose one"):
-        FinetuneTrainingArguments(output_dir=str(tmp_path), warmup_ratio=0.1, warmup_steps=5)
 
 
 def test_token_never_written(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
@@ -187,32 +129,6 @@ def test_token_never_written(finetune_main, image_folder, tiny_resnet, tmp_path,
             assert token.encode() not in path.read_bytes(), path
 
 
-def test_two_processes_match_one_with_the_same_global_batch(image_folder, tiny_resnet, tmp_path):
-    common = ["--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "epoch",
-              "--save_strategy", "no", "--logging_steps", "1"]  # fmt: skip
-    single = run([sys.executable, RECIPE, *common, "--output_dir", str(tmp_path / "one"),
-                  "--per_device_train_batch_size", "8"])  # fmt: skip
-    assert single.returncode == 0, single.stderr[-3000:]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
-    double = run([*launch, RECIPE, *common, "--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size",
-                  "4"], HF_RESNET101_CACHE=str(tmp_path / "cache"))  # fmt: skip
-    assert double.returncode == 0, double.stderr[-3000:]
-    assert "x 2 process(es)" in double.stderr and "global 8" in double.stderr
-    assert double.stderr.count("Run summary") == 1  # the main process reports, the other stays quiet
-    # Scanned once (one progress bar starts); the second process finds every verdict in the cache.
-    assert len(re.findall(r"Scanning images:\s+0%", double.stderr)) == 1
-    one = json.loads((tmp_path / "one" / "trainer_state.json").read_text())
-    two = json.loads((tmp_path / "two" / "trainer_state.json").read_text())
-    assert one["global_step"] == two["global_step"] == 3
-    # The same images make the first global batch in both runs, before any update: the logged loss is the same
-    # loss, not the process count times it (BatchNorm sees 4 images a process instead of 8, hence the tolerance).
-    one_losses, two_losses = losses(tmp_path / "one"), losses(tmp_path / "two")
-    assert two_losses[1] == pytest.approx(one_losses[1], rel=0.15), (one_losses, two_losses)
-    metrics = json.loads((tmp_path / "two" / "eval_results.json").read_text())
-    assert metrics["eval_samples_per_second"] > 0 and 0 <= metrics["eval_accuracy"] <= 1
-
-
 def test_accelerate_configs_load_and_cpu_config_runs(image_folder, tiny_resnet, tmp_path):
     from accelerate.commands.config.config_args import load_config_from_file
 
@@ -224,7 +140,7 @@ def test_accelerate_configs_load_and_cpu_config_runs(image_folder, tiny_resnet, 
     out = tmp_path / "out"
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
               str(REPO_ROOT / "recipes" / "accelerate" / "single_gpu_fp16.yaml")]  # fmt: skip
-    result = run([*launch, RECIPE, "--train_dir", str(image_folder), "--output_dir", str(out),
+    result = run_offline([*launch, RECIPE, "--train_dir", str(image_folder), "--output_dir", str(out),
                   "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "no"])  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     # The fp16 config on a machine without a GPU: the run says what it used instead.
@@ -233,12 +149,13 @@ def test_accelerate_configs_load_and_cpu_config_runs(image_folder, tiny_resnet, 
     )
 
 
-def test_gradient_accumulation_logs_the_loss_of_the_whole_batch(finetune_main, image_folder, tiny_resnet, tmp_path):
-    common = ["--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "no",
-              "--save_strategy", "no", "--logging_steps", "1", "--max_steps", "1"]  # fmt: skip
-    assert finetune_main([*common, "--output_dir", str(tmp_path / "big"), "--per_device_train_batch_size", "8"]) == 0
-    assert finetune_main([*common, "--output_dir", str(tmp_path / "accumulated"), "--per_device_train_batch_size",
-                          "4", "--gradient_accumulation_steps", "2"]) == 0  # fmt: skip
-    big, accumulated = losses(tmp_path / "big")[1], losses(tmp_path / "accumulated")[1]
-    # Two half batches average to the whole batch's loss (not their sum); BatchNorm statistics differ slightly.
-    assert accumulated == pytest.approx(big, rel=0.15)
+def test_the_last_complete_checkpoint_skips_a_newer_one_cut_short(tmp_path):
+    for step in (3, 6, 9):
+        checkpoint_folder(tmp_path, step).mkdir()
+    assert last_complete_checkpoint(tmp_path) is None
+    for step in (3, 6):
+        mark_complete(checkpoint_folder(tmp_path, step), step)
+    # checkpoint-9 was being written when the run was killed: no marker, so not resumed from
+    assert not is_complete(checkpoint_folder(tmp_path, 9))
+    assert last_complete_checkpoint(tmp_path) == checkpoint_folder(tmp_path, 6)
+    assert (checkpoint_folder(tmp_path, 6) / CHECKPOINT_COMPLETE).is_file()

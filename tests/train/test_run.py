@@ -1,4 +1,5 @@
-"""The recipe end to end on tiny models: files, labels, pipeline, metrics, config files."""
+"""The recipe end to end on tiny models: files, labels, pipeline, metrics, config files, data-loading workers,
+torch.compile."""
 
 from __future__ import annotations
 
@@ -179,3 +180,53 @@ def test_dataset_name_with_other_column_names(finetune_main, image_folder, tiny_
     config = AutoConfig.from_pretrained(out)
     assert sorted(config.label2id) == CLASS_NAMES
     assert {row["split"] for row in read_splits(out)} == {"train", "validation"}
+
+
+def run_with_two_workers(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
+    """A short run with two data workers and evaluation every step; returns the Trainer it built, still referenced."""
+    import hf_resnet101.train.run as training
+
+    kept = []
+    build = training.build_trainer
+    monkeypatch.setattr(training, "build_trainer", lambda *a, **k: kept.append(build(*a, **k)) or kept[-1])
+    args = [
+        "--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet),
+        "--output_dir", str(tmp_path / "o"), "--max_steps", "2", "--eval_steps", "1", "--dataloader_num_workers", "2",
+    ]  # fmt: skip
+    assert finetune_main(args) == 0
+    return kept[-1]
+
+
+def test_no_worker_process_outlives_the_run(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
+    """Even while the Trainer is still referenced (as by a notebook or a benchmark), the run's persistent data
+    workers, training's and every evaluation's, are stopped when it returns."""
+    import multiprocessing
+
+    assert run_with_two_workers(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch) is not None
+    assert multiprocessing.active_children() == []
+
+
+def test_evaluation_reads_prepared_tensors_in_process(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
+    """With training workers asked for, evaluation and prediction still load in the training process (their
+    tensors are prepared once), the evaluation loader is made once, and the training loader keeps its workers."""
+    trainer = run_with_two_workers(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch)
+    evaluation = trainer.get_eval_dataloader()
+    assert evaluation.num_workers == 0 and trainer.get_eval_dataloader() is evaluation
+    assert trainer.get_test_dataloader(trainer.eval_dataset).num_workers == 0
+    assert trainer.get_train_dataloader().num_workers == 2
+    assert trainer.args.dataloader_num_workers == 2 and trainer.args.dataloader_persistent_workers
+
+
+@pytest.mark.slow
+def test_torch_compile_run(finetune_main, image_folder, tiny_resnet, tmp_path):
+    """The Trainer's --torch_compile works with the package's model preparation (channels_last, collate)."""
+    out = tmp_path / "out"
+    args = [
+        "--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--output_dir", str(out),
+        "--max_steps", "3", "--eval_strategy", "no", "--torch_compile",
+    ]  # fmt: skip
+    assert finetune_main(args) == 0
+    from safetensors.torch import load_file
+
+    assert load_file(out / "model.safetensors").keys() == load_file(tiny_resnet / "model.safetensors").keys()
+    assert (out / "pipeline_check.json").is_file()

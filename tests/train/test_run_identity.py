@@ -220,3 +220,14 @@ def test_card_rendered_again_stays_a_run_output(finetune_main, finished, capsys)
     run_cli(capsys, ["card", str(out)])
     assert (out / "README.md").read_text() != "stale"
     assert finetune_main(args) == 0  # the card is the run's again: the rerun finds a finished run, not a user's file
+
+
+def test_differences_name_each_changed_option_and_the_data_in_words():
+    from hf_resnet101.train.run_identity import differences
+
+    recorded = {"learning_rate": 5e-5, "seed": 42, "data_digest": "aa", "only_in_an_old_version": 1}
+    current = {"learning_rate": 1e-3, "seed": 42, "data_digest": "bb", "only_in_a_new_version": 2}
+    lines = differences(recorded, current)
+    assert lines[0] == "learning_rate: 5e-05 -> 0.001"
+    assert "the training data" in lines[1] and len(lines) == 2  # options one side lacks are not compared
+    assert differences(recorded, recorded) == []

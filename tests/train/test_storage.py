@@ -7,6 +7,7 @@ later write past 64 bytes (EFBIG, where a full disk gives ENOSPC) whatever libra
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -123,3 +124,92 @@ def test_base_model_that_is_an_unsafe_pickle(finetune_main, capsys, data_and_mod
     captured = capsys.readouterr()
     assert "are a pickle (e.g. pytorch_model.bin) that holds more than tensors" in captured.err
     assert "PICKLE CODE RAN" not in captured.out + captured.err
+
+
+def test_write_failures_are_recognised_through_the_libraries_wrappers():
+    import errno
+
+    from hf_resnet101.train.storage import write_failure_reason
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert write_failure_reason(full) == "No space left on device"
+    try:
+        try:
+            raise full
+        except OSError as error:
+            raise RuntimeError("saving failed") from error
+    except RuntimeError as wrapped:
+        assert write_failure_reason(wrapped) == "No space left on device"
+    assert write_failure_reason(RuntimeError("[enforce fail at inline_container.cc] unexpected pos 64 vs 0")) == (
+        "the file could not be written in full (is the disk full?)"
+    )
+    assert write_failure_reason(FileNotFoundError(errno.ENOENT, "No such file")) is None
+    assert write_failure_reason(ValueError("a bug")) is None
+
+
+def test_a_failed_write_becomes_one_message_and_other_errors_pass(tmp_path):
+    import errno
+
+    from hf_resnet101.errors import UsageError
+    from hf_resnet101.train.storage import reporting_write_failures
+
+    cleaned = []
+    expected = r"Could not write the final model to .*: Disk quota exceeded\. Kept\."
+    with (
+        pytest.raises(UsageError, match=expected),
+        reporting_write_failures("the final model", tmp_path, after=lambda: cleaned.append(1) or "Kept."),
+    ):
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    assert cleaned == [1]
+    with pytest.raises(KeyError), reporting_write_failures("a checkpoint", tmp_path, after=lambda: cleaned.append(2)):
+        raise KeyError("not a write")
+    assert cleaned == [1]
+
+
+def test_incomplete_checkpoints_are_removed_and_damaged_files_named(tmp_path):
+    import zipfile
+
+    from safetensors.torch import save_file
+
+    from hf_resnet101.train.storage import damaged_checkpoint_files, remove_incomplete_checkpoints
+
+    for name in ("checkpoint-1", "checkpoint-2"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "checkpoint-2" / CHECKPOINT_COMPLETE).write_text("{}")
+    removed = remove_incomplete_checkpoints(tmp_path, lambda folder: (folder / CHECKPOINT_COMPLETE).exists())
+    assert removed == [tmp_path / "checkpoint-1"] and [p.name for p in tmp_path.iterdir()] == ["checkpoint-2"]
+
+    checkpoint = tmp_path / "checkpoint-2"
+    save_file({"w": torch.zeros(2)}, checkpoint / "model.safetensors")
+    with zipfile.ZipFile(checkpoint / "optimizer.pt", "w") as archive:
+        archive.writestr("data.pkl", b"x" * 100)
+    (checkpoint / "trainer_state.json").write_text("{}")
+    assert damaged_checkpoint_files(checkpoint) == {}
+    (checkpoint / "trainer_state.json").write_text('{"global_step": ')
+    (checkpoint / "model.safetensors").write_bytes((checkpoint / "model.safetensors").read_bytes()[:20])
+    damaged = damaged_checkpoint_files(checkpoint)
+    assert set(damaged) == {"trainer_state.json", "model.safetensors"}
+    assert damaged["trainer_state.json"].startswith("JSONDecodeError")
+
+
+def test_full_disk_leaves_no_half_written_model(finetune_main, capsys, image_folder, tiny_resnet, tmp_path,
+                                                monkeypatch):  # fmt: skip
+    from transformers import Trainer
+
+    save_model = Trainer.save_model
+
+    def full_disk(self, output_dir=None, _internal_call=False):
+        if output_dir and output_dir.endswith(".final-tmp"):
+            save_model(self, output_dir, _internal_call)  # writes part of it, then the disk fills up
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save_model(self, output_dir, _internal_call)
+
+    monkeypatch.setattr(Trainer, "save_model", full_disk)
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--save_steps", "2", "--eval_strategy", "no"]  # fmt: skip
+    assert finetune_main(args) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "is intact" in err
+    assert not (out / "model.safetensors").exists() and not (out / ".final-tmp").exists()
+    assert (out / "checkpoint-6" / CHECKPOINT_COMPLETE).exists()

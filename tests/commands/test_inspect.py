@@ -1,0 +1,57 @@
+"""The inspect command: the data's size tier, the advice for it and the time it would take."""
+
+from __future__ import annotations
+
+import pytest
+
+from hf_resnet101.commands.cli import main as cli_main
+
+
+def test_inspect_command(image_folder, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["inspect", str(image_folder.parent)])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert "train: 21 images in 3 classes" in out
+    assert "dataset size tier: tiny" in out and "resnet-50" in out
+    assert "No GPU" in out or "GPU with" in out
+
+
+def test_inspect_estimates_cpu_time_in_a_readable_unit(capsys, image_folder):
+    from hf_resnet101.commands.cli import run_command
+    from hf_resnet101.config.presets import approximate_duration
+
+    assert [approximate_duration(s) for s in (3, 48, 600, 7200, 200000)] == [
+        "about 3 s", "about 50 s", "about 10 min", "about 2.0 h", "about 2.3 days"
+    ]  # fmt: skip
+    assert run_command(["inspect", str(image_folder)]) == 0
+    printed = capsys.readouterr().out
+    assert "Estimated about " in printed and "0.0 h" not in printed
+
+
+def test_split_folders_are_found_under_the_data_folder(tmp_path):
+    from hf_resnet101.commands.inspect import find_split_folders
+
+    (tmp_path / "cat").mkdir()
+    assert find_split_folders(tmp_path) == (tmp_path, None)
+    (tmp_path / "train").mkdir()
+    assert find_split_folders(tmp_path) == (tmp_path / "train", None)
+    (tmp_path / "val").mkdir()
+    assert find_split_folders(tmp_path) == (tmp_path / "train", tmp_path / "val")
+
+
+def test_inspecting_a_missing_folder_says_what_to_give(tmp_path):
+    from hf_resnet101.commands.inspect import inspect_folder
+    from hf_resnet101.errors import UsageError
+
+    with pytest.raises(UsageError, match="is not a folder: give the folder of class sub-folders"):
+        inspect_folder(tmp_path / "missing")
+
+
+def test_inspection_lines_describe_the_split_and_the_tier(image_folder):
+    from hf_resnet101.commands.inspect import inspect_folder
+
+    inspection = inspect_folder(image_folder, train_val_split=0.3)
+    assert inspection.lines[0] == f"training folder: {image_folder}; validation: split off (30% per class)"
+    assert inspection.report.num_train_images + len(inspection.report.images_per_class) > 0
+    assert any("tiny" in line for line in inspection.lines)

@@ -1,0 +1,41 @@
+"""Image decoding: every mode a folder may hold becomes upright RGB with the right pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+from messy_data import coloured, exif_rotated_jpeg, ramp16
+from PIL import Image
+
+from hf_resnet101.data.images import NEUTRAL_BACKGROUND, to_rgb
+
+
+def test_sixteen_bit_ramp_keeps_its_gradient():
+    rgb = np.asarray(to_rgb(ramp16()))
+    row = rgb[0, :, 0].astype(int)
+    assert row[0] == 0 and row[-1] == 255
+    assert np.all(np.diff(row) >= 0) and len(set(row.tolist())) > 50  # a gradient, not black and white
+    assert np.array_equal(rgb[..., 0], rgb[..., 2])
+
+
+def test_exif_rotated_image_comes_out_upright(tmp_path):
+    exif_rotated_jpeg(tmp_path / "r.jpg")
+    upright = to_rgb(Image.open(tmp_path / "r.jpg"))
+    assert upright.size == (20, 40)  # stored 40x20, displayed rotated by 90 degrees
+    pixels = np.asarray(upright).mean(axis=(1, 2))
+    assert pixels[:15].mean() < 60 and pixels[-15:].mean() > 190  # dark half on top after rotating clockwise
+
+
+def test_alpha_is_composited_on_neutral_grey():
+    image = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert to_rgb(image).getpixel((0, 0)) == NEUTRAL_BACKGROUND
+    half = Image.new("LA", (2, 2), (255, 128))
+    assert all(abs(v - 192) <= 1 for v in to_rgb(half).getpixel((0, 0)))  # halfway between white and grey
+
+
+def test_cmyk_palette_bilevel_and_grey_become_rgb():
+    red = coloured((200, 40, 40))
+    for image in (red.convert("CMYK"), red.convert("P"), red.convert("L"), red.convert("1")):
+        converted = to_rgb(image)
+        assert converted.mode == "RGB" and converted.size == red.size
+    r, g, b = np.asarray(to_rgb(red.convert("CMYK"))).reshape(-1, 3).mean(axis=0)
+    assert r > 150 and g < 90 and b < 90

@@ -1,0 +1,85 @@
+"""The data report: counts per class and split, duplicates, imbalance, and the saved file without local paths."""
+
+from __future__ import annotations
+
+import json
+
+from hf_resnet101.data.report import (
+    MAX_LISTED,
+    Duplicates,
+    LabelledFile,
+    build_report,
+    find_duplicates,
+    paths_relative_to,
+)
+from hf_resnet101.data.scan import FileRecord
+
+
+def record(path: str, pixel_hash: str = "", width: int = 32, height: int = 24, reason: str = "") -> FileRecord:
+    if reason:
+        return FileRecord(path=path, size=10, mtime_ns=0, usable=False, reason=reason)
+    return FileRecord(
+        path=path, size=10, mtime_ns=0, usable=True, width=width, height=height, mode="RGB", format="PNG",
+        pixel_hash=pixel_hash or path,
+    )  # fmt: skip
+
+
+def test_duplicates_are_told_apart_by_where_they_are():
+    files = [
+        LabelledFile("train", "cat", record("/d/cat/a.png", "same-cat")),
+        LabelledFile("train", "cat", record("/d/cat/b.png", "same-cat")),
+        LabelledFile("validation", "cat", record("/v/cat/c.png", "same-cat")),
+        LabelledFile("train", "cat", record("/d/cat/x.png", "two-labels")),
+        LabelledFile("train", "dog", record("/d/dog/x.png", "two-labels")),
+        LabelledFile("train", "dog", record("/d/dog/unique.png")),
+    ]
+    found = find_duplicates(files)
+    assert found.within_class == [["/d/cat/a.png", "/d/cat/b.png"]]
+    assert found.train_validation_leaks == [
+        {"label": "cat", "train": ["/d/cat/a.png", "/d/cat/b.png"], "validation": ["/v/cat/c.png"]}
+    ]
+    assert found.conflicting_labels == [{"labels": ["cat", "dog"], "paths": ["/d/cat/x.png", "/d/dog/x.png"]}]
+
+
+def test_report_counts_usable_images_and_lists_the_rest():
+    files = [LabelledFile("train", "cat", record(f"/d/cat/{i}.png", width=10 * (i + 1))) for i in range(6)]
+    files += [
+        LabelledFile("train", "dog", record("/d/dog/0.png")),
+        LabelledFile("train", "dog", record("/d/dog/1.png")),
+    ]
+    files.append(LabelledFile("train", "dog", record("/d/dog/broken.png", reason="truncated file")))
+    report = build_report(files, ["cat", "dog", "empty"], ["empty"], Duplicates())
+    assert report.images_per_class == {"train": {"cat": 6, "dog": 2, "empty": 0}}
+    assert report.num_train_images == 8 and report.imbalance_ratio == 3.0  # the empty class is left out
+    assert report.image_sizes["width"] == {"min": 10, "median": 32, "max": 60}
+    assert report.unusable == [
+        {"split": "train", "label": "dog", "path": "/d/dog/broken.png", "reason": "truncated file"}
+    ]
+    lines = report.summary_lines()
+    assert lines[0] == "train: 8 images in 3 classes (cat=6, dog=2, empty=0)"
+    assert "class imbalance: the largest training class is 3.0x the smallest" in lines
+    assert "  /d/dog/broken.png: truncated file" in lines
+    assert "class folders with no usable images (left out): empty" in lines
+
+
+def test_long_lists_of_unusable_files_are_cut_short():
+    files = [LabelledFile("train", "cat", record(f"/d/cat/{i}.png", reason="not an image")) for i in range(25)]
+    files.append(LabelledFile("train", "cat", record("/d/cat/ok.png")))
+    lines = build_report(files, ["cat"], [], Duplicates()).summary_lines()
+    assert sum(line.startswith("  /d/cat/") for line in lines) == MAX_LISTED
+    assert f"  ... and {25 - MAX_LISTED} more (see data_report.json)" in lines
+
+
+def test_saved_report_names_paths_relative_to_the_data_folders(tmp_path):
+    data = tmp_path / "data"
+    files = [LabelledFile("train", "cat", record(str(data / "cat" / "bad.png"), reason="empty file"))]
+    files.append(LabelledFile("train", "cat", record(str(data / "cat" / "ok.png"))))
+    path = build_report(files, ["cat"], [], Duplicates()).save(tmp_path / "out", roots=[data.resolve()])
+    saved = json.loads(path.read_text())
+    assert path.name == "data_report.json" and saved["unusable"][0]["path"] == "cat/bad.png"
+    assert saved["num_train_images"] == 1 and str(tmp_path) not in path.read_text()
+
+
+def test_paths_outside_the_roots_and_plain_strings_are_kept(tmp_path):
+    value = {"a": [str(tmp_path / "x" / "1.png"), "/elsewhere/2.png", "cat"]}
+    assert paths_relative_to(value, [tmp_path.resolve() / "x"]) == {"a": ["1.png", "/elsewhere/2.png", "cat"]}

@@ -1,0 +1,101 @@
+"""Decoding and transforms: augmentation strengths, JPEGs at reduced size, seeded crops, data-loading workers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hf_resnet101.data.transforms import DataConfig, build_train_transform
+
+
+@pytest.mark.parametrize("strength", ["none", "light", "standard", "heavy"])
+def test_augmentation_strengths_produce_normalised_batches(strength):
+    from messy_data import coloured
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    from hf_resnet101.data.transforms import collate
+
+    config = DataConfig(48, 40, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    crop = build_train_transform(config, strength)(pil_to_tensor(coloured((200, 40, 40), size=(100, 70))))
+    assert crop.shape == (3, 48, 40) and crop.dtype == torch.uint8
+    batch = collate([{"pixel_values": crop, "label": 1}] * 2, mean=config.mean, std=config.std)["pixel_values"]
+    assert batch.shape == (2, 3, 48, 40) and batch.dtype == torch.float32
+    assert torch.allclose(batch[0], (crop / 255 - 0.5) / 0.25, atol=1e-6)
+    assert batch.min() < 0 < batch.max()
+
+
+def test_jpegs_decode_upright_and_alike_by_either_decoder(tmp_path):
+    """torchvision's decoder (full-size JPEGs) and Pillow's (the rest) give the same upright RGB pixels."""
+    from messy_data import coloured, exif_rotated_jpeg
+    from PIL import Image
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    from hf_resnet101.data.images import decode_rgb, to_rgb
+
+    exif_rotated_jpeg(tmp_path / "rotated.jpg")
+    coloured((90, 120, 200), size=(64, 48)).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    coloured((90, 120, 200), size=(64, 48)).convert("L").save(tmp_path / "grey.jpg", quality=95)
+    for name in ("rotated.jpg", "cmyk.jpg", "grey.jpg"):
+        path = tmp_path / name
+        by_pillow = pil_to_tensor(to_rgb(Image.open(path))).int()
+        from_path = decode_rgb({"path": str(path), "bytes": None}, min_short_side=448)
+        from_bytes = decode_rgb({"path": None, "bytes": path.read_bytes()}, min_short_side=448)
+        assert torch.equal(from_path, from_bytes)
+        assert from_path.dtype == torch.uint8 and from_path.shape == by_pillow.shape, name
+        assert (from_path.int() - by_pillow).abs().float().mean() < 3, name  # IDCT rounding differs by a level or two
+
+
+def test_large_jpegs_decode_at_reduced_size_small_ones_in_full(tmp_path):
+    from messy_data import coloured
+
+    from hf_resnet101.data.images import open_image
+
+    coloured((90, 120, 200), size=(3000, 2000)).save(tmp_path / "big.jpg", quality=90)
+    coloured((90, 120, 200), size=(500, 375)).save(tmp_path / "small.jpg", quality=90)
+    big, _ = open_image({"path": str(tmp_path / "big.jpg"), "bytes": None}, min_short_side=448)
+    big.load()
+    assert big.size == (750, 500)  # 1/4: the smallest scale that keeps the short side at least 448
+    small, _ = open_image({"path": str(tmp_path / "small.jpg"), "bytes": None}, min_short_side=448)
+    small.load()
+    assert small.size == (500, 375)
+
+
+def test_seeded_transform_repeats_per_image_and_epoch(image_folder):
+    from hf_resnet101.data.transforms import INDEX_COLUMN, SeededTrainTransform
+
+    transform = SeededTrainTransform(build_train_transform(DataConfig(16, 16, (0.5,) * 3, (0.5,) * 3), "heavy"), 3)
+    image = next(image_folder.rglob("*.png"))
+    batch = {"image": [{"path": str(image), "bytes": None}] * 2, INDEX_COLUMN: [5, 6], "label": [0, 0]}
+    first = transform(batch)["pixel_values"]
+    assert torch.equal(transform(batch)["pixel_values"][0], first[0])
+    assert not torch.equal(first[0], first[1])  # another image index, other random crops
+    transform.epoch = 1
+    assert not torch.equal(transform(batch)["pixel_values"][0], first[0])
+
+
+def test_no_augmentation_keeps_the_aspect_ratio():
+    """A 100x50 image with a red left quarter: a centre crop of the resized image shows no red; a squash would."""
+    image = torch.zeros(3, 50, 100, dtype=torch.uint8)
+    image[2] = 200  # blue
+    image[:, :, :25] = torch.tensor([200, 0, 0], dtype=torch.uint8).view(3, 1, 1)
+    crop = build_train_transform(DataConfig(16, 16, (0.5,) * 3, (0.5,) * 3), "none")(image)
+    assert crop.shape == (3, 16, 16)
+    assert crop[0].max() < 50  # no red left
+
+
+def test_worker_processes_augment_exactly_as_the_training_process(finetune_main, image_folder, tiny_resnet, tmp_path):
+    """Persistent workers over two epochs see each epoch's augmentation: the run equals one without workers."""
+    import json
+
+    def losses(workers: str) -> list[float]:
+        out = tmp_path / f"workers-{workers}"
+        args = [
+            "--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--output_dir", str(out),
+            "--num_train_epochs", "2", "--eval_strategy", "no", "--logging_steps", "1", "--seed", "3",
+            "--augmentation", "heavy", "--dataloader_num_workers", workers,
+        ]  # fmt: skip
+        assert finetune_main(args) == 0
+        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        return [entry["loss"] for entry in history if "loss" in entry]
+
+    assert losses("2") == losses("0")

@@ -1,0 +1,31 @@
+"""The confusion matrix: counts for every class of the model, row-normalised colours, and its PNG."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from hf_resnet101.evaluation.confusion import compute_confusion_matrix, plot_confusion_matrix, row_normalised
+
+
+def test_rows_are_true_classes_and_unseen_classes_still_get_a_row():
+    matrix = compute_confusion_matrix([0, 0, 1, 1], [0, 1, 1, 1], num_labels=3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 2, 0], [0, 0, 0]]
+
+
+def test_row_normalised_gives_recall_on_the_diagonal_and_zero_for_empty_rows():
+    fractions = row_normalised(np.array([[1, 3], [0, 0]]))
+    assert fractions.tolist() == [[0.25, 0.75], [0.0, 0.0]]
+
+
+def test_plot_is_a_png_in_a_created_folder(tmp_path):
+    matrix = compute_confusion_matrix([0, 1, 2], [0, 2, 2], num_labels=3)
+    path = plot_confusion_matrix(matrix, ["cat", "Blue Jay", "tree"], tmp_path / "new" / "confusion.png")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width > 100 and image.height > 100
+
+
+def test_many_classes_still_plot(tmp_path):
+    names = [f"class {i}" for i in range(40)]  # past MAX_ANNOTATED_CLASSES: no numbers in the cells
+    matrix = compute_confusion_matrix(list(range(40)), list(range(40)), num_labels=40)
+    assert plot_confusion_matrix(matrix, names, tmp_path / "c.png").stat().st_size > 0

@@ -1,0 +1,83 @@
+"""Inference on a trained model: where the model comes from, unreadable images, and results in the input's order."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from hf_resnet101.errors import UsageError
+from hf_resnet101.inference import (
+    Classified,
+    check_model_source,
+    classify,
+    load_model_and_processor,
+    looks_like_local_path,
+    read_chunk,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "local"),
+    [("microsoft/resnet-101", False), ("resnet-101", False), ("./out", True), ("/tmp/out", True),
+     ("~/runs/out", True), ("runs/2024/out", True)],
+)  # fmt: skip
+def test_hub_ids_are_told_from_folders(name, local):
+    assert looks_like_local_path(name) is local
+
+
+def test_model_source_errors_say_what_to_give(tmp_path):
+    with pytest.raises(UsageError, match="has no config.json: give the output folder of a training run"):
+        check_model_source(str(tmp_path))
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(UsageError, match="is a file: give a model folder"):
+        check_model_source(str(tmp_path / "weights.bin"))
+    with pytest.raises(UsageError, match="does not exist"):
+        check_model_source(str(tmp_path / "missing"))
+    check_model_source("user/model")  # a Hub id: left to the download
+
+
+def test_model_loads_in_eval_mode_with_its_processor(tiny_resnet):
+    model, processor = load_model_and_processor(str(tiny_resnet))
+    assert not model.training and model.config.num_labels == 4
+    assert processor.size == {"shortest_edge": 32}
+
+
+def test_unreadable_images_are_reported_by_position(tmp_path):
+    good = tmp_path / "good.png"
+    Image.new("RGB", (8, 8)).save(good)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    images, positions, errors = read_chunk([str(good), str(tmp_path / "broken.png"), str(tmp_path / "gone.png")])
+    assert len(images) == 1 and images[0].mode == "RGB" and positions == [0]
+    assert set(errors) == {1, 2} and errors[2].startswith("FileNotFoundError: no such file")
+
+
+def test_classify_keeps_the_order_in_chunks_and_reports_progress(tmp_path):
+    calls = []
+
+    def classifier(images, **options):
+        calls.append((len(images), options))
+        return [[{"label": "bright" if image.getpixel((0, 0))[0] > 100 else "dark", "score": 1.0}] for image in images]
+
+    paths = []
+    for i in range(20):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (4, 4), (200 if i % 2 else 10,) * 3).save(path)
+        paths.append(str(path))
+    paths[3] = str(tmp_path / "missing.png")
+    progress = []
+    results = list(classify(classifier, paths, top_k=1, batch_size=2, on_progress=progress.append))
+    assert [r.source for r in results] == paths
+    assert results[0].scores[0]["label"] == "dark" and results[1].scores[0]["label"] == "bright"
+    assert (
+        results[3] == Classified(paths[3], scores=None, error=results[3].error) and "no such file" in results[3].error
+    )
+    assert progress == [16, 4] and [n for n, _ in calls] == [15, 4]  # chunks of 8 batches; the missing file left out
+    assert calls[0][1] == {"top_k": 1, "batch_size": 2}
+
+
+def test_pil_images_are_named_by_position_or_given_names():
+    images = [Image.new("RGB", (4, 4)) for _ in range(2)]
+    results = list(classify(lambda imgs, **_: [[]] * len(imgs), images, top_k=1))
+    assert [r.source for r in results] == ["image 0", "image 1"]
+    named = list(classify(lambda imgs, **_: [[]] * len(imgs), images, top_k=1, names=["a", "b"]))
+    assert [r.source for r in named] == ["a", "b"]

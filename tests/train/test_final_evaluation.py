@@ -1,0 +1,69 @@
+"""The final evaluation for the card: per-class results from the validation predictions, accuracy on a training
+sample predicted with evaluation preprocessing."""
+
+from __future__ import annotations
+
+import contextlib
+
+import datasets
+import numpy as np
+import pytest
+from transformers import AutoImageProcessor
+from transformers.trainer_utils import PredictionOutput
+
+from hf_resnet101.data.transforms import resolve_data_config
+from hf_resnet101.train.final_evaluation import CardEvaluation, evaluate_for_card, prediction_logits
+from hf_resnet101.train.run_state import ModelToTrain
+
+VALIDATION = PredictionOutput(
+    predictions=np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [1.0, 0.0]]),
+    label_ids=np.array([0, 1, 1, 0]),
+    metrics={},
+)
+
+
+class PredictingTrainer:
+    """Stands in for the Trainer: predicts class 0 for every image it is given, and records what it was given."""
+
+    class args:  # noqa: N801 - mimics `trainer.args`
+        @staticmethod
+        @contextlib.contextmanager
+        def main_process_first(desc: str):
+            yield
+
+    def __init__(self):
+        self.given = None
+
+    def predict(self, dataset):
+        self.given = dataset
+        logits = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (len(dataset), 1))
+        return PredictionOutput(predictions=(logits, None), label_ids=np.array(dataset["label"]), metrics={})
+
+
+def test_logits_come_out_of_a_tuple_as_float32():
+    logits = prediction_logits(
+        PredictionOutput(predictions=(np.ones((2, 3)), np.zeros(1)), label_ids=None, metrics={})
+    )
+    assert logits.shape == (2, 3) and logits.dtype == np.float32
+
+
+def test_per_class_results_and_confusion_matrix_without_a_training_sample():
+    result = evaluate_for_card(PredictingTrainer(), VALIDATION, None, [], None, num_labels=2)
+    assert result.confusion_matrix == [[2, 0], [1, 1]]
+    assert result.per_class["recall"] == pytest.approx([1.0, 0.5])
+    assert result.per_class["support"] == [2, 2]
+    assert result.train_accuracy is None and result.train_accuracy_images == 0
+    assert CardEvaluation().train_accuracy is None
+
+
+def test_training_accuracy_is_measured_on_the_chosen_images_with_evaluation_preprocessing(image_folder, tiny_resnet):
+    paths = sorted(str(p) for p in image_folder.rglob("*.png"))[:4]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    train = datasets.Dataset.from_dict({"image": paths, "label": [0, 1, 0, 0]}, features=features)
+    trainer = PredictingTrainer()
+    processor = AutoImageProcessor.from_pretrained(tiny_resnet)
+    model = ModelToTrain(None, processor, resolve_data_config(processor), None)
+    result = evaluate_for_card(trainer, VALIDATION, train, [1, 2, 3], model, num_labels=2)
+    assert result.train_accuracy == pytest.approx(2 / 3) and result.train_accuracy_images == 3
+    assert trainer.given["label"] == [1, 0, 0]
+    assert np.asarray(trainer.given[0]["pixel_values"]).shape == (3, 32, 32)  # the processor's size, not the file's

@@ -1,0 +1,114 @@
+"""Watching a run: a diverged loss stops it with remedies, overfitting is warned once, Ctrl-C stops it cleanly."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+from conftest import save_tiny_resnet
+from safetensors.torch import load_file, save_file
+from transformers import TrainerControl, TrainerState
+
+from hf_resnet101.errors import UsageError
+from hf_resnet101.train.monitors import (
+    DivergenceCallback,
+    EpochCallback,
+    GracefulInterrupt,
+    OverfittingMonitor,
+    TrainingDiverged,
+)
+
+
+def state(step: int = 7, log_history: list[dict] | None = None, epoch: float | None = None) -> TrainerState:
+    result = TrainerState(global_step=step, epoch=epoch)
+    result.log_history = log_history or []
+    return result
+
+
+@pytest.mark.parametrize(("key", "which"), [("loss", "training"), ("eval_loss", "validation")])
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_a_non_finite_loss_stops_the_run_with_remedies(key, which, value):
+    with pytest.raises(TrainingDiverged, match=f"The {which} loss became {value} at step 7") as raised:
+        DivergenceCallback().on_log(None, state(), TrainerControl(), logs={key: value})
+    assert isinstance(raised.value, UsageError) and "--learning_rate" in str(raised.value)
+
+
+def test_finite_losses_and_other_logs_pass():
+    DivergenceCallback().on_log(None, state(), TrainerControl(), logs={"loss": 0.5, "learning_rate": math.nan})
+    DivergenceCallback().on_log(None, state(), TrainerControl(), logs=None)
+
+
+def evaluate(monitor: OverfittingMonitor, train_loss: float, eval_loss: float, step: int) -> None:
+    history = [{"loss": 9.0}, {"loss": train_loss}]
+    metrics = {"eval_loss": eval_loss, "eval_accuracy": 0.5}
+    monitor.on_evaluate(None, state(step, history), TrainerControl(), metrics=metrics)
+
+
+def test_overfitting_is_recorded_once_after_patience_evaluations(tmp_path):
+    monitor = OverfittingMonitor(ratio=1.5, margin=0.1, patience=3)
+    evaluate(monitor, 0.2, 0.8, step=1)
+    evaluate(monitor, 0.2, 0.8, step=2)
+    assert monitor.events == []
+    for step in (3, 4, 5):
+        evaluate(monitor, 0.2, 0.8, step=step)
+    assert monitor.events == [{"step": 3, "train_loss": 0.2, "eval_loss": 0.8, "eval_accuracy": 0.5}]
+    monitor.save(tmp_path)
+    assert json.loads((tmp_path / "monitors.json").read_text()) == {"overfitting": monitor.events}
+
+
+def test_a_gap_must_last_and_be_large_enough():
+    monitor = OverfittingMonitor(patience=2)
+    evaluate(monitor, 0.2, 0.8, step=1)
+    evaluate(monitor, 0.2, 0.25, step=2)  # caught up: the streak restarts
+    evaluate(monitor, 0.2, 0.8, step=3)
+    evaluate(monitor, 0.01, 0.05, step=4)  # 5x the training loss, but within the margin
+    assert monitor.events == []
+    monitor.on_evaluate(None, state(5), TrainerControl(), metrics={"eval_loss": 3.0})  # no training loss yet
+    assert monitor.events == []
+
+
+def test_first_ctrl_c_saves_and_stops_after_the_step_the_second_aborts():
+    interrupt = GracefulInterrupt()
+    interrupt.install()
+    try:
+        control = interrupt.on_step_end(None, state(), TrainerControl())
+        assert not control.should_save and not control.should_training_stop
+        os.kill(os.getpid(), signal.SIGINT)
+        control = interrupt.on_step_end(None, state(), TrainerControl())
+        assert control.should_save and control.should_training_stop
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        interrupt.uninstall()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_seeded_transform_learns_the_epoch_including_after_a_resume():
+    class Transform:
+        epoch = 0
+
+    transform = Transform()
+    callback = EpochCallback(transform)
+    callback.on_epoch_begin(None, state(epoch=2.0), TrainerControl())
+    assert transform.epoch == 2
+    callback.on_epoch_begin(None, state(epoch=3.4), TrainerControl())  # resumed mid-epoch
+    assert transform.epoch == 3
+    callback.on_epoch_begin(None, state(epoch=None), TrainerControl())
+    assert transform.epoch == 0
+
+
+def test_nan_loss_stops_with_remedies(finetune_main, capsys, image_folder, tmp_path):
+    model = save_tiny_resnet(tmp_path / "corrupt")
+    weights = load_file(model / "model.safetensors")
+    key = "resnet.embedder.embedder.convolution.weight"
+    weights[key] = torch.full_like(weights[key], float("nan"))
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    args = ["--train_dir", str(image_folder), "--output_dir", str(tmp_path / "out"), "--model_name_or_path",
+            str(model), "--logging_steps", "1"]  # fmt: skip
+    assert finetune_main(args) == 2
+    err = capsys.readouterr().err
+    assert "diverged" in err and "--learning_rate" in err and "step 1" in err

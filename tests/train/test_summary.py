@@ -1,0 +1,28 @@
+"""The run summary's lines: what training starts from, where its values came from, how data is loaded."""
+
+from __future__ import annotations
+
+import torch
+
+from hf_resnet101.config.options import FinetuneTrainingArguments, ModelArguments
+from hf_resnet101.config.presets import Setting
+from hf_resnet101.train.summary import describe_data_loading, describe_settings, describe_start
+
+
+def test_settings_are_listed_with_their_sources():
+    settings = {"learning_rate": Setting(3e-5, "command line"), "augmentation": Setting("heavy", "preset small")}
+    assert describe_settings(settings) == "learning_rate=3e-05 (command line), augmentation=heavy (preset small)"
+
+
+def test_random_weights_are_said_as_such():
+    model = torch.nn.Linear(2, 2)
+    said = describe_start(ModelArguments(), model, random_init=True)
+    assert said.startswith("Linear, trained from random initialisation, not fine-tuned")
+    assert describe_start(ModelArguments(), model, random_init=False) == "microsoft/resnet-101"
+
+
+def test_data_loading_in_process_or_by_workers(tmp_path):
+    in_process = FinetuneTrainingArguments(output_dir=str(tmp_path), dataloader_num_workers=0, report_to="none")
+    assert "in the training process" in describe_data_loading(in_process)
+    workers = FinetuneTrainingArguments(output_dir=str(tmp_path), dataloader_num_workers=2, report_to="none")
+    assert describe_data_loading(workers).startswith("data loading: 2 worker process(es) per device, persistent")

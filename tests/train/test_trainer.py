@@ -1,0 +1,58 @@
+"""The Trainer the run uses: its loss for every process count and accumulation, its class counts, its evaluation
+read in process."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import datasets
+import pytest
+from conftest import REPO_ROOT, logged_losses, run_offline
+
+from hf_resnet101.train.trainer import class_counts
+
+RECIPE = str(REPO_ROOT / "recipes" / "finetune.py")
+
+
+def test_class_counts_name_every_class_even_an_empty_one():
+    split = datasets.Dataset.from_dict({"label": [0, 2, 2, 0, 2]})
+    assert class_counts(split, ["cat", "dog", "owl"]) == {"cat": 2, "dog": 0, "owl": 3}
+
+
+def test_two_processes_match_one_with_the_same_global_batch(image_folder, tiny_resnet, tmp_path):
+    common = ["--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "epoch",
+              "--save_strategy", "no", "--logging_steps", "1"]  # fmt: skip
+    single = run_offline([sys.executable, RECIPE, *common, "--output_dir", str(tmp_path / "one"),
+                  "--per_device_train_batch_size", "8"])  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    two = ["--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "4"]
+    double = run_offline([*launch, RECIPE, *common, *two], HF_RESNET101_CACHE=str(tmp_path / "cache"))
+    assert double.returncode == 0, double.stderr[-3000:]
+    assert "x 2 process(es)" in double.stderr and "global 8" in double.stderr
+    assert double.stderr.count("Run summary") == 1  # the main process reports, the other stays quiet
+    # Scanned once (one progress bar starts); the second process finds every verdict in the cache.
+    assert len(re.findall(r"Scanning images:\s+0%", double.stderr)) == 1
+    one = json.loads((tmp_path / "one" / "trainer_state.json").read_text())
+    two = json.loads((tmp_path / "two" / "trainer_state.json").read_text())
+    assert one["global_step"] == two["global_step"] == 3
+    # The same images make the first global batch in both runs, before any update: the logged loss is the same
+    # loss, not the process count times it (BatchNorm sees 4 images a process instead of 8, hence the tolerance).
+    one_losses, two_losses = logged_losses(tmp_path / "one"), logged_losses(tmp_path / "two")
+    assert two_losses[1] == pytest.approx(one_losses[1], rel=0.15), (one_losses, two_losses)
+    metrics = json.loads((tmp_path / "two" / "eval_results.json").read_text())
+    assert metrics["eval_samples_per_second"] > 0 and 0 <= metrics["eval_accuracy"] <= 1
+
+
+def test_gradient_accumulation_logs_the_loss_of_the_whole_batch(finetune_main, image_folder, tiny_resnet, tmp_path):
+    common = ["--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "no",
+              "--save_strategy", "no", "--logging_steps", "1", "--max_steps", "1"]  # fmt: skip
+    assert finetune_main([*common, "--output_dir", str(tmp_path / "big"), "--per_device_train_batch_size", "8"]) == 0
+    assert finetune_main([*common, "--output_dir", str(tmp_path / "accumulated"), "--per_device_train_batch_size",
+                          "4", "--gradient_accumulation_steps", "2"]) == 0  # fmt: skip
+    big, accumulated = logged_losses(tmp_path / "big")[1], logged_losses(tmp_path / "accumulated")[1]
+    # Two half batches average to the whole batch's loss (not their sum); BatchNorm statistics differ slightly.
+    assert accumulated == pytest.approx(big, rel=0.15)
