@@ -98,7 +98,7 @@ def build_trainer(
     running out of memory (`recovery.train_fitting_memory`)."""
     data_config = model.data_config
     train_transform = build_train_transform(data_config, options.data.augmentation)
-    # Decode large JPEGs at no less than twice the training resolution (see `open_image`).
+    # Decode large JPEGs at no less than twice the training resolution (see `data.images.open_image`).
     min_short_side = 2 * max(data_config.height, data_config.width)
     seeded_transform = SeededTrainTransform(train_transform, training_args.seed, min_short_side)
     train = prepare_train_split(dataset["train"]).with_transform(seeded_transform)
