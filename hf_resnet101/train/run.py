@@ -170,7 +170,7 @@ def run_in_locked_folder(
     data = load_run_data(data_args, model_args, training_args, start)
     clock.mark("scan and data loading")
     output_dir = Path(training_args.output_dir)
-    if not training_args.overwrite_output_dir and is_finished(output_dir):
+    if start.finished:
         return finished_result(output_dir, data.label_names)
     options = resolve_run_options(
         data_args, model_args, training_args, explicit, data.num_train, data.num_validation,
@@ -206,6 +206,7 @@ class RunStart:
     identity_options: dict  # the trajectory-changing options as given, before presets (`run_identity`)
     resume_from: str | None
     push_token: str | None
+    finished: bool  # the folder holds a finished run (and --overwrite_output_dir was not given)
 
 
 def check_before_loading(
@@ -231,7 +232,8 @@ def check_before_loading(
         )
         if resume_from is not None:
             check_checkpoint_readable(Path(resume_from))
-    return RunStart(identity_options, resume_from, push_token)
+    finished = not training_args.overwrite_output_dir and is_finished(output_dir)
+    return RunStart(identity_options, resume_from, push_token, finished)
 
 
 def load_run_data(
@@ -253,8 +255,7 @@ def load_run_data(
         raise UsageError(f"The training data has a single class ({label_names}): at least two are needed.")
     identity = full_identity(start.identity_options, label_names, report.data_digest)
     output_dir = Path(training_args.output_dir)
-    finished = not training_args.overwrite_output_dir and is_finished(output_dir)
-    if start.resume_from or finished:
+    if start.resume_from or start.finished:
         resumed = Path(start.resume_from) if start.resume_from else None
         check_same_run(output_dir, resumed, identity, keys=DATA_KEYS)
     return RunData(dataset, report, identity)
