@@ -111,6 +111,25 @@ def machine_name() -> str:
 
 CPU_FLAGS = ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
+# Instruction-set caps that make this processor compute like one with fewer extensions, the nearest thing to
+# measuring on another processor: oneDNN (convolutions), ATen's vectorised kernels and MKL (matrix products) each
+# stop at the named set. "avx512_core" is an AVX-512 CPU without BF16 or AMX (the issue's Intel Xeon); "avx2" one
+# without AVX-512 (most desktop and older server CPUs). The cache sizes, core design and clock stay this machine's.
+CPU_ISA_CAPS = {
+    "native": {},
+    "avx512_core": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+}
+
+
+def apply_cpu_isa_cap(name: str) -> str:
+    """Sets the environment that caps every command started after it at `name`'s instruction set; says which."""
+    caps = CPU_ISA_CAPS[name]
+    os.environ.update(caps)
+    if not caps:
+        return "no instruction-set cap"
+    return "capped with " + " ".join(f"{key}={value}" for key, value in caps.items())
+
 
 def cpu_description() -> str:
     """`lscpu`'s model name, which of the flags that decide CPU speed are present, and the core count.

@@ -2,7 +2,7 @@
 
     python benchmarks/train_speed.py [--batch_size 4] [--steps 8] [--image_size 224] [--rounds 1]
     python benchmarks/train_speed.py --whole_commands [--rounds 2] [--short_steps 4] [--long_steps 28]
-        [--doc_long_steps 12]
+        [--doc_long_steps 12] [--cpu_isa native|avx512_core|avx2]
 
 The second form times whole commands (start to exit) at two step counts and reads the steady state from the
 marginal steps; see `whole_commands.py`. The first, described below, times steps inside each process.
@@ -32,7 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
+    CPU_ISA_CAPS,
     StepTimer,
+    apply_cpu_isa_cap,
     bare_training_step,
     cpu_description,
     machine_name,
@@ -162,6 +164,9 @@ def main() -> None:
                         help="--whole_commands: the long runs' steps when evaluating every step.")  # fmt: skip
     parser.add_argument("--whole_pick", choices=("best", "median"), default="best",
                         help="--whole_commands: each time's best (minimum) or median over the rounds.")  # fmt: skip
+    parser.add_argument("--cpu_isa", choices=tuple(CPU_ISA_CAPS), default="native",
+                        help="--whole_commands: cap every command's instruction set (see common.CPU_ISA_CAPS), to "
+                        "measure as a processor without BF16 or without AVX-512 would.")  # fmt: skip
     parser.add_argument("--variant_timeout", type=float, default=900, help="Seconds before a variant is stopped.")
     parser.add_argument("--log", help="Append every variant's output to this file (default: shown on failure).")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -176,6 +181,7 @@ def main() -> None:
         import whole_commands
 
         args.rounds = args.rounds or 2
+        args.isa_note = apply_cpu_isa_cap(args.cpu_isa)
         with tempfile.TemporaryDirectory() as tmp:
             args.work_dir = tmp
             whole_commands.measure(args)

@@ -1,7 +1,7 @@
 """`train_speed.py --whole_commands`: whole commands timed from start to exit, steady state from marginal steps.
 
     python benchmarks/train_speed.py --whole_commands [--rounds 2] [--short_steps 4] [--long_steps 28]
-        [--doc_long_steps 12] [--batch_size 4] [--image_size 224]
+        [--doc_long_steps 12] [--batch_size 4] [--image_size 224] [--cpu_isa native|avx512_core|avx2]
 
 What a user waits for is the whole command, so each one runs as a subprocess and is timed by the wall clock from
 start to exit, at a short and a longer step count. The difference between the two is pure training (the start-up,
@@ -149,7 +149,7 @@ def print_table(times: dict, threads: dict, args) -> None:
     print(f"\nWhole commands: ResNet-101 (random weights), {args.image_size}x{args.image_size}, batch "
           f"{args.batch_size}, 64 train / 16 validation JPEGs of 600x420; each time the {label} of "
           f"{args.rounds} alternating rounds")  # fmt: skip
-    print(f"Processor: {cpu_description()}")
+    print(f"Processor: {cpu_description()}; {args.isa_note}")
     print("Threads: " + ", ".join(f"{name} {count}" for name, count in threads.items()))
     print("| measure | baseline | package | ratio | package_python | ratio |")
     print("|---|---|---|---|---|---|")
