@@ -8,9 +8,9 @@ Options follow `TrainingArguments` and the transformers image-classification exa
 `hf-resnet101 train` launches too.
 """
 
-import sys
+from hf_resnet101.commands.finetune import main, run_as_script
 
-from hf_resnet101.commands.finetune import main
+__all__ = ["main"]  # the run in-process, options as a list: what the tests and a notebook call
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_as_script()

@@ -81,3 +81,20 @@ def test_pil_images_are_named_by_position_or_given_names():
     assert [r.source for r in results] == ["image 0", "image 1"]
     named = list(classify(lambda imgs, **_: [[]] * len(imgs), images, top_k=1, names=["a", "b"]))
     assert [r.source for r in named] == ["a", "b"]
+
+
+def test_a_cpu_classifier_runs_channels_last_and_predicts_as_the_saved_layout_does(tiny_resnet):
+    import torch
+    from transformers import pipeline
+
+    from hf_resnet101.inference import load_classifier
+
+    classifier = load_classifier(str(tiny_resnet), device="cpu")
+    convolutions = [m.weight for m in classifier.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
+    images = [Image.new("RGB", (40, 30), (40 * i, 255 - 30 * i, 90)) for i in range(6)]
+    as_saved = pipeline("image-classification", model=str(tiny_resnet), device=-1)
+    for ours, theirs in zip(classifier(images, top_k=4, batch_size=3), as_saved(images, top_k=4), strict=True):
+        assert {r["label"]: pytest.approx(r["score"], abs=1e-4) for r in ours} == {
+            r["label"]: r["score"] for r in theirs
+        }

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import importlib
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from tqdm.auto import tqdm
 
@@ -158,10 +160,30 @@ def add_after_training_parsers(commands) -> None:
     export.add_argument("--rtol", type=float, default=None, help="Relative tolerance on the logits (default 1e-3).")
 
 
-def main(argv: list[str] | None = None) -> None:
+def end_process(status: int) -> NoReturn:
+    """Ends this process with `status`, its garbage collected first and the rest frozen.
+
+    Python's exit otherwise runs the cyclic collector, more than once, over every object the libraries made (about
+    half a million with torch, transformers and datasets loaded): measured on a 2-core AMD EPYC, 1.9 s from the
+    end of a training run to the process's exit, 0.3 s frozen. Collecting here, while every module still exists,
+    runs the finalizers of what is garbage; what is frozen is still freed as its references go. Call it only where
+    the process ends: a frozen object in a cycle is never collected.
+    """
+    gc.collect()
+    gc.freeze()
+    sys.exit(status)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """`hf-resnet101 ...`; with `argv` None, the process's own command line, which the process ends with."""
+    own_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:  # argparse would take the training options for its own
         from .train import run_train
 
-        sys.exit(run_train(argv[1:], verbose="--verbose" in argv))
-    sys.exit(run_command(argv))
+        status = run_train(argv[1:], verbose="--verbose" in argv)
+    else:
+        status = run_command(argv)
+    if own_command_line:
+        end_process(status)
+    sys.exit(status)

@@ -134,6 +134,7 @@ def run_finetune(
     model_and_processor: tuple | None = None,
     explicit: Mapping[str, str] | None = None,
     random_init: bool = False,
+    time_before: Mapping[str, float] | None = None,
 ) -> FinetuneResult:
     """Runs the whole job, holding the output folder's lock from before it is inspected to after the last write.
 
@@ -141,6 +142,8 @@ def run_finetune(
         model_and_processor: replaces loading from `--model_name_or_path` (the offline demo).
         random_init: the model starts from random weights; the summary and the card say so, with no base model.
         explicit: options the user gave and where ("command line", "config file"); a preset leaves them alone.
+        time_before: the command's start-up, timed by its entry point (`phase_clock.time_before_the_run`), which
+            the log's time by phase shows first.
     """
     output_dir = Path(training_args.output_dir)
     main_process = training_args.process_index == 0
@@ -149,7 +152,7 @@ def run_finetune(
         check_own_files(output_dir, training_args.overwrite_output_dir)
     with locked_output_folder(output_dir, enabled=main_process):
         return run_in_locked_folder(
-            data_args, model_args, training_args, model_and_processor, explicit or {}, random_init=random_init
+            data_args, model_args, training_args, model_and_processor, explicit or {}, random_init, time_before
         )
 
 
@@ -160,10 +163,11 @@ def run_in_locked_folder(
     model_and_processor: tuple | None,
     explicit: Mapping[str, str],
     random_init: bool = False,
+    time_before: Mapping[str, float] | None = None,
 ) -> FinetuneResult:
     """The run, phase by phase (see `run_finetune`). Nothing in the folder changes before the run's identity is
     checked; the arguments given are only read, and from `resolve_run_options` on, the run reads `RunOptions`."""
-    clock = PhaseClock()
+    clock = PhaseClock(before=time_before)
     setup_logging(training_args)
     start = check_before_loading(data_args, model_args, training_args)
     clock.mark("checks")
