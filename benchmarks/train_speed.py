@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--whole_pick", choices=("best", "median"), default="best",
                         help="--whole_commands: each time's best (minimum) or median over the rounds.")  # fmt: skip
     parser.add_argument("--cpu_isa", choices=tuple(CPU_ISA_CAPS), default="native",
-                        help="--whole_commands: cap every command's instruction set (see common.CPU_ISA_CAPS), to "
+                        help="Cap every variant's (or command's) instruction set (see common.CPU_ISA_CAPS), to "
                         "measure as a processor without BF16 or without AVX-512 would.")  # fmt: skip
     parser.add_argument("--variant_timeout", type=float, default=900, help="Seconds before a variant is stopped.")
     parser.add_argument("--log", help="Append every variant's output to this file (default: shown on failure).")
@@ -177,11 +177,11 @@ def main() -> None:
         faulthandler.dump_traceback_later(max(1.0, args.variant_timeout - 5), exit=True)
         print("RESULT " + json.dumps(run_variant(args.variant, Path(args.work), args)))
         return
+    args.isa_note = apply_cpu_isa_cap(args.cpu_isa)  # before any variant starts: each inherits the environment
     if args.whole_commands:
         import whole_commands
 
         args.rounds = args.rounds or 2
-        args.isa_note = apply_cpu_isa_cap(args.cpu_isa)
         with tempfile.TemporaryDirectory() as tmp:
             args.work_dir = tmp
             whole_commands.measure(args)
@@ -261,7 +261,7 @@ def print_summary(results: dict, args) -> None:
 
     rounds = f", best of {args.rounds} alternating rounds" if args.rounds > 1 else ""
     print(f"\nResNet-101, {args.image_size}x{args.image_size}, batch {args.batch_size}{rounds}; {machine_name()}")
-    print(f"Processor: {cpu_description()}")
+    print(f"Processor: {cpu_description()}; {args.isa_note}")
     print("| measure | baseline | package | ratio |")
     print("|---|---|---|---|")
     rows = [
