@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CPU_ISA_CAPS, bare_training_step, cpu_description  # noqa: E402
+from common import CPU_ISA_CAPS, bare_training_step, cpu_description, cpu_isa_cap_settings  # noqa: E402
 
 
 def time_layouts(args) -> dict:
@@ -73,7 +73,7 @@ def main() -> None:
                    "--batch_size", str(args.batch_size), "--image_size", str(args.image_size)]  # fmt: skip
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
         result = json.loads(done.stdout.split("RESULT ", 1)[1])
-        rows.append((cap, " ".join(f"{key}={value}" for key, value in CPU_ISA_CAPS[cap].items()), result))
+        rows.append((cap, cpu_isa_cap_settings(cap), result))
         print(f"{cap}: {result}", flush=True)
     print(f"\nResNet-101 training step, fp32, batch {args.batch_size}, {args.image_size}x{args.image_size}, median "
           f"of {args.steps} alternating steps per layout")  # fmt: skip

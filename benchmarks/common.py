@@ -129,13 +129,16 @@ CPU_ISA_CAPS = {
 }
 
 
+def cpu_isa_cap_settings(name: str) -> str:
+    """The environment settings of cap `name`, as they would be typed ("" for none)."""
+    return " ".join(f"{key}={value}" for key, value in CPU_ISA_CAPS[name].items())
+
+
 def apply_cpu_isa_cap(name: str) -> str:
     """Sets the environment that caps every command started after it at `name`'s instruction set; says which."""
-    caps = CPU_ISA_CAPS[name]
-    os.environ.update(caps)
-    if not caps:
-        return "no instruction-set cap"
-    return "capped with " + " ".join(f"{key}={value}" for key, value in caps.items())
+    os.environ.update(CPU_ISA_CAPS[name])
+    settings = cpu_isa_cap_settings(name)
+    return f"capped with {settings}" if settings else "no instruction-set cap"
 
 
 def cpu_description() -> str:

@@ -7,6 +7,7 @@ asked for (`choose_hardware`), made as the options are parsed, before the Traine
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -84,18 +85,20 @@ def parent_environment(pid: int) -> dict[str, str] | None:
     return {key.decode(errors="replace"): value.decode(errors="replace") for key, value in pairs}
 
 
-def launcher_set_threads(environ: dict[str, str], launcher_environ: dict[str, str] | None) -> bool:
+def set_by_launcher(variable: str, environ: Mapping[str, str], launcher_environ: Mapping[str, str] | None) -> bool:
+    """True when `variable` is in this process's environment but not in its launcher's, as the user started it:
+    the launcher put it there. False where the launcher's environment cannot be read."""
+    return variable in environ and launcher_environ is not None and variable not in launcher_environ
+
+
+def launcher_set_threads(environ: Mapping[str, str], launcher_environ: Mapping[str, str] | None) -> bool:
     """True when OMP_NUM_THREADS=1 was put there by the launcher, not asked for by the user.
 
     `accelerate launch` without `--cpu` (and torchrun with several processes) sets OMP_NUM_THREADS=1 for the script
     unless the user's environment has it, which leaves one core of a CPU-only machine training. The launcher's own
     environment, as the user started it, tells the two apart.
     """
-    return (
-        environ.get("OMP_NUM_THREADS") == "1"
-        and launcher_environ is not None
-        and ("OMP_NUM_THREADS" not in launcher_environ)
-    )
+    return environ.get("OMP_NUM_THREADS") == "1" and set_by_launcher("OMP_NUM_THREADS", environ, launcher_environ)
 
 
 def cpu_threads_per_process(cpu_count: int, local_processes: int) -> int:

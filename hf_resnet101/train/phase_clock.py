@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..config.hardware import parent_environment
+from ..config.hardware import parent_environment, set_by_launcher
 
 # What `accelerate launch` (and so `hf-resnet101 train`) sets for the processes it starts, single or several.
 LAUNCHER_VARIABLE = "ACCELERATE_DYNAMO_BACKEND"
@@ -28,7 +28,7 @@ def process_started_at(pid: int) -> float | None:
 
 def started_by_launcher(environ: Mapping[str, str], launcher_environ: Mapping[str, str] | None) -> bool:
     """True when the parent process launched this one: it set the launcher's variable, which it was not given."""
-    return LAUNCHER_VARIABLE in environ and launcher_environ is not None and LAUNCHER_VARIABLE not in launcher_environ
+    return set_by_launcher(LAUNCHER_VARIABLE, environ, launcher_environ)
 
 
 def start_up_phases(now: float, started: float | None, launcher_started: float | None) -> dict[str, float]:
