@@ -110,8 +110,10 @@ COMMAND_MODULES = {
 
 
 @exit_on_usage_error
-def run_command(argv: list[str] | None = None) -> None:
+def run_command(argv: list[str] | None = None, whole_process: bool = False) -> None:
+    """Runs one command; `whole_process`: this process was started for it (its start-up is the command's)."""
     args = build_parser().parse_args(argv)
+    args.whole_process = whole_process
     importlib.import_module(f".{COMMAND_MODULES[args.command]}", __package__).run_command(args)
 
 
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
         status = run_train(argv[1:], verbose="--verbose" in argv)
     else:
-        status = run_command(argv)
+        status = run_command(argv, whole_process=own_command_line)
     if own_command_line:
         end_process(status)
     sys.exit(status)

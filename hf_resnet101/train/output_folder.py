@@ -35,13 +35,14 @@ def _write_holder(fd: int) -> None:
 
 
 @contextlib.contextmanager
-def locked_output_folder(output_dir: Path, enabled: bool = True):
+def locked_output_folder(output_dir: Path, enabled: bool = True, remove_if_left_empty: bool = False):
     """Holds an OS-level lock (`flock`, through filelock) on the folder for the whole run.
 
     The kernel drops the lock when its process dies, so a folder left by a `kill -9`'d run never blocks the next one.
     The lock file holds who holds it (pid, host, start) while held, and is emptied before release, so a rerun
     leaves it byte for byte as it was (and removed when the run wrote nothing else). Only the main process takes
-    it: the others of a multi-process run work under its hold.
+    it: the others of a multi-process run work under its hold. `remove_if_left_empty`: the run made the folder,
+    so a run stopped by a check before writing anything removes it too.
 
     Raises:
         UsageError: when another run holds the folder, naming it.
@@ -71,6 +72,9 @@ def locked_output_folder(output_dir: Path, enabled: bool = True):
             else:
                 os.truncate(path, 0)
         lock.release()
+        if remove_if_left_empty:
+            with contextlib.suppress(OSError):  # not empty, or already gone: left as it is
+                output_dir.rmdir()
 
 
 def is_bookkeeping(name: str) -> bool:

@@ -147,10 +147,11 @@ def run_finetune(
     """
     output_dir = Path(training_args.output_dir)
     main_process = training_args.process_index == 0
+    made_here = main_process and not output_dir.exists()
     if main_process:  # before the lock file is made in a folder that holds something else
         check_writable(output_dir)
         check_own_files(output_dir, training_args.overwrite_output_dir)
-    with locked_output_folder(output_dir, enabled=main_process):
+    with locked_output_folder(output_dir, enabled=main_process, remove_if_left_empty=made_here):
         return run_in_locked_folder(
             data_args, model_args, training_args, model_and_processor, explicit or {}, random_init, time_before
         )

@@ -55,3 +55,15 @@ def test_demo_settings_from_scratch_use_a_larger_learning_rate():
     }  # fmt: skip
     assert demo_settings(pretrained=False, epochs=0.5)["learning_rate"] == 1e-3
     assert demo_settings(pretrained=False, epochs=0.5)["num_train_epochs"] == 0.5
+
+
+def test_the_demo_log_times_its_start_up_and_the_digits(tmp_path, monkeypatch):
+    from hf_resnet101.commands import demo
+
+    calls = []
+    monkeypatch.setattr(demo, "run_finetune", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(demo, "hub_is_reachable", lambda: False)
+    demo.run_demo(tmp_path / "demo", time_before={"start-up (Python, imports, options)": 4.0})
+    phases = calls[0]["time_before"]
+    assert list(phases) == ["start-up (Python, imports, options)", demo.DIGITS_PHASE]
+    assert phases[demo.DIGITS_PHASE] > 0

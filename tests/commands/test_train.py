@@ -46,6 +46,7 @@ def test_plain_accelerate_launch_shows_the_message_too(tmp_path):
                             capture_output=True, text=True, timeout=600)  # fmt: skip
     assert f"error: --train_dir {tmp_path / 'missing'} does not exist" in result.stderr
     assert result.returncode != 0  # accelerate's own status (1), which `hf-resnet101 train` replaces by 2
+    assert not (tmp_path / "o").exists()  # the output folder the run made for its lock is gone again
 
 
 def test_a_run_trains_and_ctrl_c_saves_a_checkpoint(image_folder, tiny_resnet, tmp_path):

@@ -17,6 +17,14 @@ def run(finetune_main, capsys, args: list[str]) -> str:
 def test_missing_folder(finetune_main, capsys, tmp_path):
     err = run(finetune_main, capsys, ["--train_dir", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")])
     assert "does not exist" in err and "nope" in err
+    assert not (tmp_path / "o").exists()  # nothing left behind
+
+
+def test_a_folder_that_existed_stays(finetune_main, capsys, tmp_path):
+    (tmp_path / "o").mkdir()
+    err = run(finetune_main, capsys, ["--train_dir", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")])
+    assert "does not exist" in err
+    assert (tmp_path / "o").is_dir() and not any((tmp_path / "o").iterdir())
 
 
 def test_folder_without_class_subfolders(finetune_main, capsys, tmp_path):
