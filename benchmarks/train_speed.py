@@ -11,7 +11,10 @@ Every variant runs in its own process (so peak memory and start-up are its own) 
 photo-like JPEGs and the same full-size ResNet-101 (random weights; speed does not depend on them):
 - baseline: the transformers example's recipe (`baseline_recipe.py`), stock Trainer, fp32;
 - package: `hf_resnet101`'s run (precision auto: fp16 on CUDA, fp32 on a CPU; channels_last);
-- plain PyTorch and timm loops under the same autocast and channels_last: the ceiling to approach.
+- plain PyTorch and timm loops under the same autocast and channels_last: the ceiling to approach;
+- a package or plain-loop variant with tricks, as `package+bf16+compile` or `plain_torch+compile`: bf16 instead of
+  the auto precision, torch.compile with CUDA graphs (mode reduce-overhead); the summary then adds a table of them
+  against the baseline and against the plain loop with the same tricks.
 "Doc-default" runs evaluate every step (the product page's default) on 16 validation images. Prints one summary
 table last. The same script runs unchanged on CUDA.
 """
@@ -43,6 +46,20 @@ from common import (  # noqa: E402
 )
 
 VARIANTS = ("baseline", "package", "baseline_doc_default", "package_doc_default", "plain_torch", "timm_loop")
+# Tricks a package or plain-loop variant can add, as `package+bf16+compile`: bf16 instead of the auto precision
+# (no GradScaler), and torch.compile with CUDA graphs (mode reduce-overhead) for fixed-shape steps.
+TRICKS = ("bf16", "compile")
+COMPILE_MODE = "reduce-overhead"
+
+
+def split_variant(variant: str) -> tuple[str, tuple[str, ...]]:
+    """`package_doc_default+bf16` -> ("package_doc_default", ("bf16",)); refuses unknown names."""
+    base, *tricks = variant.split("+")
+    if base not in VARIANTS or any(trick not in TRICKS for trick in tricks):
+        raise SystemExit(f"unknown variant {variant!r}: one of {', '.join(VARIANTS)}, optionally +{'+'.join(TRICKS)}")
+    if tricks and base.startswith("baseline"):
+        raise SystemExit(f"{variant}: the baseline runs as the transformers example does, without tricks")
+    return base, tuple(tricks)
 
 
 def save_resnet101(path: Path) -> None:
@@ -52,9 +69,20 @@ def save_resnet101(path: Path) -> None:
     resnet_image_processor().save_pretrained(path)
 
 
-def autocast_dtype() -> torch.dtype | None:
-    """The package's `--precision auto`: fp16 on CUDA, fp32 on a CPU."""
+def autocast_dtype(tricks: tuple[str, ...] = ()) -> torch.dtype | None:
+    """The package's `--precision auto` (fp16 on CUDA, fp32 on a CPU), or bf16 when asked."""
+    if "bf16" in tricks:
+        return torch.bfloat16
     return torch.float16 if torch.cuda.is_available() else None
+
+
+def package_trick_options(tricks: tuple[str, ...]) -> dict:
+    options = {}
+    if "bf16" in tricks:
+        options["precision"] = "bf16"
+    if "compile" in tricks:
+        options |= {"torch_compile": True, "torch_compile_mode": COMPILE_MODE}
+    return options
 
 
 def run_baseline(work: Path, args, eval_steps: int | None) -> dict:
@@ -72,7 +100,7 @@ def run_baseline(work: Path, args, eval_steps: int | None) -> dict:
     return {"timer": timer, "eval_images_per_s": len(trainer.eval_dataset) / eval_seconds, "eval_metrics": metrics}
 
 
-def run_package(work: Path, args, eval_steps: int | None) -> dict:
+def run_package(work: Path, args, eval_steps: int | None, tricks: tuple[str, ...] = ()) -> dict:
     import hf_resnet101.train.run as training
     from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
     from hf_resnet101.train.library_internals import stop_data_loader_workers
@@ -94,7 +122,7 @@ def run_package(work: Path, args, eval_steps: int | None) -> dict:
         FinetuneTrainingArguments(
             output_dir=str(work / f"out-package-{eval_steps}"), per_device_train_batch_size=args.batch_size,
             max_steps=args.steps, eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps or 1,
-            save_strategy="no", overwrite_output_dir=True, disable_tqdm=True,
+            save_strategy="no", overwrite_output_dir=True, disable_tqdm=True, **package_trick_options(tricks),
         ),
     )  # fmt: skip
     trainer = holder["trainer"]
@@ -105,8 +133,8 @@ def run_package(work: Path, args, eval_steps: int | None) -> dict:
     return {"timer": timer, "eval_images_per_s": eval_images_per_s}
 
 
-def run_loop(args, model_kind: str) -> dict:
-    """A bare training loop on random tensors: no data pipeline, no Trainer."""
+def run_loop(args, model_kind: str, tricks: tuple[str, ...] = ()) -> dict:
+    """A bare training loop on random tensors: no data pipeline, no Trainer; with the variant's tricks."""
     if model_kind == "timm":
         import timm
 
@@ -116,7 +144,10 @@ def run_loop(args, model_kind: str) -> dict:
 
         model = build_random_resnet101([str(i) for i in range(10)])
         forward = lambda m, x: m(pixel_values=x).logits  # noqa: E731
-    step = bare_training_step(model, forward, args.batch_size, args.image_size, autocast_dtype(), scale_loss=False)
+    if "compile" in tricks:
+        model = torch.compile(model, mode=COMPILE_MODE)
+    dtype = autocast_dtype(tricks)
+    step = bare_training_step(model, forward, args.batch_size, args.image_size, dtype, scale_loss=False)
     timer = StepTimer()
     timer.times = [time.perf_counter()]
     for _ in range(args.steps):
@@ -127,16 +158,17 @@ def run_loop(args, model_kind: str) -> dict:
 
 def run_variant(variant: str, work: Path, args) -> dict:
     process_started = float(os.environ["BENCH_LAUNCHED_AT"])
-    if variant == "baseline":
+    base, tricks = split_variant(variant)
+    if base == "baseline":
         result = run_baseline(work, args, None)
-    elif variant == "baseline_doc_default":
+    elif base == "baseline_doc_default":
         result = run_baseline(work, args, 1)
-    elif variant == "package":
-        result = run_package(work, args, None)
-    elif variant == "package_doc_default":
-        result = run_package(work, args, 1)
+    elif base == "package":
+        result = run_package(work, args, None, tricks)
+    elif base == "package_doc_default":
+        result = run_package(work, args, 1, tricks)
     else:
-        result = run_loop(args, "timm" if variant == "timm_loop" else "hf")
+        result = run_loop(args, "timm" if base == "timm_loop" else "hf", tricks)
     timer = result.pop("timer")
     seconds = timer.steady_seconds_per_step()
     return {
@@ -177,6 +209,8 @@ def main() -> None:
         faulthandler.dump_traceback_later(max(1.0, args.variant_timeout - 5), exit=True)
         print("RESULT " + json.dumps(run_variant(args.variant, Path(args.work), args)))
         return
+    for variant in args.variants.split(","):
+        split_variant(variant)  # an unknown name stops here, before minutes of other variants
     args.isa_note = apply_cpu_isa_cap(args.cpu_isa)  # before any variant starts: each inherits the environment
     if args.whole_commands:
         import whole_commands
@@ -279,6 +313,28 @@ def print_summary(results: dict, args) -> None:
     for loop in ("plain_torch", "timm_loop"):
         ips = get(loop, "images_per_s")
         print(f"| {loop} images/s (ceiling) | | {ips:.2f} | package at {get('package', 'images_per_s') / ips:.0%} |")
+    with_tricks = [variant for variant in results if split_variant(variant)[1]]
+    if with_tricks:
+        print_tricks_summary(results, with_tricks)
+
+
+def print_tricks_summary(results: dict, variants: list[str]) -> None:
+    """Each variant with tricks against the baseline, and a package variant against the plain loop with the same
+    tricks (the issue's ceiling: within 15% of a bare loop that uses them)."""
+    print("\n| variant with tricks | s/step | images/s | vs the baseline | vs plain_torch, same tricks |")
+    print("|---|---|---|---|---|")
+    for variant in variants:
+        base, tricks = split_variant(variant)
+        mine = results[variant]
+        reference = results.get("baseline_doc_default" if base.endswith("doc_default") else "baseline")
+        versus_baseline = versus_loop = ""
+        if reference:
+            versus_baseline = f"{reference['seconds_per_step'] / mine['seconds_per_step']:.2f}x"
+        loop = results.get("+".join(("plain_torch", *tricks)))
+        if loop and base == "package":
+            versus_loop = f"{mine['images_per_s'] / loop['images_per_s']:.0%}"
+        row = [variant, f"{mine['seconds_per_step']:.4f}", f"{mine['images_per_s']:.1f}", versus_baseline, versus_loop]
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

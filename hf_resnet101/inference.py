@@ -4,24 +4,37 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import AutoModelForImageClassification, Pipeline, PreTrainedModel, pipeline
+from transformers import (
+    AutoModelForImageClassification,
+    ImageClassificationPipeline,
+    Pipeline,
+    PreTrainedModel,
+    pipeline,
+)
 from transformers.image_utils import load_image
 
+from .config.hardware import PRECISIONS
 from .errors import UsageError
 from .modeling import load_image_processor, local_files_only_for
 from .outputs import MODEL_CONFIG
 
 # Images are decoded a chunk at a time, so memory stays bounded however many files are given.
 CHUNK_BATCHES = 8
+# Images are decoded, resized and normalised in threads (Pillow's decoders and torch's kernels release the GIL),
+# ahead of the pipeline's forward passes; see `classify`.
+MAX_PREPARING_THREADS = 8
 # What PIL raises for missing, truncated, corrupt or oversized files.
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 ImageSource = str | Path | Image.Image
+INFERENCE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -89,24 +102,66 @@ def load_model_and_processor(name_or_path: str, dtype: str | torch.dtype = "auto
     return model, processor
 
 
-def channels_last_on_cpu(classifier: Pipeline) -> Pipeline:
-    """Lays a CPU pipeline's model out channels-last, as training does; a GPU pipeline is left as it is.
+def inference_precision(requested: str, device_type: str) -> str:
+    """The precision to run a model in: `auto` is fp16 on a CUDA GPU (its tensor cores, as training's `auto`) and
+    fp32 elsewhere (on a CPU, fp16 is slow and bf16 autocast measured slower for training; MPS is untested)."""
+    if requested not in PRECISIONS:
+        raise UsageError(f"--precision {requested}: choose one of {', '.join(PRECISIONS)}.")
+    if requested == "auto":
+        return "fp16" if device_type == "cuda" else "fp32"
+    return requested
+
+
+def channels_last_for_device(classifier: Pipeline) -> Pipeline:
+    """Lays a CPU or CUDA pipeline's model out channels-last, as training does; other devices are left as they are.
 
     oneDNN's convolutions run channels-last faster: ResNet-101 through `pipeline`, batch 8, 500x375 JPEGs, 2-core
     AMD EPYC, 8.2-8.3 against 9.1-9.3 images/s, and 6.9-7.7 against 7.4-7.8 with the instruction set capped at
-    AVX2 (benchmarks/RESULTS.md). The predictions are the same up to float rounding.
+    AVX2 (benchmarks/RESULTS.md). cuDNN's fp16 and bf16 convolutions use the tensor cores in this layout (training
+    on the GPU runs in it too). The predictions are the same up to float rounding.
     """
-    if classifier.device.type == "cpu":
+    if classifier.device.type in ("cpu", "cuda"):
         classifier.model.to(memory_format=torch.channels_last)
     return classifier
 
 
-def load_classifier(name_or_path: str, device: torch.device | str | None = None) -> Pipeline:
-    """An `image-classification` pipeline on the best device, in the model's saved precision."""
-    model, processor = load_model_and_processor(name_or_path)
-    device = device or best_device()
-    classifier = pipeline("image-classification", model=model, image_processor=processor, device=device)
-    return channels_last_on_cpu(classifier)
+class PreparedImage:
+    """An image already through the pipeline's own `preprocess` (its model inputs), as `classify`'s threads make."""
+
+    __slots__ = ("inputs",)
+
+    def __init__(self, inputs):
+        self.inputs = inputs
+
+
+class PreparingImageClassificationPipeline(ImageClassificationPipeline):
+    """transformers' image-classification pipeline, which also takes `PreparedImage`s: images its own `preprocess`
+    has already run on, in `classify`'s threads. Called with images, paths or URLs it is the stock pipeline."""
+
+    def preprocess(self, image, timeout=None):
+        if isinstance(image, PreparedImage):
+            return image.inputs
+        return super().preprocess(image, timeout=timeout)
+
+
+def load_classifier(name_or_path: str, device: torch.device | str | None = None, precision: str = "auto") -> Pipeline:
+    """An `image-classification` pipeline on the best device, in `precision` (see `inference_precision`)."""
+    device = torch.device(device or best_device())
+    dtype = INFERENCE_DTYPES[inference_precision(precision, device.type)]
+    model, processor = load_model_and_processor(name_or_path, dtype=dtype)
+    classifier = pipeline(
+        "image-classification",
+        model=model,
+        image_processor=processor,
+        device=device,
+        pipeline_class=PreparingImageClassificationPipeline,
+    )
+    return channels_last_for_device(classifier)
+
+
+def describe_inference(classifier: Pipeline) -> str:
+    """Where and in what precision a pipeline runs, as the results record it (`cuda, float16`)."""
+    return f"{classifier.device.type}, {str(classifier.model.dtype).removeprefix('torch.')}"
 
 
 def read_image(source: ImageSource) -> Image.Image:
@@ -126,15 +181,32 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def read_chunk(sources: Sequence[ImageSource]) -> tuple[list[Image.Image], list[int], dict[int, str]]:
-    """Reads images; returns the readable ones, their positions, and an error message per unreadable one."""
+def read_or_describe(source: ImageSource, prepare: Callable | None = None) -> Image.Image | PreparedImage | str:
+    """The decoded image (through `prepare` when given: a pipeline's `preprocess`), or why it could not be read."""
+    try:
+        image = read_image(source)
+    except IMAGE_ERRORS as error:
+        return describe_error(error)
+    return image if prepare is None else PreparedImage(prepare(image))
+
+
+def preparing_threads() -> int:
+    return max(1, min(MAX_PREPARING_THREADS, os.cpu_count() or 1))
+
+
+def read_chunk(
+    sources: Sequence[ImageSource], pool: Executor | None = None, prepare: Callable | None = None
+) -> tuple[list[Image.Image | PreparedImage], list[int], dict[int, str]]:
+    """Reads images, in `pool`'s threads when given, each through `prepare` if given (see `read_or_describe`);
+    returns the readable ones in order, their positions, and an error message per unreadable one."""
+    read = partial(read_or_describe, prepare=prepare)
+    results = pool.map(read, sources) if pool is not None else map(read, sources)
     images, positions, errors = [], [], {}
-    for position, source in enumerate(sources):
-        try:
-            images.append(read_image(source))
-        except IMAGE_ERRORS as error:
-            errors[position] = describe_error(error)
+    for position, result in enumerate(results):
+        if isinstance(result, str):
+            errors[position] = result
         else:
+            images.append(result)
             positions.append(position)
     return images, positions, errors
 
@@ -170,12 +242,17 @@ def classify(
     options = {"top_k": top_k, "batch_size": batch_size}
     if function_to_apply is not None:
         options["function_to_apply"] = function_to_apply
-    for start in range(0, len(sources), chunk_size):
-        chunk = [sources[i] for i in range(start, min(start + chunk_size, len(sources)))]
-        images, positions, errors = read_chunk(chunk)
-        outputs = dict(zip(positions, classifier(images, **options), strict=True)) if images else {}
-        for offset, source in enumerate(chunk):
-            name = names[start + offset] if names is not None else source_name(source, start + offset)
-            yield Classified(name, scores=outputs.get(offset), error=errors.get(offset))
-        if on_progress is not None:
-            on_progress(len(chunk))
+    # A pipeline of ours takes images its `preprocess` has run on: each thread then decodes, resizes and normalises
+    # its image while the image is in the processor's cache. Decoding alone in threads, then preprocessing in the
+    # pipeline's loop, was slower for 3000x2000 photos (the decoded images had left the cache).
+    prepare = classifier.preprocess if isinstance(classifier, PreparingImageClassificationPipeline) else None
+    with ThreadPoolExecutor(preparing_threads(), thread_name_prefix="prepare") as pool:
+        for start in range(0, len(sources), chunk_size):
+            chunk = [sources[i] for i in range(start, min(start + chunk_size, len(sources)))]
+            images, positions, errors = read_chunk(chunk, pool, prepare)
+            outputs = dict(zip(positions, classifier(images, **options), strict=True)) if images else {}
+            for offset, source in enumerate(chunk):
+                name = names[start + offset] if names is not None else source_name(source, start + offset)
+                yield Classified(name, scores=outputs.get(offset), error=errors.get(offset))
+            if on_progress is not None:
+                on_progress(len(chunk))

@@ -98,3 +98,40 @@ def test_a_cpu_classifier_runs_channels_last_and_predicts_as_the_saved_layout_do
         assert {r["label"]: pytest.approx(r["score"], abs=1e-4) for r in ours} == {
             r["label"]: r["score"] for r in theirs
         }
+
+
+@pytest.mark.parametrize(
+    ("requested", "device", "expected"),
+    [("auto", "cuda", "fp16"), ("auto", "cpu", "fp32"), ("auto", "mps", "fp32"), ("bf16", "cpu", "bf16"),
+     ("fp32", "cuda", "fp32")],
+)  # fmt: skip
+def test_auto_precision_is_fp16_on_a_gpu_and_fp32_elsewhere(requested, device, expected):
+    from hf_resnet101.inference import inference_precision
+
+    assert inference_precision(requested, device) == expected
+
+
+def test_an_unknown_precision_is_refused():
+    from hf_resnet101.errors import UsageError
+    from hf_resnet101.inference import inference_precision
+
+    with pytest.raises(UsageError, match="choose one of auto, fp32, fp16, bf16"):
+        inference_precision("int8", "cpu")
+
+
+def test_threaded_decoding_keeps_the_order_and_the_errors(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = []
+    for i in range(24):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (8 + i, 8), (10 * i, 0, 0)).save(path)
+        paths.append(str(path))
+    (tmp_path / "5.png").write_bytes(b"broken")
+    paths[9] = str(tmp_path / "gone.png")
+    with ThreadPoolExecutor(4) as pool:
+        images, positions, errors = read_chunk(paths, pool)
+    serial = read_chunk(paths)
+    assert positions == serial[1] and errors == serial[2] and set(errors) == {5, 9}
+    assert [image.size for image in images] == [image.size for image in serial[0]]
+    assert [image.size[0] - 8 for image in images] == positions  # each image where its path was

@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from tqdm.auto import tqdm
 
+from ..config.hardware import PRECISIONS
 from ..errors import UsageError
 from ..train.monitors import TrainingInterrupted
 
@@ -120,6 +121,16 @@ def run_command(argv: list[str] | None = None, whole_process: bool = False) -> N
 MODEL_HELP = "A training run's output folder or a Hub model id."
 
 
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="The model's precision: auto is fp16 on a CUDA GPU (channels-last, the tensor cores' layout) and fp32 "
+        "elsewhere (default: auto).",
+    )
+
+
 def add_after_training_parsers(commands) -> None:
     predict = commands.add_parser("predict", help="Classify images with a trained model (top-k labels per image).")
     predict.add_argument("model", metavar="MODEL", help=MODEL_HELP)
@@ -129,6 +140,7 @@ def add_after_training_parsers(commands) -> None:
     predict.add_argument("--top_k", type=int, default=5, help="Labels per image (default: 5).")
     predict.add_argument("--output", help="Write the rows to this .csv or .jsonl file instead of printing them.")
     predict.add_argument("--batch_size", type=int, default=8, help="Images per forward pass (default: 8).")
+    add_precision_option(predict)
 
     evaluate = commands.add_parser(
         "evaluate", help="Measure a trained model on held-out labelled images (metrics, confusion matrix, mistakes)."
@@ -148,6 +160,7 @@ def add_after_training_parsers(commands) -> None:
         help="Leave out class folders the model was not trained on (reported) instead of stopping.",
     )
     evaluate.add_argument("--show_mistakes", type=int, default=10, help="Mistakes to print (all are written).")
+    add_precision_option(evaluate)
 
     export = commands.add_parser("export", help="Export a trained model to ONNX and check it against PyTorch.")
     export.add_argument("model", metavar="MODEL", help=MODEL_HELP)

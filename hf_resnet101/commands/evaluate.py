@@ -22,7 +22,7 @@ from ..data.folders import scan_class_folders
 from ..errors import UsageError
 from ..evaluation.confusion import plot_confusion_matrix
 from ..evaluation.metrics import build_compute_metrics, per_class_report
-from ..inference import classify, load_classifier
+from ..inference import classify, describe_inference, load_classifier
 from ..outputs import CONFUSION_MATRIX, EVALUATION_METRICS, EVALUATION_MISTAKES, EVALUATION_PER_CLASS
 from .tables import format_table, progress_bar
 
@@ -262,13 +262,17 @@ def write_csv(path: Path, rows: list[dict], columns: Sequence[str]) -> Path:
     return path
 
 
-def write_evaluation(evaluation: Evaluation, output_dir: str | Path, model: str, data: str) -> dict[str, Path]:
-    """Writes metrics.json, per_class.csv, mistakes.csv and confusion_matrix.png; returns their paths."""
+def write_evaluation(
+    evaluation: Evaluation, output_dir: str | Path, model: str, data: str, run_on: str | None = None
+) -> dict[str, Path]:
+    """Writes metrics.json, per_class.csv, mistakes.csv and confusion_matrix.png; returns their paths. `run_on`:
+    the device and precision the model ran in (`describe_inference`)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     summary = {
         "model": model,
         "data": data,
+        "run_on": run_on,
         "num_images": evaluation.num_images,
         **evaluation.metrics,
         "excluded_classes": evaluation.excluded_classes,
@@ -314,12 +318,13 @@ def run_command(args: argparse.Namespace) -> None:
     written to --output_dir."""
     if (args.data is None) == (args.dataset_name is None):
         raise UsageError("Give either DATA (a folder of class sub-folders) or --dataset_name, not both or neither.")
-    classifier = load_classifier(args.model)
+    classifier = load_classifier(args.model, precision=args.precision)
     data = load_evaluation_data(args, model_label_names(classifier))
     with progress_bar(len(data.names), "evaluate") as bar:
         evaluation = evaluate_model(classifier, data, args.batch_size, on_progress=bar.update)
-    files = write_evaluation(evaluation, args.output_dir, args.model, data.description)
-    print(f"{args.model} on {data.description}: {evaluation.num_images} images")
+    run_on = describe_inference(classifier)
+    files = write_evaluation(evaluation, args.output_dir, args.model, data.description, run_on)
+    print(f"{args.model} on {data.description}: {evaluation.num_images} images ({run_on})")
     print(format_table(["metric", "value"], list(evaluation.metrics.items())))
     print()
     columns = ["class", "precision", "recall", "f1", "support"]

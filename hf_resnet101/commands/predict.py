@@ -126,7 +126,7 @@ def run_command(args: argparse.Namespace) -> None:
     """`hf-resnet101 predict MODEL INPUT...`: a table of the top labels, or a CSV / JSON-lines file."""
     check_output_path(args.output)
     paths = collect_image_paths(args.inputs)
-    classifier = load_classifier(args.model)
+    classifier = load_classifier(args.model, precision=args.precision)
     with progress_bar(len(paths), "predict") as bar:
         results = predict_images(
             classifier, paths, top_k=args.top_k, batch_size=args.batch_size, on_progress=bar.update

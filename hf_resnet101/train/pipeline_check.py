@@ -10,7 +10,7 @@ from transformers import pipeline
 from transformers.utils import logging
 
 from ..errors import UsageError
-from ..inference import channels_last_on_cpu
+from ..inference import channels_last_for_device
 from ..outputs import MODEL_CONFIG
 
 logger = logging.get_logger(__name__)
@@ -46,7 +46,7 @@ def check_with_pipeline(
         "image-classification", model=str(output_dir), device=-1, trust_remote_code=trust_remote_code
     )
     # One batch: eight single-image passes took 1.2-1.4 s on a 2-core CPU, one pass of eight 1.0 s.
-    outputs = channels_last_on_cpu(classifier)(images, top_k=1, batch_size=len(images))
+    outputs = channels_last_for_device(classifier)(images, top_k=1, batch_size=len(images))
     predicted = [result[0]["label"] for result in outputs]
     unknown = sorted(set(predicted) - set(label_names))
     if unknown:

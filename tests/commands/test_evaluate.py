@@ -26,6 +26,7 @@ def test_metrics_equal_the_training_runs_final_evaluation(trained_run, tmp_path,
     trained = json.loads((trained_run["output"] / "eval_results.json").read_text())
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert metrics["num_images"] == 9
+    assert metrics["run_on"] == "cpu, float32" and "(cpu, float32)" in out  # auto off a GPU
     for name in TRAINING_METRICS:
         assert metrics[name] == pytest.approx(trained[f"eval_{name}"], abs=1e-6), name
     assert "top_5_accuracy" not in metrics  # 3 classes
@@ -151,3 +152,14 @@ def test_per_class_csv_rows_name_every_class_of_the_model():
     assert per_class_csv_rows(scores, ["cat", "dog"])[1] == {
         "class": "dog", "precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1
     }  # fmt: skip
+
+
+def test_bf16_evaluation_says_so_and_agrees_with_fp32(trained_run, tmp_path, capsys):
+    """The --precision path a GPU's fp16 takes (the model converted, inputs cast by the pipeline), run on the CPU."""
+    argv = ["evaluate", str(trained_run["output"]), str(trained_run["validation"])]
+    run_cli(capsys, [*argv, "--output_dir", str(tmp_path / "fp32")])
+    out, _ = run_cli(capsys, [*argv, "--output_dir", str(tmp_path / "bf16"), "--precision", "bf16"])
+    fp32, bf16 = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("fp32", "bf16"))
+    assert bf16["run_on"] == "cpu, bfloat16" and "(cpu, bfloat16)" in out
+    assert bf16["num_images"] == fp32["num_images"] == 9
+    assert bf16["accuracy"] == pytest.approx(fp32["accuracy"], abs=1 / 9 + 1e-9)  # at most one near tie flips
