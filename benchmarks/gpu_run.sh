@@ -49,4 +49,22 @@ step train_batch4 120 $TRAIN --batch_size 4 --variants baseline,package,plain_to
 step memory 90 python3 benchmarks/memory.py
 step oom_recovery 75 python3 benchmarks/oom_recovery.py --gib 12 --batch_size 256
 step inference 60 python3 benchmarks/inference_speed.py --images 256 --batch_size 32
-step tests 180 python3 -m pytest -q -p no:cacheprovider tests/test_memory.py tests/test_devices.py tests/test_finetune.py
+step tests 180 python3 -m pytest -q -p no:cacheprovider tests/train/test_memory.py tests/config/test_hardware.py \
+    tests/commands/test_finetune.py tests/test_inference.py tests/commands/test_predict.py
+
+# Issue 14's GPU items, not run by default (name them): the launch-bound batch-4 step with bf16 (no GradScaler sync)
+# and torch.compile with CUDA graphs, against the baseline and a bare loop with the same tricks; evaluation every
+# step; predict's precision and threaded preparation; ResNet-101 against ViT-Base through predict's own path.
+# Compiling takes minutes, so they take two 10-minute calls on one warm machine:
+#   GPU_RUN_STEPS="tricks_batch4" bash benchmarks/gpu_run.sh
+#   GPU_RUN_STEPS="tricks_doc_default predict_fp32 predict_auto inference_package" bash benchmarks/gpu_run.sh
+if [[ -n ${GPU_RUN_STEPS:-} ]]; then
+    TRICKS="python3 benchmarks/train_speed.py --steps 20 --variant_timeout 200 --log $OUT_DIR/train_variants.log"
+    step tricks_batch4 560 $TRICKS --batch_size 4 \
+        --variants baseline,package,package+bf16,package+bf16+compile,plain_torch+bf16,plain_torch+bf16+compile
+    step tricks_doc_default 200 $TRAIN --batch_size 4 \
+        --variants baseline_doc_default,package_doc_default,package_doc_default+bf16
+    step predict_fp32 90 python3 benchmarks/predict_speed.py --images 256 --batch_size 32 --rounds 2 --precision fp32
+    step predict_auto 90 python3 benchmarks/predict_speed.py --images 256 --batch_size 32 --rounds 2 --precision auto
+    step inference_package 60 python3 benchmarks/inference_speed.py --images 256 --batch_size 32 --package
+fi
