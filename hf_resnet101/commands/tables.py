@@ -1,7 +1,8 @@
-"""What the commands print: plain-text tables and progress bars."""
+"""What the commands print: plain-text tables, progress bars and notes."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 
@@ -26,3 +27,9 @@ def progress_bar(total: int, what: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="image", desc=what)
+
+
+def print_note(note: str | None) -> None:
+    """A note for the user (on stderr, so it never mixes with a command's table or file output)."""
+    if note:
+        print(note, file=sys.stderr)

@@ -84,3 +84,16 @@ def test_bad_input_gets_a_message(trained_run, tmp_path, capsys, argv, expected)
     values = {"tmp": tmp_path, "model": trained_run["output"], "images": trained_run["validation"]}
     _, err = run_cli(capsys, [arg.format(**values) for arg in argv], expected_code=2)
     assert expected in err
+
+
+@pytest.mark.parametrize("cpu_bf16", [True, False])
+def test_a_cpu_with_bf16_instructions_gets_a_note_on_stderr(trained_run, capsys, monkeypatch, cpu_bf16):
+    from hf_resnet101 import inference
+
+    monkeypatch.setattr(inference, "cpu_supports_bf16", lambda: cpu_bf16)
+    argv = ["predict", str(trained_run["output"]), str(trained_run["validation"] / "cat"), "--top_k", "1"]
+    out, err = run_cli(capsys, argv)
+    assert ("--precision bf16 ran ResNet-101 1.75x as fast" in err) is cpu_bf16
+    assert "note:" not in out and out.count("img_") == 3  # the table alone on stdout
+    _, err = run_cli(capsys, [*argv, "--precision", "fp32"])
+    assert "note:" not in err  # a precision chosen gets no advice

@@ -77,3 +77,28 @@ def test_hardware_choices_follow_the_machine_and_keep_what_was_set():
     launched = choose_hardware("auto", 3, False, machine(cuda=True, launcher="bf16"))
     assert (launched.bf16, launched.dataloader_num_workers, launched.dataloader_persistent_workers) == (True, 3, False)
     assert "bf16" in launched.precision_note
+
+
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "mkldnn_bf16", "expected"),
+    [
+        (True, False, True, True),  # AVX-512 BF16 (AMD Zen 4, Intel Cooper Lake)
+        (False, True, True, True),  # AMX (Intel Sapphire Rapids)
+        (False, False, True, False),  # AVX-512 without them: PyTorch's mkldnn check says yes, bf16 is emulated
+        (False, False, False, False),
+    ],
+)
+def test_bf16_counts_only_where_the_instructions_exist(monkeypatch, avx512_bf16, amx, mkldnn_bf16, expected):
+    import platform
+
+    import torch
+
+    from hf_resnet101.config.hardware import cpu_supports_bf16
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: mkldnn_bf16, raising=False)
+    assert cpu_supports_bf16({}) is expected
+    assert cpu_supports_bf16({"ONEDNN_MAX_CPU_ISA": "avx512_core"}) is False  # capped below oneDNN's bf16 kernels
+    assert cpu_supports_bf16({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}) is expected
