@@ -2,7 +2,7 @@
 `pipeline("image-classification")` given the same image paths, alternating, in one process.
 
     python benchmarks/predict_speed.py [--images 32] [--batch_size 8] [--rounds 3] [--model resnet101,tiny]
-        [--sizes 500x375,3000x2000] [--precision auto]
+        [--sizes 500x375,3000x2000] [--precision auto] [--ahead auto|on|off]
 
 Both run the same model on the same device: ResNet-101 with random weights (speed does not depend on them), or
 `tiny` (a two-stage ResNet whose forward pass costs almost nothing, so the CPU work around it, decoding, resizing
@@ -63,12 +63,14 @@ def timed(run, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def measure(model_dir: Path, paths: list[str], batch_size: int, rounds: int, precision: str) -> dict[str, float]:
+def measure(
+    model_dir: Path, paths: list[str], batch_size: int, rounds: int, precision: str, ahead: bool | None
+) -> dict[str, float]:
     device = best_device()
     package = load_classifier(str(model_dir), device=device, precision=precision)
     plain = pipeline("image-classification", model=str(model_dir), device=device)
     runs = {
-        "package": lambda: list(classify(package, paths, top_k=1, batch_size=batch_size)),
+        "package": lambda: list(classify(package, paths, top_k=1, batch_size=batch_size, prepare_ahead=ahead)),
         "pipeline": lambda: plain(paths, top_k=1, batch_size=batch_size),
     }
     for run in runs.values():  # warm-up: first calls pay for kernel selection and allocation
@@ -90,6 +92,8 @@ def main() -> None:
     parser.add_argument("--model", default="resnet101,tiny", help="resnet101, tiny or both, comma-separated.")
     parser.add_argument("--sizes", default="500x375,3000x2000", help="Image sizes, WxH, comma-separated.")
     parser.add_argument("--precision", default="auto", help="The package's --precision (auto, fp32, fp16, bf16).")
+    parser.add_argument("--ahead", choices=("auto", "on", "off"), default="auto",
+                        help="classify's prepare_ahead: auto (on off a CPU), on or off.")  # fmt: skip
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,10 +104,11 @@ def main() -> None:
                 size = tuple(int(n) for n in size_text.split("x"))
                 paths = write_images(root, size, args.images)
                 print(f"{kind}, {size_text}:", flush=True)
-                best = measure(model_dir, paths, args.batch_size, args.rounds, args.precision)
+                ahead = {"auto": None, "on": True, "off": False}[args.ahead]
+                best = measure(model_dir, paths, args.batch_size, args.rounds, args.precision, ahead)
                 rows.append((kind, size_text, best["package"], best["pipeline"]))
     print(f"\nbest of {args.rounds} rounds, {args.images} images, batch {args.batch_size}, package --precision "
-          f"{args.precision}, on {best_device()}; {machine_name()}")  # fmt: skip
+          f"{args.precision}, --ahead {args.ahead}, on {best_device()}; {machine_name()}")  # fmt: skip
     print("| model | images | package images/s | plain pipeline images/s | package / pipeline |")
     print("|---|---|---|---|---|")
     for kind, size_text, package, plain in rows:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -211,13 +212,10 @@ def preparing_threads() -> int:
     return max(1, min(MAX_PREPARING_THREADS, os.cpu_count() or 1))
 
 
-def read_chunk(
-    sources: Sequence[ImageSource], pool: Executor | None = None, prepare: Callable | None = None
+def sort_results(
+    results: Iterable[Image.Image | PreparedImage | str],
 ) -> tuple[list[Image.Image | PreparedImage], list[int], dict[int, str]]:
-    """Reads images, in `pool`'s threads when given, each through `prepare` if given (see `read_or_describe`);
-    returns the readable ones in order, their positions, and an error message per unreadable one."""
-    read = partial(read_or_describe, prepare=prepare)
-    results = pool.map(read, sources) if pool is not None else map(read, sources)
+    """The readable images in order, their positions, and an error message per unreadable one."""
     images, positions, errors = [], [], {}
     for position, result in enumerate(results):
         if isinstance(result, str):
@@ -226,6 +224,48 @@ def read_chunk(
             images.append(result)
             positions.append(position)
     return images, positions, errors
+
+
+def read_chunk(
+    sources: Sequence[ImageSource], pool: Executor | None = None, prepare: Callable | None = None
+) -> tuple[list[Image.Image | PreparedImage], list[int], dict[int, str]]:
+    """Reads images, in `pool`'s threads when given, each through `prepare` if given (see `read_or_describe`);
+    returns the readable ones in order, their positions, and an error message per unreadable one."""
+    read = partial(read_or_describe, prepare=prepare)
+    return sort_results(pool.map(read, sources) if pool is not None else map(read, sources))
+
+
+def prepared_chunks(
+    sources: Sequence[ImageSource], chunk_size: int, pool: Executor, prepare: Callable | None, ahead: bool
+) -> Iterator[tuple[int, list[ImageSource], tuple]]:
+    """Yields each chunk's start, sources and `sort_results`, in order, read in `pool`'s threads.
+
+    With `ahead`, the next chunk is read while the caller classifies this one (on a GPU, the CPU's work then
+    overlaps the device's); without, the threads wait, leaving the cores to a CPU model's forward passes.
+    """
+    starts = iter(range(0, len(sources), chunk_size))
+    queue: deque = deque()
+
+    def submit() -> None:
+        start = next(starts, None)
+        if start is not None:
+            chunk = [sources[i] for i in range(start, min(start + chunk_size, len(sources)))]
+            queue.append((start, chunk, [pool.submit(read_or_describe, source, prepare) for source in chunk]))
+
+    try:
+        submit()
+        while queue:
+            start, chunk, futures = queue.popleft()
+            results = sort_results(future.result() for future in futures)
+            if ahead:
+                submit()
+            yield start, chunk, results
+            if not ahead:
+                submit()
+    finally:  # stopped early (an error, Ctrl-C): what was not started is not read
+        for _, _, futures in queue:
+            for future in futures:
+                future.cancel()
 
 
 def source_name(source: ImageSource, index: int) -> str:
@@ -243,6 +283,7 @@ def classify(
     function_to_apply: str | None = None,
     names: Sequence[str] | None = None,
     on_progress: Callable[[int], object] | None = None,
+    prepare_ahead: bool | None = None,
 ) -> Iterator[Classified]:
     """Runs the pipeline over images in order, a chunk at a time; unreadable images yield an error instead.
 
@@ -254,6 +295,8 @@ def classify(
         function_to_apply: the pipeline's option (`"none"` returns logits); its default gives probabilities.
         names: what to call each image in the results (default: its path).
         on_progress: called with the number of images done after each chunk (e.g. a tqdm bar's `update`).
+        prepare_ahead: read the next chunk while this one is classified (see `prepared_chunks`); by default on
+            a GPU (or other accelerator), not on a CPU.
     """
     chunk_size = batch_size * CHUNK_BATCHES
     options = {"top_k": top_k, "batch_size": batch_size}
@@ -263,10 +306,12 @@ def classify(
     # its image while the image is in the processor's cache. Decoding alone in threads, then preprocessing in the
     # pipeline's loop, was slower for 3000x2000 photos (the decoded images had left the cache).
     prepare = classifier.preprocess if isinstance(classifier, PreparingImageClassificationPipeline) else None
+    if prepare_ahead is None:
+        prepare_ahead = isinstance(classifier, Pipeline) and classifier.device.type != "cpu"
     with ThreadPoolExecutor(preparing_threads(), thread_name_prefix="prepare") as pool:
-        for start in range(0, len(sources), chunk_size):
-            chunk = [sources[i] for i in range(start, min(start + chunk_size, len(sources)))]
-            images, positions, errors = read_chunk(chunk, pool, prepare)
+        for start, chunk, (images, positions, errors) in prepared_chunks(
+            sources, chunk_size, pool, prepare, prepare_ahead
+        ):
             outputs = dict(zip(positions, classifier(images, **options), strict=True)) if images else {}
             for offset, source in enumerate(chunk):
                 name = names[start + offset] if names is not None else source_name(source, start + offset)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from PIL import Image
 
@@ -135,3 +137,49 @@ def test_threaded_decoding_keeps_the_order_and_the_errors(tmp_path):
     assert positions == serial[1] and errors == serial[2] and set(errors) == {5, 9}
     assert [image.size for image in images] == [image.size for image in serial[0]]
     assert [image.size[0] - 8 for image in images] == positions  # each image where its path was
+
+
+@pytest.mark.parametrize("ahead", [True, False], ids=["ahead", "in-turn"])
+def test_images_prepared_ahead_or_in_turn_classify_as_the_pipeline_does(tiny_resnet, tmp_path, monkeypatch, ahead):
+    from transformers import pipeline
+
+    from hf_resnet101 import inference
+
+    monkeypatch.setattr(inference, "preparing_threads", lambda: 8)  # more threads than this machine may have
+    paths = []
+    for i in range(21):
+        path = tmp_path / f"{i}.jpg"
+        Image.new("RGB", (30 + 7 * i, 50 - i), (11 * i, 255 - 9 * i, 40)).save(path)
+        paths.append(str(path))
+    (tmp_path / "4.jpg").write_bytes(b"not a jpeg")
+    classifier = inference.load_classifier(str(tiny_resnet), device="cpu")
+    results = list(inference.classify(classifier, paths, top_k=2, batch_size=2, prepare_ahead=ahead))
+    readable = [p for i, p in enumerate(paths) if i != 4]
+    expected = iter(pipeline("image-classification", model=str(tiny_resnet))(readable, top_k=2, batch_size=2))
+    assert [r.source for r in results] == paths and "cannot identify image file" in results[4].error
+    for result in results[:4] + results[5:]:
+        theirs = next(expected)
+        assert [s["label"] for s in result.scores] == [s["label"] for s in theirs]
+        assert [s["score"] for s in result.scores] == [pytest.approx(s["score"], abs=1e-5) for s in theirs]
+
+
+def test_a_consumer_that_stops_early_leaves_the_later_chunks_unread(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hf_resnet101 import inference
+
+    read = []
+
+    def slow_read(source):
+        time.sleep(0.05)
+        read.append(source)
+        return Image.new("RGB", (4, 4))
+
+    monkeypatch.setattr(inference, "read_image", slow_read)
+    sources = [str(i) for i in range(40)]
+    with ThreadPoolExecutor(1) as pool:
+        chunks = inference.prepared_chunks(sources, 4, pool, None, ahead=True)
+        start, chunk, (images, _, _) = next(chunks)
+        assert start == 0 and chunk == sources[:4] and len(images) == 4
+        chunks.close()  # the next chunk was submitted: its first image may be being read, the others wait
+    assert read in (sources[:4], sources[:5])  # those waiting were cancelled, and no later chunk was started
