@@ -57,7 +57,8 @@ step tests 180 python3 -m pytest -q -p no:cacheprovider tests/train/test_memory.
 # step; predict's precision and threaded preparation; ResNet-101 against ViT-Base through predict's own path.
 # Compiling takes minutes, so they take two 10-minute calls on one warm machine:
 #   GPU_RUN_STEPS="tricks_batch4" bash benchmarks/gpu_run.sh
-#   GPU_RUN_STEPS="tricks_doc_default predict_fp32 predict_auto inference_package" bash benchmarks/gpu_run.sh
+#   GPU_RUN_STEPS="tricks_doc_default predict_fp32 predict_auto predict_auto_batch8 inference_package" \
+#       bash benchmarks/gpu_run.sh
 if [[ -n ${GPU_RUN_STEPS:-} ]]; then
     TRICKS="python3 benchmarks/train_speed.py --steps 20 --variant_timeout 200 --log $OUT_DIR/train_variants.log"
     step tricks_batch4 560 $TRICKS --batch_size 4 \
@@ -66,5 +67,6 @@ if [[ -n ${GPU_RUN_STEPS:-} ]]; then
         --variants baseline_doc_default,package_doc_default,package_doc_default+bf16
     step predict_fp32 90 python3 benchmarks/predict_speed.py --images 256 --batch_size 32 --rounds 2 --precision fp32
     step predict_auto 90 python3 benchmarks/predict_speed.py --images 256 --batch_size 32 --rounds 2 --precision auto
+    step predict_auto_batch8 90 python3 benchmarks/predict_speed.py --images 256 --batch_size 8 --rounds 2
     step inference_package 60 python3 benchmarks/inference_speed.py --images 256 --batch_size 32 --package
 fi

@@ -105,7 +105,8 @@ def load_model_and_processor(name_or_path: str, dtype: str | torch.dtype = "auto
 
 def inference_precision(requested: str, device_type: str) -> str:
     """The precision to run a model in: `auto` is fp16 on a CUDA GPU (its tensor cores, as training's `auto`) and
-    fp32 elsewhere (on a CPU, fp16 is slow and bf16 autocast measured slower for training; MPS is untested)."""
+    fp32 elsewhere: on a CPU fp16 is slow, and bf16, faster where the CPU has its instructions, would make
+    `evaluate`'s metrics differ from the training run's (see `precision_hint`); MPS is untested."""
     if requested not in PRECISIONS:
         raise UsageError(f"--precision {requested}: choose one of {', '.join(PRECISIONS)}.")
     if requested == "auto":
@@ -156,10 +157,10 @@ class PreparingImageClassificationPipeline(ImageClassificationPipeline):
     """transformers' image-classification pipeline, which also takes `PreparedImage`s: images its own `preprocess`
     has already run on, in `classify`'s threads. Called with images, paths or URLs it is the stock pipeline."""
 
-    def preprocess(self, image, timeout=None):
+    def preprocess(self, image, *args, **kwargs):
         if isinstance(image, PreparedImage):
             return image.inputs
-        return super().preprocess(image, timeout=timeout)
+        return super().preprocess(image, *args, **kwargs)
 
 
 def load_classifier(name_or_path: str, device: torch.device | str | None = None, precision: str = "auto") -> Pipeline:
