@@ -103,27 +103,39 @@ def load_model_and_processor(name_or_path: str, dtype: str | torch.dtype = "auto
     return model, processor
 
 
-def inference_precision(requested: str, device_type: str) -> str:
+def inference_precision(requested: str, device_type: str, cpu_bf16: bool = False) -> str:
     """The precision to run a model in: `auto` is fp16 on a CUDA GPU (its tensor cores, as training's `auto`) and
-    fp32 elsewhere: on a CPU fp16 is slow, and bf16, faster where the CPU has its instructions, would make
-    `evaluate`'s metrics differ from the training run's (see `precision_hint`); MPS is untested."""
+    fp32 elsewhere: bf16, faster on a CPU with its instructions, would make `evaluate`'s metrics differ from the
+    training run's (see `precision_hint`); MPS is untested. fp16 on a CPU, 5.5x slower than fp32 there, becomes bf16
+    where the CPU has bf16 instructions (`cpu_bf16`), else fp32, as in training."""
     if requested not in PRECISIONS:
         raise UsageError(f"--precision {requested}: choose one of {', '.join(PRECISIONS)}.")
     if requested == "auto":
         return "fp16" if device_type == "cuda" else "fp32"
+    if requested == "fp16" and device_type == "cpu":
+        return "bf16" if cpu_bf16 else "fp32"
     return requested
 
 
 def precision_hint(requested: str, device_type: str, cpu_bf16: bool) -> str | None:
-    """A note for `auto` on a CPU with bf16 instructions (`hardware.cpu_supports_bf16`), where bf16 is faster.
+    """A note on a CPU: for `auto` where the CPU has bf16 instructions (`hardware.cpu_supports_bf16`) and bf16 is
+    faster, and for fp16, which `inference_precision` replaces there.
 
-    `auto` keeps fp32 there so that `evaluate` reproduces the training run's metrics (evaluated in fp32 on a CPU)."""
-    if requested != "auto" or device_type != "cpu" or not cpu_bf16:
+    `auto` keeps fp32 on CPUs so that `evaluate` reproduces the training run's metrics (evaluated in fp32)."""
+    if device_type != "cpu":
         return None
-    return (
-        "note: this CPU has bf16 instructions: --precision bf16 ran ResNet-101 1.75x as fast as fp32 on an AMD EPYC "
-        "with AVX-512 BF16; scores are then rounded to bf16, so a near tie can change a label."
-    )
+    if requested == "fp16":
+        instead = "bf16, which this CPU runs natively" if cpu_bf16 else "fp32"
+        return (
+            "note: fp16 is slow on a CPU (ResNet-101 ran 5.5x slower than in fp32 on an AMD EPYC), so the model runs "
+            f"in {instead}."
+        )
+    if requested == "auto" and cpu_bf16:
+        return (
+            "note: this CPU has bf16 instructions: --precision bf16 ran ResNet-101 1.75x as fast as fp32 on an AMD "
+            "EPYC with AVX-512 BF16; scores are then rounded to bf16, so a near tie can change a label."
+        )
+    return None
 
 
 def precision_hint_for(classifier: Pipeline, requested: str) -> str | None:
@@ -166,7 +178,8 @@ class PreparingImageClassificationPipeline(ImageClassificationPipeline):
 def load_classifier(name_or_path: str, device: torch.device | str | None = None, precision: str = "auto") -> Pipeline:
     """An `image-classification` pipeline on the best device, in `precision` (see `inference_precision`)."""
     device = torch.device(device or best_device())
-    dtype = INFERENCE_DTYPES[inference_precision(precision, device.type)]
+    cpu_bf16 = device.type == "cpu" and cpu_supports_bf16()
+    dtype = INFERENCE_DTYPES[inference_precision(precision, device.type, cpu_bf16)]
     model, processor = load_model_and_processor(name_or_path, dtype=dtype)
     classifier = pipeline(
         "image-classification",

@@ -103,14 +103,15 @@ def test_a_cpu_classifier_runs_channels_last_and_predicts_as_the_saved_layout_do
 
 
 @pytest.mark.parametrize(
-    ("requested", "device", "expected"),
-    [("auto", "cuda", "fp16"), ("auto", "cpu", "fp32"), ("auto", "mps", "fp32"), ("bf16", "cpu", "bf16"),
-     ("fp32", "cuda", "fp32")],
+    ("requested", "device", "cpu_bf16", "expected"),
+    [("auto", "cuda", False, "fp16"), ("auto", "cpu", True, "fp32"), ("auto", "mps", False, "fp32"),
+     ("bf16", "cpu", False, "bf16"), ("fp32", "cuda", False, "fp32"), ("fp16", "cuda", False, "fp16"),
+     ("fp16", "cpu", True, "bf16"), ("fp16", "cpu", False, "fp32")],
 )  # fmt: skip
-def test_auto_precision_is_fp16_on_a_gpu_and_fp32_elsewhere(requested, device, expected):
+def test_auto_precision_is_fp16_on_a_gpu_and_fp32_elsewhere(requested, device, cpu_bf16, expected):
     from hf_resnet101.inference import inference_precision
 
-    assert inference_precision(requested, device) == expected
+    assert inference_precision(requested, device, cpu_bf16) == expected
 
 
 def test_an_unknown_precision_is_refused():
