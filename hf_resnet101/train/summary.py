@@ -33,6 +33,19 @@ def describe_data_loading(training_args: FinetuneTrainingArguments) -> str:
     )
 
 
+def describe_compilation(training_args: FinetuneTrainingArguments) -> str | None:
+    """The summary's line for `--torch_compile` (or `--torch_compile_mode`), whose first steps wait on compiling."""
+    if not training_args.torch_compile:
+        return None
+    backend = training_args.torch_compile_backend or "inductor"
+    mode = training_args.torch_compile_mode or "default"
+    return (
+        f"compilation: torch.compile (backend {backend}, mode {mode}); the first training step and the first "
+        "evaluation compile before they run (a tiny ResNet took 23 s on a 2-core CPU), and a batch of a new shape "
+        "compiles again"
+    )
+
+
 def describe_start(model_args: ModelArguments, model: torch.nn.Module, random_init: bool) -> str:
     """What training started from, for the run summary: the checkpoint, or random weights said as such."""
     if random_init:
@@ -75,6 +88,7 @@ def log_run_summary(
         f"device: {training_args.device} x {training_args.world_size} process(es); precision: "
         f"{training_args.precision_note}",
         describe_data_loading(training_args),
+        *filter(None, [describe_compilation(training_args)]),
         describe_hardware(training_args, report, image_size[0], model),
         f"settings: {describe_settings(options.settings)}",
         f"batch: {training_args.per_device_train_batch_size} per device, global {global_batch}; "

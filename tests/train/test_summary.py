@@ -6,7 +6,12 @@ import torch
 
 from hf_resnet101.config.options import FinetuneTrainingArguments, ModelArguments
 from hf_resnet101.config.presets import Setting
-from hf_resnet101.train.summary import describe_data_loading, describe_settings, describe_start
+from hf_resnet101.train.summary import (
+    describe_compilation,
+    describe_data_loading,
+    describe_settings,
+    describe_start,
+)
 
 
 def test_settings_are_listed_with_their_sources():
@@ -26,3 +31,14 @@ def test_data_loading_in_process_or_by_workers(tmp_path):
     assert "in the training process" in describe_data_loading(in_process)
     workers = FinetuneTrainingArguments(output_dir=str(tmp_path), dataloader_num_workers=2, report_to="none")
     assert describe_data_loading(workers).startswith("data loading: 2 worker process(es) per device, persistent")
+
+
+def test_compilation_is_said_with_its_mode(tmp_path):
+    plain = FinetuneTrainingArguments(output_dir=str(tmp_path), report_to="none")
+    assert describe_compilation(plain) is None
+    graphs = FinetuneTrainingArguments(
+        output_dir=str(tmp_path), torch_compile_mode="reduce-overhead", report_to="none"
+    )
+    said = describe_compilation(graphs)
+    assert said.startswith("compilation: torch.compile (backend inductor, mode reduce-overhead)")
+    assert "first training step and the first evaluation compile" in said
