@@ -21,6 +21,7 @@ from transformers import (
 )
 from transformers.image_utils import load_image
 
+from .config import hardware
 from .config.hardware import PRECISIONS, cpu_supports_bf16
 from .errors import UsageError
 from .modeling import load_image_processor, local_files_only_for
@@ -28,9 +29,6 @@ from .outputs import MODEL_CONFIG
 
 # Images are decoded a chunk at a time, so memory stays bounded however many files are given.
 CHUNK_BATCHES = 8
-# Images are decoded, resized and normalised in threads (Pillow's decoders and torch's kernels release the GIL),
-# ahead of the pipeline's forward passes; see `classify`.
-MAX_PREPARING_THREADS = 8
 # What PIL raises for missing, truncated, corrupt or oversized files.
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -222,10 +220,6 @@ def read_or_describe(source: ImageSource, prepare: Callable | None = None) -> Im
     return image if prepare is None else PreparedImage(prepare(image))
 
 
-def preparing_threads() -> int:
-    return max(1, min(MAX_PREPARING_THREADS, os.cpu_count() or 1))
-
-
 def sort_results(
     results: Iterable[Image.Image | PreparedImage | str],
 ) -> tuple[list[Image.Image | PreparedImage], list[int], dict[int, str]]:
@@ -322,7 +316,7 @@ def classify(
     prepare = classifier.preprocess if isinstance(classifier, PreparingImageClassificationPipeline) else None
     if prepare_ahead is None:
         prepare_ahead = isinstance(classifier, Pipeline) and classifier.device.type != "cpu"
-    with ThreadPoolExecutor(preparing_threads(), thread_name_prefix="prepare") as pool:
+    with ThreadPoolExecutor(hardware.preparing_threads(), thread_name_prefix="prepare") as pool:
         for start, chunk, (images, positions, errors) in prepared_chunks(
             sources, chunk_size, pool, prepare, prepare_ahead
         ):

@@ -145,8 +145,9 @@ def test_images_prepared_ahead_or_in_turn_classify_as_the_pipeline_does(tiny_res
     from transformers import pipeline
 
     from hf_resnet101 import inference
+    from hf_resnet101.config import hardware
 
-    monkeypatch.setattr(inference, "preparing_threads", lambda: 8)  # more threads than this machine may have
+    monkeypatch.setattr(hardware, "preparing_threads", lambda: 8)  # more threads than this machine may have
     paths = []
     for i in range(21):
         path = tmp_path / f"{i}.jpg"

@@ -76,6 +76,13 @@ def resolve_precision(requested: str, cuda_available: bool, cpu_bf16: bool) -> t
 
 
 MAX_AUTO_WORKERS = 16
+# Images are decoded, resized and normalised in threads (Pillow's decoders and torch's kernels release the GIL).
+MAX_PREPARING_THREADS = 8
+
+
+def preparing_threads() -> int:
+    """Threads that prepare images for evaluation and prediction: the machine's cores, at most 8."""
+    return max(1, min(MAX_PREPARING_THREADS, os.cpu_count() or 1))
 
 
 def auto_dataloader_workers(cuda_available: bool, cpu_count: int, local_processes: int) -> int:

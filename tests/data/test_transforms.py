@@ -99,3 +99,31 @@ def test_worker_processes_augment_exactly_as_the_training_process(finetune_main,
         return [entry["loss"] for entry in history if "loss" in entry]
 
     assert losses("2") == losses("0")
+
+
+def test_validation_images_prepared_in_threads_are_the_processors_in_order(tmp_path, monkeypatch):
+    import datasets
+    from PIL import Image
+
+    from hf_resnet101.config import hardware
+    from hf_resnet101.data.images import to_rgb
+    from hf_resnet101.data.transforms import preprocess_for_evaluation, resolve_data_config
+    from hf_resnet101.modeling import resnet_image_processor
+
+    monkeypatch.setattr(hardware, "preparing_threads", lambda: 4)
+    files = []
+    for i in range(37):  # more than one batch of 32, of several sizes and modes
+        path = tmp_path / f"{i}.{'png' if i % 3 else 'jpg'}"
+        grey = i % 5 == 0
+        Image.new("L" if grey else "RGB", (40 + 13 * i, 90 - i), 7 * i if grey else (7 * i, 90, 200 - 5 * i)).save(
+            path
+        )
+        files.append(str(path))
+    split = datasets.Dataset.from_dict({"image": files, "label": [i % 3 for i in range(37)]})
+    split = split.cast_column("image", datasets.Image()).cast_column("label", datasets.ClassLabel(names=list("abc")))
+    processor = resnet_image_processor()
+    prepared = preprocess_for_evaluation(split, processor, resolve_data_config(processor))
+    assert [int(label) for label in prepared["label"]] == [i % 3 for i in range(37)]
+    for i in (0, 5, 17, 36):
+        expected = processor(to_rgb(Image.open(files[i])), return_tensors="pt")["pixel_values"][0]
+        assert torch.equal(prepared[i]["pixel_values"], expected), i
