@@ -154,7 +154,7 @@ def preprocess_for_evaluation(split, processor, data_config: DataConfig):
     The values are exactly the processor's, one image at a time as `pipeline` calls it, so evaluation still equals
     what `pipeline` computes (bitwise the values of one serial batched call). Each image is decoded and processed in
     a thread (`hardware.preparing_threads`): on a 2-core AMD EPYC, 1.15x the serial speed for 500x375 JPEGs and
-    2.0-2.3x for 3000x2000 ones (benchmarks/RESULTS.md).
+    about 2x for 3000x2000 ones (benchmarks/RESULTS.md).
     """
     features = datasets.Features(
         {
