@@ -108,3 +108,26 @@ def test_fp16_asked_for_on_a_cpu_runs_as_the_note_says(trained_run, tmp_path, ca
     argv = ["evaluate", str(trained_run["output"]), str(trained_run["validation"]), "--precision", "fp16"]
     out, err = run_cli(capsys, [*argv, "--output_dir", str(tmp_path / "ev")])
     assert "so the model runs in fp32" in err and "(cpu, float32)" in out
+
+
+def test_messy_files_get_the_pipelines_labels_or_their_own_error(tiny_resnet, tmp_path):
+    """16-bit, CMYK, palette, EXIF-rotated and transparent files prepared in threads give the pipeline's results;
+    the files the pipeline cannot read get their error in place."""
+    from messy_data import write_messy_folder
+
+    write_messy_folder(tmp_path / "data")
+    paths = [str(p) for p in collect_image_paths([tmp_path / "data"])]
+    results = predict_images(load_classifier(str(tiny_resnet), device="cpu"), paths, top_k=2, batch_size=3)
+    plain = pipeline("image-classification", model=str(tiny_resnet))
+    unreadable = 0
+    for result in results:
+        try:
+            theirs = plain(result.source, top_k=2)
+        except Exception as error:  # noqa: BLE001 (whatever the pipeline raises, ours is reported, not raised)
+            unreadable += 1
+            assert result.scores is None and result.error.startswith(type(error).__name__), result.source
+            continue
+        assert result.error is None, result.source
+        assert [s["label"] for s in result.scores] == [s["label"] for s in theirs], result.source
+        assert [s["score"] for s in result.scores] == [pytest.approx(s["score"], abs=1e-5) for s in theirs]
+    assert len(results) == len(paths) > 20 and 0 < unreadable < 6
