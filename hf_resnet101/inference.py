@@ -7,7 +7,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -232,15 +231,6 @@ def sort_results(
             images.append(result)
             positions.append(position)
     return images, positions, errors
-
-
-def read_chunk(
-    sources: Sequence[ImageSource], pool: Executor | None = None, prepare: Callable | None = None
-) -> tuple[list[Image.Image | PreparedImage], list[int], dict[int, str]]:
-    """Reads images, in `pool`'s threads when given, each through `prepare` if given (see `read_or_describe`);
-    returns the readable ones in order, their positions, and an error message per unreadable one."""
-    read = partial(read_or_describe, prepare=prepare)
-    return sort_results(pool.map(read, sources) if pool is not None else map(read, sources))
 
 
 def prepared_chunks(

@@ -14,7 +14,9 @@ from hf_resnet101.inference import (
     classify,
     load_model_and_processor,
     looks_like_local_path,
-    read_chunk,
+    prepared_chunks,
+    read_or_describe,
+    sort_results,
 )
 
 
@@ -48,7 +50,8 @@ def test_unreadable_images_are_reported_by_position(tmp_path):
     good = tmp_path / "good.png"
     Image.new("RGB", (8, 8)).save(good)
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    images, positions, errors = read_chunk([str(good), str(tmp_path / "broken.png"), str(tmp_path / "gone.png")])
+    sources = [str(good), str(tmp_path / "broken.png"), str(tmp_path / "gone.png")]
+    images, positions, errors = sort_results(map(read_or_describe, sources))
     assert len(images) == 1 and images[0].mode == "RGB" and positions == [0]
     assert set(errors) == {1, 2} and errors[2].startswith("FileNotFoundError: no such file")
 
@@ -122,7 +125,8 @@ def test_an_unknown_precision_is_refused():
         inference_precision("int8", "cpu")
 
 
-def test_threaded_decoding_keeps_the_order_and_the_errors(tmp_path):
+@pytest.mark.parametrize("ahead", [True, False], ids=["ahead", "in-turn"])
+def test_threaded_decoding_keeps_the_order_and_the_errors(tmp_path, ahead):
     from concurrent.futures import ThreadPoolExecutor
 
     paths = []
@@ -133,11 +137,14 @@ def test_threaded_decoding_keeps_the_order_and_the_errors(tmp_path):
     (tmp_path / "5.png").write_bytes(b"broken")
     paths[9] = str(tmp_path / "gone.png")
     with ThreadPoolExecutor(4) as pool:
-        images, positions, errors = read_chunk(paths, pool)
-    serial = read_chunk(paths)
-    assert positions == serial[1] and errors == serial[2] and set(errors) == {5, 9}
-    assert [image.size for image in images] == [image.size for image in serial[0]]
-    assert [image.size[0] - 8 for image in images] == positions  # each image where its path was
+        chunks = list(prepared_chunks(paths, 10, pool, None, ahead))
+    assert [(start, chunk) for start, chunk, _ in chunks] == [(0, paths[:10]), (10, paths[10:20]), (20, paths[20:])]
+    serial = sort_results(map(read_or_describe, paths))
+    for start, chunk, (images, positions, errors) in chunks:
+        expected = sort_results(map(read_or_describe, chunk))
+        assert positions == expected[1] and errors == expected[2]
+        assert [image.size[0] - 8 - start for image in images] == positions  # each image where its path was
+    assert set(serial[2]) == {5, 9}
 
 
 @pytest.mark.parametrize("ahead", [True, False], ids=["ahead", "in-turn"])

@@ -19,7 +19,7 @@ CLASS_NAMES = sorted(CLASS_COLOURS)
 def test_predictions_equal_the_pipelines(tiny_models, image_folder, family):
     model = str(tiny_models[family])
     paths = collect_image_paths([image_folder])
-    results = predict_images(load_classifier(model), paths, top_k=2, batch_size=4)
+    results = predict_images(load_classifier(model, device="cpu"), paths, top_k=2, batch_size=4)
     expected = pipeline("image-classification", model=model)([str(p) for p in paths], top_k=2, batch_size=4)
     assert [r.source for r in results] == [str(p) for p in paths]
     # The same labels in the same order; the scores up to float rounding (a CPU classifier runs channels-last).
