@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 from PIL import Image
 
 from hf_resnet101.errors import UsageError
@@ -192,3 +193,23 @@ def test_a_consumer_that_stops_early_leaves_the_later_chunks_unread(tmp_path, mo
         assert start == 0 and chunk == sources[:4] and len(images) == 4
         chunks.close()  # the next chunk was submitted: its first image may be being read, the others wait
     assert read in (sources[:4], sources[:5])  # those waiting were cancelled, and no later chunk was started
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_run.sh runs it)")
+def test_a_gpu_classifier_runs_fp16_channels_last_and_agrees_with_the_cpu(tiny_resnet, tmp_path):
+    from hf_resnet101.inference import load_classifier
+
+    paths = []
+    for i in range(12):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (40 + 5 * i, 30), (20 * i, 255 - 20 * i, 90)).save(path)
+        paths.append(str(path))
+    gpu = load_classifier(str(tiny_resnet))  # auto: fp16, channels-last
+    assert gpu.device.type == "cuda" and gpu.model.dtype == torch.float16
+    convolutions = [m.weight for m in gpu.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
+    cpu = load_classifier(str(tiny_resnet), device="cpu")
+    for ours, reference in zip(classify(gpu, paths, top_k=4), classify(cpu, paths, top_k=4), strict=True):
+        assert {s["label"]: pytest.approx(s["score"], abs=2e-2) for s in ours.scores} == {
+            s["label"]: s["score"] for s in reference.scores
+        }
