@@ -111,5 +111,5 @@ def run_command(args: argparse.Namespace) -> None:
     """`hf-resnet101 demo`: the offline demo run, then its report."""
     if args.epochs is not None and args.epochs <= 0:
         raise UsageError(f"--epochs must be positive, got {args.epochs:g}.")
-    time_before = time_before_the_run() if getattr(args, "whole_process", False) else None
+    time_before = time_before_the_run() if args.whole_process else None
     print_demo_report(run_demo(args.output_dir, epochs=args.epochs, seed=args.seed, time_before=time_before))
