@@ -77,14 +77,15 @@ def bare_training_step(
 ):
     """One training step on a fixed random batch, no data pipeline and no Trainer: the ceiling to compare with.
 
-    The model goes to the GPU if there is one, channels_last unless told otherwise; AdamW (fused on CUDA); autocast
-    to `dtype` if given; a GradScaler when `scale_loss` and fp16. `forward(model, pixels)` returns the logits.
+    The model goes to the GPU if there is one, channels_last unless told otherwise; fused AdamW (the Trainer's default
+    optimizer with torch >= 2.8, on CPUs as on GPUs); autocast to `dtype` if given; a GradScaler when `scale_loss`
+    and fp16. `forward(model, pixels)` returns the logits.
     Returns `step()`, which runs one step and waits for the device.
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=layout).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=True)
     scaler = torch.amp.GradScaler(device.type, enabled=scale_loss and dtype == torch.float16)
     x = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=layout)
     y = torch.randint(0, 10, (batch_size,), device=device)

@@ -10,11 +10,12 @@ marginal steps; see `whole_commands.py`. The first, described below, times steps
 Every variant runs in its own process (so peak memory and start-up are its own) on the same generated
 photo-like JPEGs and the same full-size ResNet-101 (random weights; speed does not depend on them):
 - baseline: the transformers example's recipe (`baseline_recipe.py`), stock Trainer, fp32;
-- package: `hf_resnet101`'s run (precision auto: fp16 on CUDA, fp32 on a CPU; channels_last);
+- package: `hf_resnet101`'s run (precision auto: fp16 on CUDA, bf16 on an x86 CPU with AVX-512 BF16 or AMX, else
+  fp32; channels_last);
 - plain PyTorch and timm loops under the same autocast and channels_last: the ceiling to approach;
-- a package or plain-loop variant with tricks, as `package+bf16+compile` or `plain_torch+compile`: bf16 instead of
-  the auto precision, torch.compile with CUDA graphs (mode reduce-overhead); the summary then adds a table of them
-  against the baseline and against the plain loop with the same tricks.
+- a package or plain-loop variant with tricks, as `package+bf16+compile` or `plain_torch+compile`: bf16 or fp32
+  instead of the auto precision, torch.compile with CUDA graphs (mode reduce-overhead); the summary then adds a
+  table of them against the baseline and against the plain loop with the same tricks.
 "Doc-default" runs evaluate every step (the product page's default) on 16 validation images. Prints one summary
 table last. The same script runs unchanged on CUDA.
 """
@@ -46,9 +47,9 @@ from common import (  # noqa: E402
 )
 
 VARIANTS = ("baseline", "package", "baseline_doc_default", "package_doc_default", "plain_torch", "timm_loop")
-# Tricks a package or plain-loop variant can add, as `package+bf16+compile`: bf16 instead of the auto precision
-# (no GradScaler), and torch.compile with CUDA graphs (mode reduce-overhead) for fixed-shape steps.
-TRICKS = ("bf16", "compile")
+# Tricks a package or plain-loop variant can add, as `package+bf16+compile`: bf16 (no GradScaler) or fp32 instead of
+# the auto precision, and torch.compile with CUDA graphs (mode reduce-overhead) for fixed-shape steps.
+TRICKS = ("bf16", "fp32", "compile")
 COMPILE_MODE = "reduce-overhead"
 
 
@@ -70,16 +71,23 @@ def save_resnet101(path: Path) -> None:
 
 
 def autocast_dtype(tricks: tuple[str, ...] = ()) -> torch.dtype | None:
-    """The package's `--precision auto` (fp16 on CUDA, fp32 on a CPU), or bf16 when asked."""
+    """What the package's `--precision auto` runs on this machine (`hardware.resolve_precision`), or bf16 or fp32
+    when asked."""
+    from hf_resnet101.config.hardware import cpu_bf16_is_auto, cpu_supports_bf16, resolve_precision
+
+    if "fp32" in tricks:
+        return None
     if "bf16" in tricks:
         return torch.bfloat16
-    return torch.float16 if torch.cuda.is_available() else None
+    fp16, bf16, _ = resolve_precision("auto", torch.cuda.is_available(), cpu_supports_bf16(), cpu_bf16_is_auto())
+    return torch.float16 if fp16 else torch.bfloat16 if bf16 else None
 
 
 def package_trick_options(tricks: tuple[str, ...]) -> dict:
     options = {}
-    if "bf16" in tricks:
-        options["precision"] = "bf16"
+    for precision in ("bf16", "fp32"):
+        if precision in tricks:
+            options["precision"] = precision
     if "compile" in tricks:
         options |= {"torch_compile": True, "torch_compile_mode": COMPILE_MODE}
     return options

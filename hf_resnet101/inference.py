@@ -21,7 +21,7 @@ from transformers import (
 from transformers.image_utils import load_image
 
 from .config import hardware
-from .config.hardware import PRECISIONS, cpu_supports_bf16
+from .config.hardware import PRECISIONS, cpu_bf16_is_auto, cpu_supports_bf16
 from .errors import UsageError
 from .modeling import load_image_processor, local_files_only_for
 from .outputs import MODEL_CONFIG
@@ -100,25 +100,25 @@ def load_model_and_processor(name_or_path: str, dtype: str | torch.dtype = "auto
     return model, processor
 
 
-def inference_precision(requested: str, device_type: str, cpu_bf16: bool = False) -> str:
-    """The precision to run a model in: `auto` is fp16 on a CUDA GPU (its tensor cores, as training's `auto`) and
-    fp32 elsewhere: bf16, faster on a CPU with its instructions, would make `evaluate`'s metrics differ from the
-    training run's (see `precision_hint`); MPS is untested. fp16 on a CPU, 5.5x slower than fp32 there, becomes bf16
-    where the CPU has bf16 instructions (`cpu_bf16`), else fp32, as in training."""
+def inference_precision(requested: str, device_type: str, cpu_bf16: bool = False, cpu_bf16_auto: bool = False) -> str:
+    """The precision to run a model in. `auto` is what training's `auto` runs on the same hardware
+    (`hardware.resolve_precision`): fp16 on a CUDA GPU (its tensor cores), bf16 on a CPU where `cpu_bf16_auto`
+    (x86 with AVX-512 BF16 or AMX: 1.75x fp32 there), fp32 elsewhere (MPS is untested). fp16 on a CPU, 5.5x slower
+    than fp32 there, becomes bf16 where the CPU has bf16 instructions (`cpu_bf16`), else fp32, as in training."""
     if requested not in PRECISIONS:
         raise UsageError(f"--precision {requested}: choose one of {', '.join(PRECISIONS)}.")
     if requested == "auto":
-        return "fp16" if device_type == "cuda" else "fp32"
+        if device_type == "cuda":
+            return "fp16"
+        return "bf16" if device_type == "cpu" and cpu_bf16_auto else "fp32"
     if requested == "fp16" and device_type == "cpu":
         return "bf16" if cpu_bf16 else "fp32"
     return requested
 
 
-def precision_hint(requested: str, device_type: str, cpu_bf16: bool) -> str | None:
-    """A note on a CPU: for `auto` where the CPU has bf16 instructions (`hardware.cpu_supports_bf16`) and bf16 is
-    faster, and for fp16, which `inference_precision` replaces there.
-
-    `auto` keeps fp32 on CPUs so that `evaluate` reproduces the training run's metrics (evaluated in fp32)."""
+def precision_hint(requested: str, device_type: str, cpu_bf16: bool, cpu_bf16_auto: bool = False) -> str | None:
+    """A note on a CPU where the precision depends on its instructions: `auto` running bf16 (and how to get fp32),
+    `auto` staying fp32 on a CPU that runs bf16 when asked for, and fp16, which `inference_precision` replaces."""
     if device_type != "cpu":
         return None
     if requested == "fp16":
@@ -127,17 +127,24 @@ def precision_hint(requested: str, device_type: str, cpu_bf16: bool) -> str | No
             "note: fp16 is slow on a CPU (ResNet-101 ran 5.5x slower than in fp32 on an AMD EPYC), so the model runs "
             f"in {instead}."
         )
+    if requested == "auto" and cpu_bf16_auto:
+        return (
+            "note: running in bf16, which this CPU has instructions for (ResNet-101 ran 1.75x as fast as in fp32 on "
+            "an AMD EPYC with AVX-512 BF16); scores are rounded to bf16, so a near tie can change a label: "
+            "--precision fp32 for full precision."
+        )
     if requested == "auto" and cpu_bf16:
         return (
             "note: this CPU has bf16 instructions: --precision bf16 ran ResNet-101 1.75x as fast as fp32 on an AMD "
-            "EPYC with AVX-512 BF16; scores are then rounded to bf16, so a near tie can change a label."
+            "EPYC with AVX-512 BF16 (unmeasured on this kind of CPU); scores are then rounded to bf16, so a near tie "
+            "can change a label."
         )
     return None
 
 
 def precision_hint_for(classifier: Pipeline, requested: str) -> str | None:
     """`precision_hint` for a loaded classifier on this machine."""
-    return precision_hint(requested, classifier.device.type, cpu_supports_bf16())
+    return precision_hint(requested, classifier.device.type, cpu_supports_bf16(), cpu_bf16_is_auto())
 
 
 def channels_last_for_device(classifier: Pipeline) -> Pipeline:
@@ -175,8 +182,9 @@ class PreparingImageClassificationPipeline(ImageClassificationPipeline):
 def load_classifier(name_or_path: str, device: torch.device | str | None = None, precision: str = "auto") -> Pipeline:
     """An `image-classification` pipeline on the best device, in `precision` (see `inference_precision`)."""
     device = torch.device(device or best_device())
-    cpu_bf16 = device.type == "cpu" and cpu_supports_bf16()
-    dtype = INFERENCE_DTYPES[inference_precision(precision, device.type, cpu_bf16)]
+    on_cpu = device.type == "cpu"
+    chosen = inference_precision(precision, device.type, on_cpu and cpu_supports_bf16(), on_cpu and cpu_bf16_is_auto())
+    dtype = INFERENCE_DTYPES[chosen]
     model, processor = load_model_and_processor(name_or_path, dtype=dtype)
     classifier = pipeline(
         "image-classification",

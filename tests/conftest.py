@@ -147,7 +147,9 @@ def trained_run(finetune_main, tmp_path_factory) -> dict[str, Path]:
     model = save_tiny_resnet(root / "tiny-resnet")
     output = root / "out"
     args = ["--train_dir", str(train), "--validation_dir", str(validation), "--output_dir", str(output)]
-    code = finetune_main([*args, "--model_name_or_path", str(model), "--eval_strategy", "no", "--seed", "3"])
+    # fp32, so that `evaluate --precision fp32` can reproduce its metrics exactly on any CPU
+    code = finetune_main([*args, "--model_name_or_path", str(model), "--eval_strategy", "no", "--seed", "3",
+                          "--precision", "fp32"])  # fmt: skip
     assert code == 0
     return {"output": output, "train": train, "validation": validation}
 

@@ -95,7 +95,7 @@ def test_a_cpu_classifier_runs_channels_last_and_predicts_as_the_saved_layout_do
 
     from hf_resnet101.inference import load_classifier
 
-    classifier = load_classifier(str(tiny_resnet), device="cpu")
+    classifier = load_classifier(str(tiny_resnet), device="cpu", precision="fp32")  # auto may be bf16 on this CPU
     convolutions = [m.weight for m in classifier.model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
     images = [Image.new("RGB", (40, 30), (40 * i, 255 - 30 * i, 90)) for i in range(6)]
@@ -107,15 +107,23 @@ def test_a_cpu_classifier_runs_channels_last_and_predicts_as_the_saved_layout_do
 
 
 @pytest.mark.parametrize(
-    ("requested", "device", "cpu_bf16", "expected"),
-    [("auto", "cuda", False, "fp16"), ("auto", "cpu", True, "fp32"), ("auto", "mps", False, "fp32"),
-     ("bf16", "cpu", False, "bf16"), ("fp32", "cuda", False, "fp32"), ("fp16", "cuda", False, "fp16"),
-     ("fp16", "cpu", True, "bf16"), ("fp16", "cpu", False, "fp32")],
+    ("requested", "device", "cpu_bf16", "cpu_bf16_auto", "expected"),
+    [("auto", "cuda", True, True, "fp16"), ("auto", "cpu", True, True, "bf16"), ("auto", "cpu", True, False, "fp32"),
+     ("auto", "cpu", False, False, "fp32"), ("auto", "mps", False, False, "fp32"),
+     ("bf16", "cpu", False, False, "bf16"), ("fp32", "cuda", False, False, "fp32"),
+     ("fp32", "cpu", True, True, "fp32"), ("fp16", "cuda", False, False, "fp16"),
+     ("fp16", "cpu", True, False, "bf16"), ("fp16", "cpu", False, False, "fp32")],
 )  # fmt: skip
-def test_auto_precision_is_fp16_on_a_gpu_and_fp32_elsewhere(requested, device, cpu_bf16, expected):
+def test_auto_precision_is_what_training_runs_on_the_same_hardware(
+    requested, device, cpu_bf16, cpu_bf16_auto, expected
+):
+    from hf_resnet101.config.hardware import resolve_precision
     from hf_resnet101.inference import inference_precision
 
-    assert inference_precision(requested, device, cpu_bf16) == expected
+    assert inference_precision(requested, device, cpu_bf16, cpu_bf16_auto) == expected
+    if requested == "auto" and device in ("cuda", "cpu"):
+        fp16, bf16, _ = resolve_precision("auto", device == "cuda", cpu_bf16, cpu_bf16_auto)
+        assert expected == ("fp16" if fp16 else "bf16" if bf16 else "fp32")
 
 
 def test_an_unknown_precision_is_refused():
@@ -162,7 +170,7 @@ def test_images_prepared_ahead_or_in_turn_classify_as_the_pipeline_does(tiny_res
         Image.new("RGB", (30 + 7 * i, 50 - i), (11 * i, 255 - 9 * i, 40)).save(path)
         paths.append(str(path))
     (tmp_path / "4.jpg").write_bytes(b"not a jpeg")
-    classifier = inference.load_classifier(str(tiny_resnet), device="cpu")
+    classifier = inference.load_classifier(str(tiny_resnet), device="cpu", precision="fp32")  # as the pipeline runs
     results = list(inference.classify(classifier, paths, top_k=2, batch_size=2, prepare_ahead=ahead))
     readable = [p for i, p in enumerate(paths) if i != 4]
     expected = iter(pipeline("image-classification", model=str(tiny_resnet))(readable, top_k=2, batch_size=2))

@@ -126,8 +126,8 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
         "--precision",
         default="auto",
         choices=PRECISIONS,
-        help="The model's precision: auto is fp16 on a CUDA GPU (channels-last, the tensor cores' layout) and fp32 "
-        "elsewhere (default: auto).",
+        help="The model's precision: auto is fp16 on a CUDA GPU (channels-last, the tensor cores' layout), bf16 on an "
+        "x86 CPU with AVX-512 BF16 or AMX, fp32 elsewhere, as training's auto (default: auto).",
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..config.hardware import cpu_supports_bf16
+from ..config.hardware import cpu_bf16_is_auto
 from ..config.presets import describe_tier, evaluation_cost_warning, hardware_advice
 from ..data.folders import VALIDATION_SPLIT_NAMES, plan_image_folders
 from ..data.report import DataReport
@@ -70,9 +70,7 @@ def inspect_folder(
     ]
     cuda_gib = torch.cuda.get_device_properties(0).total_memory / 2**30 if torch.cuda.is_available() else None
     lines.append(
-        hardware_advice(
-            cuda_gib, num_train, image_size, cpu_supports_bf16(), os.cpu_count() or 1, full_size_model=True
-        )
+        hardware_advice(cuda_gib, num_train, image_size, cpu_bf16_is_auto(), os.cpu_count() or 1, full_size_model=True)
     )
     cost = evaluation_cost_warning(num_train, num_validation, PAGE_BATCH_SIZE, 1, eval_every=1)
     if cost:

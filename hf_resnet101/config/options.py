@@ -211,8 +211,8 @@ class FinetuneTrainingArguments(TrainingArguments):
     precision: str = field(
         default="auto",
         metadata={
-            "help": "auto (fp16 on a CUDA GPU, fp32 on a CPU), fp32, fp16 or bf16. --fp16 and --bf16 are the same "
-            "as --precision fp16/bf16."
+            "help": "auto (fp16 on a CUDA GPU; bf16 autocast on an x86 CPU with AVX-512 BF16 or AMX; fp32 on other "
+            "CPUs), fp32, fp16 or bf16. --fp16 and --bf16 are the same as --precision fp16/bf16."
         },
     )
     per_device_eval_batch_size: int = field(

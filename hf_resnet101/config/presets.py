@@ -167,9 +167,10 @@ def recommended_batch_range(gpu_memory_gib: float) -> tuple[int, int] | None:
     return None
 
 
-# Measured on a 2-core AVX-512 CPU with channels_last: the full ResNet-101 trains at about 2.6 images/s in fp32
-# and 2.0 under bf16 autocast at 224x224 (benchmarks/RESULTS.md); cost scales with the number of pixels.
-CPU_IMAGES_PER_SECOND_224 = {"fp32": 2.6, "bf16": 2.0}
+# Measured on a 2-core AMD EPYC with AVX-512 BF16, channels_last, torch 2.14.1: the full ResNet-101 trains at about
+# 2.6 images/s in fp32 and 4.6 under bf16 autocast at 224x224, batch 4 (benchmarks/RESULTS.md); cost scales with
+# the number of pixels.
+CPU_IMAGES_PER_SECOND_224 = {"fp32": 2.6, "bf16": 4.6}
 
 
 def cpu_epoch_estimate_s(num_train: int, image_size: int, bf16: bool, cores: int) -> float:

@@ -21,12 +21,13 @@ def test_metrics_equal_the_training_runs_final_evaluation(trained_run, tmp_path,
     output_dir = tmp_path / "evaluation"
     out, _ = run_cli(
         capsys,
-        ["evaluate", str(trained_run["output"]), str(trained_run["validation"]), "--output_dir", str(output_dir)],
-    )
-    trained = json.loads((trained_run["output"] / "eval_results.json").read_text())
+        ["evaluate", str(trained_run["output"]), str(trained_run["validation"]), "--output_dir", str(output_dir),
+         "--precision", "fp32"],
+    )  # fmt: skip
+    trained = json.loads((trained_run["output"] / "eval_results.json").read_text())  # trained and evaluated in fp32
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert metrics["num_images"] == 9
-    assert metrics["run_on"] == "cpu, float32" and "(cpu, float32)" in out  # auto off a GPU
+    assert metrics["run_on"] == "cpu, float32" and "(cpu, float32)" in out
     for name in TRAINING_METRICS:
         assert metrics[name] == pytest.approx(trained[f"eval_{name}"], abs=1e-6), name
     assert "top_5_accuracy" not in metrics  # 3 classes
@@ -157,9 +158,24 @@ def test_per_class_csv_rows_name_every_class_of_the_model():
 def test_bf16_evaluation_says_so_and_agrees_with_fp32(trained_run, tmp_path, capsys):
     """The --precision path a GPU's fp16 takes (the model converted, inputs cast by the pipeline), run on the CPU."""
     argv = ["evaluate", str(trained_run["output"]), str(trained_run["validation"])]
-    run_cli(capsys, [*argv, "--output_dir", str(tmp_path / "fp32")])
+    run_cli(capsys, [*argv, "--output_dir", str(tmp_path / "fp32"), "--precision", "fp32"])
     out, _ = run_cli(capsys, [*argv, "--output_dir", str(tmp_path / "bf16"), "--precision", "bf16"])
     fp32, bf16 = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("fp32", "bf16"))
     assert bf16["run_on"] == "cpu, bfloat16" and "(cpu, bfloat16)" in out
     assert bf16["num_images"] == fp32["num_images"] == 9
     assert bf16["accuracy"] == pytest.approx(fp32["accuracy"], abs=1 / 9 + 1e-9)  # at most one near tie flips
+
+
+@pytest.mark.parametrize("cpu_bf16_auto", [True, False], ids=["x86-bf16", "other-cpu"])
+def test_auto_evaluates_in_what_training_runs_on_the_cpu(trained_run, tmp_path, capsys, monkeypatch, cpu_bf16_auto):
+    """`auto` on a CPU: bf16 where training's auto is bf16 (x86 with AVX-512 BF16 or AMX), else fp32; the results
+    and metrics.json say which."""
+    from hf_resnet101 import inference
+
+    monkeypatch.setattr(inference, "cpu_bf16_is_auto", lambda: cpu_bf16_auto)
+    monkeypatch.setattr(inference, "cpu_supports_bf16", lambda: cpu_bf16_auto)
+    argv = ["evaluate", str(trained_run["output"]), str(trained_run["validation"]), "--output_dir", str(tmp_path)]
+    out, err = run_cli(capsys, argv)
+    run_on = "cpu, bfloat16" if cpu_bf16_auto else "cpu, float32"
+    assert json.loads((tmp_path / "metrics.json").read_text())["run_on"] == run_on and f"({run_on})" in out
+    assert ("--precision fp32 for full precision" in err) is cpu_bf16_auto

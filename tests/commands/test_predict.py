@@ -19,7 +19,8 @@ CLASS_NAMES = sorted(CLASS_COLOURS)
 def test_predictions_equal_the_pipelines(tiny_models, image_folder, family):
     model = str(tiny_models[family])
     paths = collect_image_paths([image_folder])
-    results = predict_images(load_classifier(model, device="cpu"), paths, top_k=2, batch_size=4)
+    # fp32 as the plain pipeline runs (auto runs bf16 on a CPU with AVX-512 BF16 or AMX)
+    results = predict_images(load_classifier(model, device="cpu", precision="fp32"), paths, top_k=2, batch_size=4)
     expected = pipeline("image-classification", model=model)([str(p) for p in paths], top_k=2, batch_size=4)
     assert [r.source for r in results] == [str(p) for p in paths]
     # The same labels in the same order; the scores up to float rounding (a CPU classifier runs channels-last).
@@ -86,14 +87,17 @@ def test_bad_input_gets_a_message(trained_run, tmp_path, capsys, argv, expected)
     assert expected in err
 
 
-@pytest.mark.parametrize("cpu_bf16", [True, False])
-def test_a_cpu_with_bf16_instructions_gets_a_note_on_stderr(trained_run, capsys, monkeypatch, cpu_bf16):
+@pytest.mark.parametrize(("cpu_bf16", "cpu_bf16_auto"), [(True, True), (True, False), (False, False)],
+                         ids=["x86-bf16", "arm-bf16", "no-bf16"])  # fmt: skip
+def test_what_auto_runs_on_a_cpu_is_said_on_stderr(trained_run, capsys, monkeypatch, cpu_bf16, cpu_bf16_auto):
     from hf_resnet101 import inference
 
     monkeypatch.setattr(inference, "cpu_supports_bf16", lambda: cpu_bf16)
+    monkeypatch.setattr(inference, "cpu_bf16_is_auto", lambda: cpu_bf16_auto)
     argv = ["predict", str(trained_run["output"]), str(trained_run["validation"] / "cat"), "--top_k", "1"]
     out, err = run_cli(capsys, argv)
-    assert ("--precision bf16 ran ResNet-101 1.75x as fast" in err) is cpu_bf16
+    assert ("note: running in bf16" in err and "--precision fp32 for full precision" in err) is cpu_bf16_auto
+    assert ("--precision bf16 ran ResNet-101 1.75x as fast" in err) is (cpu_bf16 and not cpu_bf16_auto)
     assert "note:" not in out and out.count("img_") == 3  # the table alone on stdout
     _, err = run_cli(capsys, [*argv, "--precision", "fp32"])
     assert "note:" not in err  # a precision chosen gets no advice
@@ -105,6 +109,7 @@ def test_fp16_asked_for_on_a_cpu_runs_as_the_note_says(trained_run, tmp_path, ca
     from hf_resnet101 import inference
 
     monkeypatch.setattr(inference, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(inference, "cpu_bf16_is_auto", lambda: False)
     argv = ["evaluate", str(trained_run["output"]), str(trained_run["validation"]), "--precision", "fp16"]
     out, err = run_cli(capsys, [*argv, "--output_dir", str(tmp_path / "ev")])
     assert "so the model runs in fp32" in err and "(cpu, float32)" in out
@@ -117,7 +122,8 @@ def test_messy_files_get_the_pipelines_labels_or_their_own_error(tiny_resnet, tm
 
     write_messy_folder(tmp_path / "data")
     paths = [str(p) for p in collect_image_paths([tmp_path / "data"])]
-    results = predict_images(load_classifier(str(tiny_resnet), device="cpu"), paths, top_k=2, batch_size=3)
+    classifier = load_classifier(str(tiny_resnet), device="cpu", precision="fp32")  # as the plain pipeline runs
+    results = predict_images(classifier, paths, top_k=2, batch_size=3)
     plain = pipeline("image-classification", model=str(tiny_resnet))
     unreadable = 0
     for result in results:

@@ -8,22 +8,27 @@ from hf_resnet101.config.hardware import resolve_precision
 
 
 @pytest.mark.parametrize(
-    ("requested", "cuda", "cpu_bf16", "expected"),
+    ("requested", "cuda", "cpu_bf16", "cpu_bf16_auto", "expected"),
     [
-        ("auto", True, False, (True, False)),
-        ("auto", False, True, (False, False)),  # fp32 measured faster than bf16 autocast on CPUs
-        ("auto", False, False, (False, False)),
-        ("fp16", False, True, (False, True)),  # fp16 on a CPU becomes bf16 where it is native
-        ("fp16", False, False, (False, False)),
-        ("bf16", True, False, (False, True)),
-        ("fp32", True, True, (False, False)),
-        ("fp32", False, True, (False, False)),
+        ("auto", True, False, False, (True, False)),
+        ("auto", True, True, True, (True, False)),  # a GPU's fp16, whatever its host CPU has
+        ("auto", False, True, True, (False, True)),  # x86 with AVX-512 BF16/AMX: bf16 measured 1.5-1.9x fp32
+        ("auto", False, True, False, (False, False)),  # Arm's bf16 extension: unmeasured, bf16 only when asked
+        ("auto", False, False, False, (False, False)),
+        ("fp16", False, True, False, (False, True)),  # fp16 on a CPU becomes bf16 where it is native
+        ("fp16", False, False, False, (False, False)),
+        ("bf16", False, True, False, (False, True)),
+        ("bf16", False, False, False, (False, False)),  # emulated bf16 is slower than fp32: refused with a note
+        ("bf16", True, False, False, (False, True)),
+        ("fp32", True, True, True, (False, False)),
+        ("fp32", False, True, True, (False, False)),
     ],
 )
-def test_resolve_precision(requested, cuda, cpu_bf16, expected):
-    fp16, bf16, note = resolve_precision(requested, cuda_available=cuda, cpu_bf16=cpu_bf16)
+def test_resolve_precision(requested, cuda, cpu_bf16, cpu_bf16_auto, expected):
+    fp16, bf16, note = resolve_precision(requested, cuda, cpu_bf16, cpu_bf16_auto)
     assert (fp16, bf16) == expected
     assert ("CUDA" if cuda else "CPU") in note
+    assert ("bf16" in note.split("(")[0]) is bf16  # the note names what runs first, then why
 
 
 @pytest.mark.parametrize(
@@ -50,7 +55,12 @@ def machine(cuda: bool, cpu_bf16: bool = False, launcher: str = "no", cpus: int 
     from hf_resnet101.config.hardware import Machine
 
     return Machine(
-        cuda_available=cuda, cpu_bf16=cpu_bf16, cpu_count=cpus, local_processes=processes, launcher_precision=launcher
+        cuda_available=cuda,
+        cpu_bf16=cpu_bf16,
+        cpu_bf16_auto=cpu_bf16,
+        cpu_count=cpus,
+        local_processes=processes,
+        launcher_precision=launcher,
     )
 
 
@@ -69,10 +79,13 @@ def test_hardware_choices_follow_the_machine_and_keep_what_was_set():
     assert (cpu.use_cpu, cpu.fp16, cpu.bf16, cpu.dataloader_num_workers, cpu.dataloader_persistent_workers) == (
         True,
         False,
-        False,
+        True,
         0,
         False,
     )
+    assert "--precision fp32" in cpu.precision_note  # how to opt out
+    plain_cpu = choose_hardware("auto", None, None, machine(cuda=False))
+    assert (plain_cpu.fp16, plain_cpu.bf16) == (False, False)
     # the launcher's --mixed_precision counts as asked for; explicit workers and persistence are kept
     launched = choose_hardware("auto", 3, False, machine(cuda=True, launcher="bf16"))
     assert (launched.bf16, launched.dataloader_num_workers, launched.dataloader_persistent_workers) == (True, 3, False)
@@ -102,3 +115,34 @@ def test_bf16_counts_only_where_the_instructions_exist(monkeypatch, avx512_bf16,
     assert cpu_supports_bf16({}) is expected
     assert cpu_supports_bf16({"ONEDNN_MAX_CPU_ISA": "avx512_core"}) is False  # capped below oneDNN's bf16 kernels
     assert cpu_supports_bf16({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}) is expected
+
+
+@pytest.mark.parametrize(
+    ("machine_name", "mkldnn_bf16", "expected"), [("aarch64", True, False), ("aarch64", False, False)]
+)
+def test_auto_runs_bf16_only_on_x86_cpus_where_it_was_measured(monkeypatch, machine_name, mkldnn_bf16, expected):
+    import platform
+
+    import torch
+
+    from hf_resnet101.config.hardware import cpu_bf16_is_auto, cpu_supports_bf16
+
+    monkeypatch.setattr(platform, "machine", lambda: machine_name)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: mkldnn_bf16, raising=False)
+    assert cpu_supports_bf16({}) is mkldnn_bf16  # Arm's bf16 extension runs bf16 when asked for
+    assert cpu_bf16_is_auto({}) is expected
+
+
+def test_auto_follows_the_instructions_on_x86(monkeypatch):
+    import platform
+
+    import torch
+
+    from hf_resnet101.config.hardware import cpu_bf16_is_auto
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    for has_avx512_bf16 in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: has_avx512_bf16)  # noqa: B023
+        assert cpu_bf16_is_auto({}) is has_avx512_bf16
+        assert cpu_bf16_is_auto({"ONEDNN_MAX_CPU_ISA": "AVX2"}) is False
