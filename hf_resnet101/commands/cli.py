@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--epochs", type=float, default=None, help="Training epochs (default: 2).")
     demo.add_argument("--seed", type=int, default=42, help="Random seed (default: 42).")
+    demo.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="Training precision, as `train --precision`: auto is fp16 on a CUDA GPU, bf16 autocast on an x86 CPU "
+        "with AVX-512 BF16 or AMX, fp32 elsewhere (default: auto).",
+    )
 
     inspect = commands.add_parser(
         "inspect",

@@ -49,10 +49,14 @@ def demo_settings(pretrained: bool, epochs: float | None) -> dict:
 
 
 def run_demo(
-    output_dir: str | Path, epochs: float | None = None, seed: int = 42, time_before: dict[str, float] | None = None
+    output_dir: str | Path,
+    epochs: float | None = None,
+    seed: int = 42,
+    time_before: dict[str, float] | None = None,
+    precision: str = "auto",
 ) -> FinetuneResult:
     """`time_before`: the command's start-up (`phase_clock.time_before_the_run`), shown first in the run's time by
-    phase, before the time spent writing the digits."""
+    phase, before the time spent writing the digits. `precision`: as training's `--precision`."""
     output_dir = Path(output_dir)
     started = time.perf_counter()
     data_dir = write_digits_image_folder(output_dir / "digits")
@@ -81,6 +85,7 @@ def run_demo(
         logging_steps=10,
         per_device_eval_batch_size=128,
         seed=seed,
+        precision=precision,
         disable_tqdm=False,
         **settings,
     )
@@ -112,4 +117,5 @@ def run_command(args: argparse.Namespace) -> None:
     if args.epochs is not None and args.epochs <= 0:
         raise UsageError(f"--epochs must be positive, got {args.epochs:g}.")
     time_before = time_before_the_run() if args.whole_process else None
-    print_demo_report(run_demo(args.output_dir, epochs=args.epochs, seed=args.seed, time_before=time_before))
+    result = run_demo(args.output_dir, args.epochs, args.seed, time_before, args.precision)
+    print_demo_report(result)

@@ -67,3 +67,19 @@ def test_the_demo_log_times_its_start_up_and_the_digits(tmp_path, monkeypatch):
     phases = calls[0]["time_before"]
     assert list(phases) == ["start-up (Python, imports, options)", demo.DIGITS_PHASE]
     assert phases[demo.DIGITS_PHASE] > 0
+
+
+def test_the_demo_trains_in_the_precision_asked_for(tmp_path, monkeypatch):
+    """`hf-resnet101 demo --precision fp32` reaches the run's arguments (auto is bf16 on some CPUs)."""
+    from hf_resnet101.commands import demo
+
+    calls = []
+    monkeypatch.setattr(demo, "run_finetune", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr(demo, "hub_is_reachable", lambda: False)
+    monkeypatch.setattr(demo, "print_demo_report", lambda result: None)
+    from hf_resnet101.commands.cli import run_command
+
+    run_command(["demo", "--output_dir", str(tmp_path / "demo"), "--precision", "fp32", "--epochs", "0.1"])
+    training_args = calls[0][2]
+    assert training_args.precision == "fp32" and not training_args.bf16 and not training_args.fp16
+    assert training_args.num_train_epochs == 0.1
