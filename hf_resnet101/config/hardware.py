@@ -40,8 +40,8 @@ def cpu_supports_bf16(environ: Mapping[str, str] | None = None) -> bool:
 def cpu_bf16_is_auto(environ: Mapping[str, str] | None = None) -> bool:
     """True where `--precision auto` runs bf16 on a CPU: x86 CPUs with AVX-512 BF16 or AMX, where it was measured
     (a 2-core AMD EPYC with AVX-512 BF16, torch 2.14.1: training 1.5-1.9x and prediction 1.75x as fast as fp32, the
-    digits demo as accurate; benchmarks/RESULTS.md). Arm CPUs with the bf16 extension run bf16 when asked for, not by
-    default: it is unmeasured there, and oneDNN's Arm backend has fewer bf16 training kernels."""
+    digits demo within its seeds' spread; benchmarks/RESULTS.md). Arm CPUs with the bf16 extension run bf16 when asked
+    for, not by default: its speed there is unmeasured."""
     return platform.machine().lower() in X86_MACHINES and cpu_supports_bf16(environ)
 
 
