@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,6 +20,7 @@ from transformers import (
     pipeline,
 )
 from transformers.image_utils import load_image
+from transformers.utils import logging
 
 from .config import hardware
 from .config.hardware import PRECISIONS, cpu_bf16_is_auto, cpu_supports_bf16
@@ -77,12 +79,33 @@ def check_model_source(name_or_path: str) -> None:
         )
 
 
+WEIGHT_LOADING_BAR = "Loading weights"  # transformers' bar over the checkpoint's tensors as they are loaded
+
+
+def hide_weight_loading_bar(factory, args: tuple, kwargs: dict):
+    """A `transformers.utils.logging.set_tqdm_hook` hook: transformers' "Loading weights" bar disabled (noise on
+    stderr before every prediction table), every other bar (a Hub download's, say) as it was."""
+    if kwargs.get("desc") == WEIGHT_LOADING_BAR:
+        kwargs = {**kwargs, "disable": True}
+    return factory(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def weight_loading_bar_hidden():
+    previous = logging.set_tqdm_hook(hide_weight_loading_bar)
+    try:
+        yield
+    finally:
+        logging.set_tqdm_hook(previous)
+
+
 def load_trained_model(name_or_path: str, *, local_files_only: bool, dtype: str | torch.dtype = "auto"):
     """Loads an image-classification model from safetensors weights, in its saved precision by default."""
     try:
-        return AutoModelForImageClassification.from_pretrained(
-            name_or_path, use_safetensors=True, local_files_only=local_files_only, dtype=dtype
-        )
+        with weight_loading_bar_hidden():
+            return AutoModelForImageClassification.from_pretrained(
+                name_or_path, use_safetensors=True, local_files_only=local_files_only, dtype=dtype
+            )
     except (OSError, ValueError) as error:
         raise UsageError(
             f"Could not load the model {name_or_path!r}: {error}\nGive a folder written by a training run "

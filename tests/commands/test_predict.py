@@ -137,3 +137,19 @@ def test_messy_files_get_the_pipelines_labels_or_their_own_error(tiny_resnet, tm
         assert [s["label"] for s in result.scores] == [s["label"] for s in theirs], result.source
         assert [s["score"] for s in result.scores] == [pytest.approx(s["score"], abs=1e-5) for s in theirs]
     assert len(results) == len(paths) > 20 and 0 < unreadable < 6
+
+
+def test_no_weight_loading_bar_before_the_table(trained_run, capsys):
+    argv = ["predict", str(trained_run["output"]), str(trained_run["validation"] / "cat"), "--top_k", "1"]
+    out, err = run_cli(capsys, argv)
+    assert "Loading weights" not in err and out.count("img_") == 3
+
+
+def test_only_the_weight_loading_bar_is_hidden():
+    from hf_resnet101.inference import WEIGHT_LOADING_BAR, hide_weight_loading_bar
+
+    def factory(*args, **kwargs):
+        return kwargs
+
+    assert hide_weight_loading_bar(factory, (), {"desc": WEIGHT_LOADING_BAR})["disable"] is True
+    assert "disable" not in hide_weight_loading_bar(factory, (), {"desc": "Downloading model.safetensors"})
