@@ -92,11 +92,16 @@ def hide_weight_loading_bar(factory, args: tuple, kwargs: dict):
 
 @contextlib.contextmanager
 def weight_loading_bar_hidden():
-    previous = logging.set_tqdm_hook(hide_weight_loading_bar)
+    # set_tqdm_hook is recent (transformers 5.24 has it; the pinned floor is 5.0): without it the bar stays.
+    set_tqdm_hook = getattr(logging, "set_tqdm_hook", None)
+    if set_tqdm_hook is None:
+        yield
+        return
+    previous = set_tqdm_hook(hide_weight_loading_bar)
     try:
         yield
     finally:
-        logging.set_tqdm_hook(previous)
+        set_tqdm_hook(previous)
 
 
 def load_trained_model(name_or_path: str, *, local_files_only: bool, dtype: str | torch.dtype = "auto"):
