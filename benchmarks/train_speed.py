@@ -315,10 +315,14 @@ def print_summary(results: dict, args) -> None:
         ("peak RSS MiB", "baseline", "package", "peak_rss_mib", True),
     ]  # fmt: skip
     for label, base, ours, key, lower_is_better in rows:
+        if base not in results and ours not in results:
+            continue  # neither measured in this run: no row of NaNs
         a, b = get(base, key), get(ours, key)
         ratio = a / b if lower_is_better else b / a
         print(f"| {label} | {a:.2f} | {b:.2f} | {ratio:.2f}x |")
     for loop in ("plain_torch", "timm_loop"):
+        if loop not in results:
+            continue
         ips = get(loop, "images_per_s")
         print(f"| {loop} images/s (ceiling) | | {ips:.2f} | package at {get('package', 'images_per_s') / ips:.0%} |")
     with_tricks = [variant for variant in results if split_variant(variant)[1]]
