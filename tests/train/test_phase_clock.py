@@ -41,6 +41,28 @@ def test_the_command_start_up_and_its_launcher_come_first_in_the_time_by_phase()
     assert start_up_phases(now=110.0, started=None, launcher_started=100.0) == {}
 
 
+def test_work_the_process_did_before_python_is_not_counted_as_start_up():
+    from hf_resnet101.train.phase_clock import START_UP_PHASE, start_up_phases
+
+    # Python imported the package 0.5 s after the process started: the start-up counts from the process's start
+    assert start_up_phases(now=110.0, started=103.5, launcher_started=None, imported_at=104.0) == {START_UP_PHASE: 6.5}
+    # a shell installed for 100 s, then exec'd the command in the same process: counted from the import
+    assert start_up_phases(now=210.0, started=100.0, launcher_started=None, imported_at=204.0) == {START_UP_PHASE: 6.0}
+
+
+def test_a_command_a_shell_execs_after_other_work_times_its_own_start_up():
+    """`bash -c "sleep 8 && exec python ..."`: the process starts with the shell; its start-up is Python's alone."""
+    import subprocess
+    import sys
+
+    from hf_resnet101.train.phase_clock import START_UP_PHASE
+
+    script = "from hf_resnet101.train.phase_clock import time_before_the_run; print(time_before_the_run())"
+    shell = f"sleep 8 && exec {sys.executable} -c '{script}'"
+    phases = eval(subprocess.run(["bash", "-c", shell], capture_output=True, text=True, check=True).stdout)  # noqa: S307
+    assert 0 < phases[START_UP_PHASE] < 8.0, phases  # the shell's 8 s are not in it
+
+
 def test_only_a_parent_that_set_the_launcher_variable_counts_as_the_launcher():
     from hf_resnet101.train.phase_clock import LAUNCHER_VARIABLE, started_by_launcher
 
