@@ -3,6 +3,7 @@ ranges, hardware, and the advice the run gives when it diverges or overfits."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 PRESETS = ("none", "auto", "small", "medium", "large", "very_large")
@@ -136,23 +137,39 @@ OVERFITTING_ADVICE = (
 
 
 def evaluation_cost_warning(
-    num_train: int, num_validation: int, global_batch: int, epochs: float, eval_every: int | None
+    num_train: int,
+    num_validation: int,
+    global_batch: int,
+    epochs: float,
+    eval_every: int | None,
+    max_steps: int = -1,
 ) -> str | None:
-    """Says when evaluation would dominate the run (an evaluation image costs about a third of a training one)."""
+    """Says when evaluation would dominate the run (an evaluation image costs about a third of a training one), and
+    which --eval_steps would bring it to at most half the run's time: every tenth of the run, or more often where
+    that is enough. `max_steps` (when positive) bounds the run, as it does the Trainer's."""
     if not eval_every or num_validation == 0:
         return None
-    steps = max(1, -(-num_train // global_batch)) * epochs
+    if max_steps > 0:
+        steps, train_images = max_steps, max_steps * global_batch
+    else:
+        steps, train_images = max(1, -(-num_train // global_batch)) * epochs, num_train * epochs
     evaluations = int(steps // eval_every)
     eval_images = evaluations * num_validation
-    train_images = num_train * epochs
     if eval_images / 3 <= train_images:
         return None
     share = (eval_images / 3) / (eval_images / 3 + train_images)
-    suggested = max(1, int(steps // 10))
+    # Evaluating every k steps costs steps/k * num_validation/3 image-passes: at most the training's when k is this.
+    enough = math.ceil(steps * num_validation / (3 * train_images))
+    suggested = max(eval_every + 1, enough, int(steps // 10))
+    fix = (
+        f"Pass --eval_steps {suggested} (or --eval_strategy epoch)"
+        if suggested < steps
+        else "Pass --eval_strategy epoch (or no)"
+    )
     return (
         f"Evaluating every {eval_every} step(s) runs {evaluations:,} evaluations of {num_validation:,} images "
         f"({eval_images:,} images) against {train_images:,.0f} training images: about {share:.0%} of the run's time "
-        f"goes to evaluation. Pass --eval_steps {suggested} (or --eval_strategy epoch) to evaluate less often."
+        f"goes to evaluation. {fix} to evaluate less often."
     )
 
 

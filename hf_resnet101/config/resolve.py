@@ -173,7 +173,7 @@ def check_settings(
         eval_every = None
     global_batch = per_step * training_args.gradient_accumulation_steps
     message = evaluation_cost_warning(
-        num_train, num_validation, global_batch, training_args.num_train_epochs, eval_every
+        num_train, num_validation, global_batch, training_args.num_train_epochs, eval_every, training_args.max_steps
     )
     if message:
         warn(message)

@@ -42,3 +42,15 @@ def test_evaluation_cost_is_estimated():
     assert "2,500 evaluations" in message and "--eval_steps" in message
     assert evaluation_cost_warning(10_000, 1_500, 4, 1, eval_every=500) is None
     assert evaluation_cost_warning(10_000, 1_500, 4, 1, eval_every=None) is None
+
+
+def test_the_evaluation_advice_follows_max_steps_and_always_evaluates_less_often():
+    # 64 images, batch 4, evaluating 16 images every step: the suggestion must be less often than every step
+    message = evaluation_cost_warning(64, 16, 4, 1, eval_every=1)
+    assert "16 evaluations" in message and "--eval_steps 2 " in message
+    assert evaluation_cost_warning(64, 16, 4, 1, eval_every=2) is None  # what it suggested is enough
+    # max_steps bounds the run: 3 steps, 3 evaluations, not an epoch's 16
+    message = evaluation_cost_warning(64, 16, 4, 1, eval_every=1, max_steps=3)
+    assert "runs 3 evaluations" in message and "against 12 training images" in message
+    # a run too short for any --eval_steps to help is told to evaluate per epoch
+    assert "--eval_strategy epoch (or no)" in evaluation_cost_warning(8, 400, 4, 1, eval_every=1)
