@@ -4,14 +4,9 @@
 loaded on first use, so the commands that do not train start without importing the training stack.
 """
 
-import time
+from . import import_clock  # noqa: F401 (first: it records when the package was imported, for the run's log)
 
 __version__ = "0.1.0"
-
-# When this package was first imported, on the clock of /proc's process start times (Linux; None elsewhere): the
-# run's log times its start-up from the process's start, or from here when the process ran other work before
-# Python (see `train.phase_clock.start_up_phases`).
-IMPORTED_AT = time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else None
 
 __all__ = ["__version__", "run_finetune"]
 

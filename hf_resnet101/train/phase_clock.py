@@ -7,8 +7,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from .. import IMPORTED_AT
 from ..config.hardware import parent_environment, set_by_launcher
+from ..import_clock import IMPORTED_AT
 
 # What `accelerate launch` (and so `hf-resnet101 train`) sets for the processes it starts, single or several.
 LAUNCHER_VARIABLE = "ACCELERATE_DYNAMO_BACKEND"
