@@ -135,13 +135,10 @@ def inference_precision(requested: str, device_type: str, cpu_bf16: bool = False
     than fp32 there, becomes bf16 where the CPU has bf16 instructions (`cpu_bf16`), else fp32, as in training."""
     if requested not in PRECISIONS:
         raise UsageError(f"--precision {requested}: choose one of {', '.join(PRECISIONS)}.")
-    if requested == "auto":
-        if device_type == "cuda":
-            return "fp16"
-        return "bf16" if device_type == "cpu" and cpu_bf16_auto else "fp32"
-    if requested == "fp16" and device_type == "cpu":
-        return "bf16" if cpu_bf16 else "fp32"
-    return requested
+    if requested in ("auto", "fp16") and device_type in ("cuda", "cpu"):
+        fp16, bf16, _ = hardware.resolve_precision(requested, device_type == "cuda", cpu_bf16, cpu_bf16_auto)
+        return "fp16" if fp16 else "bf16" if bf16 else "fp32"
+    return "fp32" if requested == "auto" else requested  # explicit bf16 is honoured, unlike training's fallback
 
 
 def precision_hint(requested: str, device_type: str, cpu_bf16: bool, cpu_bf16_auto: bool = False) -> str | None:
