@@ -80,24 +80,28 @@ def check_model_source(name_or_path: str) -> None:
 
 
 WEIGHT_LOADING_BAR = "Loading weights"  # transformers' bar over the checkpoint's tensors as they are loaded
+WEIGHT_WRITING_BAR = "Writing model shards"  # and its bar over the shards `save_pretrained` writes (often one)
+WEIGHT_FILE_BARS = (WEIGHT_LOADING_BAR, WEIGHT_WRITING_BAR)
 
 
-def hide_weight_loading_bar(factory, args: tuple, kwargs: dict):
-    """A `transformers.utils.logging.set_tqdm_hook` hook: transformers' "Loading weights" bar disabled (noise on
-    stderr before every prediction table), every other bar (a Hub download's, say) as it was."""
-    if kwargs.get("desc") == WEIGHT_LOADING_BAR:
+def hide_weight_file_bars(factory, args: tuple, kwargs: dict):
+    """A `transformers.utils.logging.set_tqdm_hook` hook: transformers' bars over a model's weights as they are
+    loaded or saved disabled (a second or less each: noise on stderr before a prediction table or between a run's
+    progress and its metrics), every other bar (a Hub download's, a training run's) as it was."""
+    if kwargs.get("desc") in WEIGHT_FILE_BARS:
         kwargs = {**kwargs, "disable": True}
     return factory(*args, **kwargs)
 
 
 @contextlib.contextmanager
-def weight_loading_bar_hidden():
-    # set_tqdm_hook is recent (transformers 5.24 has it; the pinned floor is 5.0): without it the bar stays.
+def weight_file_bars_hidden(hidden: bool = True):
+    """Within it, `hide_weight_file_bars` (unless not `hidden`: `--verbose` keeps the libraries' output)."""
+    # set_tqdm_hook is recent (transformers 5.24 has it; the pinned floor is 5.0): without it the bars stay.
     set_tqdm_hook = getattr(logging, "set_tqdm_hook", None)
-    if set_tqdm_hook is None:
+    if set_tqdm_hook is None or not hidden:
         yield
         return
-    previous = set_tqdm_hook(hide_weight_loading_bar)
+    previous = set_tqdm_hook(hide_weight_file_bars)
     try:
         yield
     finally:
@@ -107,7 +111,7 @@ def weight_loading_bar_hidden():
 def load_trained_model(name_or_path: str, *, local_files_only: bool, dtype: str | torch.dtype = "auto"):
     """Loads an image-classification model from safetensors weights, in its saved precision by default."""
     try:
-        with weight_loading_bar_hidden():
+        with weight_file_bars_hidden():
             return AutoModelForImageClassification.from_pretrained(
                 name_or_path, use_safetensors=True, local_files_only=local_files_only, dtype=dtype
             )

@@ -146,8 +146,9 @@ def prepare_train_split(split):
     return split.cast_column("image", datasets.Image(decode=False))
 
 
-def preprocess_for_evaluation(split, processor, data_config: DataConfig):
-    """Runs the image processor over the validation images once, into float32 arrays cached by `datasets`.
+def preprocess_for_evaluation(split, processor, data_config: DataConfig, images: str = "validation images"):
+    """Runs the image processor over the validation images (or others, `images` in the progress bar) once, into
+    float32 arrays cached by `datasets`.
 
     Evaluation preprocessing is deterministic, so with evaluation every step (the product page's default) decoding and
     resizing every validation image at every evaluation would be wasted: evaluations read the ready tensors.
@@ -178,7 +179,7 @@ def preprocess_for_evaluation(split, processor, data_config: DataConfig):
         batch_size=32,
         remove_columns=[c for c in split.column_names if c != "label"],
         features=features,
-        desc="Preparing validation images (once)",
+        desc=f"Preparing {images} (once)",
     )
     return prepared.with_format("torch")
 

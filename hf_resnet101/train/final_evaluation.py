@@ -48,7 +48,9 @@ def evaluate_for_card(
     train_accuracy = None
     if train_indices:
         with trainer.args.main_process_first(desc="preparing the training sample for evaluation"):
-            sample = preprocess_for_evaluation(train.select(train_indices), model.processor, model.data_config)
+            sample = preprocess_for_evaluation(
+                train.select(train_indices), model.processor, model.data_config, images="the card's training sample"
+            )
         predicted = trainer.predict(sample)
         train_accuracy = float((prediction_logits(predicted).argmax(-1) == np.asarray(predicted.label_ids)).mean())
     columns = ("precision", "recall", "f1", "support")

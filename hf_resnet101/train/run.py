@@ -22,6 +22,7 @@ from ..data.folders import data_roots, limit_samples, load_hub_dataset, load_ima
 from ..data.report import DataReport
 from ..data.transforms import resolve_data_config, set_image_size
 from ..errors import UsageError
+from ..inference import weight_file_bars_hidden
 from ..modeling import (
     apply_gradient_checkpointing,
     freeze_backbone,
@@ -151,7 +152,10 @@ def run_finetune(
     if main_process:  # before the lock file is made in a folder that holds something else
         check_writable(output_dir)
         check_own_files(output_dir, training_args.overwrite_output_dir)
-    with locked_output_folder(output_dir, enabled=main_process, remove_if_left_empty=made_here):
+    with (
+        locked_output_folder(output_dir, enabled=main_process, remove_if_left_empty=made_here),
+        weight_file_bars_hidden(hidden=not training_args.verbose),
+    ):
         return run_in_locked_folder(
             data_args, model_args, training_args, model_and_processor, explicit or {}, random_init, time_before
         )

@@ -145,11 +145,12 @@ def test_no_weight_loading_bar_before_the_table(trained_run, capsys):
     assert "Loading weights" not in err and out.count("img_") == 3
 
 
-def test_only_the_weight_loading_bar_is_hidden():
-    from hf_resnet101.inference import WEIGHT_LOADING_BAR, hide_weight_loading_bar
+def test_only_the_weight_file_bars_are_hidden():
+    from hf_resnet101.inference import WEIGHT_LOADING_BAR, WEIGHT_WRITING_BAR, hide_weight_file_bars
 
     def factory(*args, **kwargs):
         return kwargs
 
-    assert hide_weight_loading_bar(factory, (), {"desc": WEIGHT_LOADING_BAR})["disable"] is True
-    assert "disable" not in hide_weight_loading_bar(factory, (), {"desc": "Downloading model.safetensors"})
+    assert hide_weight_file_bars(factory, (), {"desc": WEIGHT_LOADING_BAR})["disable"] is True
+    assert hide_weight_file_bars(factory, (), {"desc": WEIGHT_WRITING_BAR})["disable"] is True
+    assert "disable" not in hide_weight_file_bars(factory, (), {"desc": "Downloading model.safetensors"})

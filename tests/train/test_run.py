@@ -158,6 +158,11 @@ def test_accelerate_launch_subprocess(image_folder, tiny_resnet, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     # No precision asked for: auto picks bf16 autocast on a CPU with native bf16, fp32 on one without.
     assert "precision: bf16 autocast on CPU (auto" in result.stderr or "precision: fp32 on CPU (auto" in result.stderr
+    # What a user sees: the bars of work that takes a while, named for what they do; not transformers' bars over
+    # the weights at every save and at the pipeline check's load.
+    assert "Preparing validation images (once)" in result.stderr
+    assert "Preparing the card's training sample (once)" in result.stderr
+    assert "Writing model shards" not in result.stderr and "Loading weights" not in result.stderr
     labels = [
         r["label"] for r in pipeline("image-classification", model=str(out))(str(next(image_folder.rglob("*.png"))))
     ]
