@@ -9,6 +9,7 @@ import evaluate
 import numpy as np
 from transformers import EvalPrediction
 
+from ..train.library_internals import compute_in_memory
 from .confusion import compute_confusion_matrix
 
 TOP_K = 5
@@ -32,9 +33,14 @@ def build_compute_metrics(num_labels: int) -> Callable[[EvalPrediction], dict[st
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         logits = np.asarray(logits, dtype=np.float32)
         references = np.asarray(prediction.label_ids)
-        metrics = classification.compute(predictions=logits.argmax(-1), references=references, num_labels=num_labels)
+        # Evaluation may run at every step (the product page's default): the modules compute in memory, without
+        # the cache `compute()` keeps for metrics gathered across processes or batches (train/library_internals.py).
+        predictions = logits.argmax(-1)
+        metrics = compute_in_memory(
+            classification, predictions=predictions, references=references, num_labels=num_labels
+        )
         if top_k is not None:
-            metrics.update(top_k.compute(predictions=logits, references=references, k=TOP_K))
+            metrics.update(compute_in_memory(top_k, predictions=logits, references=references, k=TOP_K))
         return metrics
 
     return compute_metrics

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import multiprocessing
 
+import evaluate
+import numpy as np
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import Trainer, TrainingArguments
 
+from hf_resnet101.evaluation.metrics import metric_module_path
 from hf_resnet101.train.library_internals import (
+    compute_in_memory,
     eval_loader_cache,
     forget_data_loaders,
     prepared_data_loaders,
@@ -85,3 +90,19 @@ def test_a_finished_trainers_workers_are_all_stopped(tmp_path):
     assert len(multiprocessing.active_children()) >= 2
     stop_data_loader_workers(trainer)
     assert not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("name", ["classification_metrics", "top_k_accuracy"])
+def test_compute_in_memory_is_what_compute_returns(name):
+    """For an evaluate module: numpy inputs as the Trainer's compute_metrics passes them, ties and absent classes."""
+    module = evaluate.load(metric_module_path(name))
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(37, 7)).astype(np.float32)
+    logits[:5] = 0.0  # ties
+    references = rng.integers(0, 6, size=37)  # class 6 never occurs
+    if name == "classification_metrics":
+        inputs = {"predictions": logits.argmax(-1), "references": references, "num_labels": 7}
+    else:
+        inputs = {"predictions": logits, "references": references, "k": 5}
+    expected = module.compute(**inputs)
+    assert compute_in_memory(module, **inputs) == expected and len(expected) >= 1
