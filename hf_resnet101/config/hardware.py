@@ -101,6 +101,32 @@ def preparing_threads() -> int:
     return max(1, min(MAX_PREPARING_THREADS, os.cpu_count() or 1))
 
 
+def local_process_count() -> int:
+    """Training processes on this machine: `LOCAL_WORLD_SIZE`, which the launcher sets (1 without one)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
+# The prepared evaluation images a process holds in memory: at most this, and a quarter of the memory available.
+MAX_HELD_EVALUATION_BYTES = 1 << 30
+
+
+def available_memory_bytes() -> int | None:
+    """Memory available to allocate now (Linux: free pages, without the reclaimable cache), None where unknown."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def held_evaluation_budget(local_processes: int, available: int | None) -> int:
+    """Bytes of prepared evaluation images each process may keep in memory between evaluations (see
+    `data.transforms.held_in_memory`): 1 GiB, or a quarter of the `available` memory shared by the processes on
+    this machine when that is less."""
+    if available is None:
+        return MAX_HELD_EVALUATION_BYTES
+    return max(0, min(MAX_HELD_EVALUATION_BYTES, available // (4 * max(1, local_processes))))
+
+
 def auto_dataloader_workers(cuda_available: bool, cpu_count: int, local_processes: int) -> int:
     """Worker processes per training process that decode and augment images.
 
@@ -182,7 +208,7 @@ def probe_machine(use_cpu: bool) -> Machine:
         cpu_bf16=cpu_supports_bf16(),
         cpu_bf16_auto=cpu_bf16_is_auto(),
         cpu_count=os.cpu_count() or 1,
-        local_processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+        local_processes=local_process_count(),
         launcher_precision=os.environ.get("ACCELERATE_MIXED_PRECISION", "no"),
     )
 

@@ -184,6 +184,42 @@ def preprocess_for_evaluation(split, processor, data_config: DataConfig, images:
     return prepared.with_format("torch")
 
 
+class HeldTensors(torch.utils.data.Dataset):
+    """Prepared evaluation images and their labels held in memory as two tensors; items as the prepared split's.
+
+    Read from the Arrow cache, 16 images of 224x224 took 17 ms at every evaluation on a 2-core AMD EPYC (600 MB/s);
+    from memory, a batch is one indexing and one copy. With evaluation at every step (the product page's default) on
+    a fast GPU, that read is a large share of the step.
+    """
+
+    def __init__(self, pixel_values: torch.Tensor, labels: torch.Tensor):
+        self.pixel_values, self.labels = pixel_values, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.pixel_values[index], "label": self.labels[index]}
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        # torch's DataLoader fetches a whole batch through this when it exists: one gather instead of one per image
+        chosen = torch.as_tensor(indices)
+        return [
+            {"pixel_values": pixel_values, "label": label}
+            for pixel_values, label in zip(self.pixel_values[chosen], self.labels[chosen], strict=True)
+        ]
+
+
+def held_in_memory(prepared: datasets.Dataset, budget_bytes: int) -> datasets.Dataset | HeldTensors:
+    """`prepared` (from `preprocess_for_evaluation`) read once into memory when its tensors fit `budget_bytes`
+    (`hardware.held_evaluation_budget`), else as it is: every evaluation then reads the Arrow cache."""
+    shape = prepared.features["pixel_values"].shape
+    if len(prepared) * int(np.prod(shape)) * 4 > budget_bytes:  # float32
+        return prepared
+    columns = prepared.with_format("torch")[:]
+    return HeldTensors(columns["pixel_values"], columns["label"])
+
+
 def collate(
     examples: list[dict],
     channels_last: bool = False,

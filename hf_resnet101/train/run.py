@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import transformers
 from transformers import Trainer, set_seed
 from transformers.utils import logging
 
-from ..config.hardware import restore_cpu_threads
+from ..config.hardware import local_process_count, restore_cpu_threads
 from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
 from ..config.resolve import RunOptions, resolve_run_options
 from ..data.folders import data_roots, limit_samples, load_hub_dataset, load_image_folders, report_from_dataset
@@ -230,7 +229,7 @@ def check_before_loading(
         check_write_access(training_args.hub_model_id, push_token)
     set_seed(training_args.seed)
     if training_args.device.type == "cpu":
-        threads_note = restore_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        threads_note = restore_cpu_threads(local_process_count())
         if threads_note and training_args.process_index == 0:
             logger.warning(threads_note)
     output_dir = Path(training_args.output_dir)

@@ -12,12 +12,14 @@ import datasets
 from transformers import EarlyStoppingCallback, Trainer
 from transformers.utils import logging
 
+from ..config.hardware import available_memory_bytes, held_evaluation_budget, local_process_count
 from ..config.options import FinetuneTrainingArguments
 from ..config.resolve import RunOptions
 from ..data.transforms import (
     SeededTrainTransform,
     build_train_transform,
     collate,
+    held_in_memory,
     prepare_train_split,
     preprocess_for_evaluation,
 )
@@ -104,6 +106,8 @@ def build_trainer(
     train = prepare_train_split(dataset["train"]).with_transform(seeded_transform)
     with training_args.main_process_first(desc="preparing validation images"):
         validation = preprocess_for_evaluation(dataset["validation"], model.processor, data_config)
+    budget = held_evaluation_budget(local_process_count(), available_memory_bytes())
+    validation = held_in_memory(validation, budget)
     names = dataset["train"].features["label"].names
     loss = None
     if options.data.class_weighting == "balanced":

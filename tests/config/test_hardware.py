@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hf_resnet101.config.hardware import resolve_precision
+from hf_resnet101.config.hardware import held_evaluation_budget, local_process_count, resolve_precision
 
 
 @pytest.mark.parametrize(
@@ -146,3 +146,27 @@ def test_auto_follows_the_instructions_on_x86(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: has_avx512_bf16)  # noqa: B023
         assert cpu_bf16_is_auto({}) is has_avx512_bf16
         assert cpu_bf16_is_auto({"ONEDNN_MAX_CPU_ISA": "AVX2"}) is False
+
+
+GIB = 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("processes", "available", "expected"),
+    [
+        (1, None, GIB),  # available memory unknown: the cap
+        (1, 64 * GIB, GIB),
+        (1, 2 * GIB, GIB // 2),  # a quarter of what is available
+        (4, 2 * GIB, GIB // 8),  # shared by the machine's processes
+        (1, 0, 0),
+    ],
+)
+def test_held_evaluation_budget(processes, available, expected):
+    assert held_evaluation_budget(processes, available) == expected
+
+
+def test_local_process_count_is_the_launchers(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert local_process_count() == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert local_process_count() == 4

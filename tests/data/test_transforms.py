@@ -127,3 +127,46 @@ def test_validation_images_prepared_in_threads_are_the_processors_in_order(tmp_p
     for i in (0, 5, 17, 36):
         expected = processor(to_rgb(Image.open(files[i])), return_tensors="pt")["pixel_values"][0]
         assert torch.equal(prepared[i]["pixel_values"], expected), i
+
+
+def test_evaluation_images_held_in_memory_give_the_same_batches_as_the_arrow_cache(tmp_path):
+    from functools import partial
+
+    import datasets
+    from PIL import Image
+    from torch.utils.data import DataLoader
+
+    from hf_resnet101.data.transforms import (
+        HeldTensors,
+        collate,
+        held_in_memory,
+        preprocess_for_evaluation,
+        resolve_data_config,
+    )
+    from hf_resnet101.modeling import resnet_image_processor
+
+    files = []
+    for i in range(11):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (50 + 9 * i, 60), (20 * i, 90, 200 - 9 * i)).save(path)
+        files.append(str(path))
+    split = datasets.Dataset.from_dict({"image": files, "label": [i % 3 for i in range(11)]})
+    split = split.cast_column("image", datasets.Image()).cast_column("label", datasets.ClassLabel(names=list("abc")))
+    processor = resnet_image_processor()
+    prepared = preprocess_for_evaluation(split, processor, resolve_data_config(processor))
+    one_image = 3 * 224 * 224 * 4
+
+    assert held_in_memory(prepared, 11 * one_image - 1) is prepared  # over the budget: read from the cache
+    held = held_in_memory(prepared, 11 * one_image)
+    assert isinstance(held, HeldTensors) and len(held) == 11
+    for channels_last in (False, True):
+        batches = [
+            list(DataLoader(data, batch_size=4, collate_fn=partial(collate, channels_last=channels_last)))
+            for data in (prepared, held)
+        ]
+        for from_cache, from_memory in zip(*batches, strict=True):
+            assert torch.equal(from_cache["pixel_values"], from_memory["pixel_values"])
+            assert torch.equal(from_cache["labels"], from_memory["labels"])
+            assert from_memory["pixel_values"].is_contiguous(
+                memory_format=torch.channels_last if channels_last else torch.contiguous_format
+            )
