@@ -304,9 +304,26 @@ class FinetuneTrainingArguments(TrainingArguments):
         )
         for name, value in dataclasses.asdict(choice).items():  # before TrainingArguments checks them
             setattr(self, name, value)
+        carry_over_renamed_options(self)
         super().__post_init__()
         check_trackers_installed(self.report_to)
         self.mixed_precision = "fp16" if self.fp16 else "bf16" if self.bf16 else "no"
+
+
+# Options the product page (and this README) name that recent transformers renamed, keeping the old name as an alias.
+RENAMED_OPTIONS = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
+def carry_over_renamed_options(args: TrainingArguments) -> None:
+    """Sets each renamed option's new name from its old one, where this transformers has the new name and only the
+    old one was given: both names work, and transformers' "deprecated, will be removed in v6" warning, at every run
+    that uses the documented `--gradient_checkpointing`, does not show."""
+    for old, new in RENAMED_OPTIONS.items():
+        if hasattr(args, new) and getattr(args, new) is None and getattr(args, old, None) is not None:
+            setattr(args, new, getattr(args, old))
 
 
 def check_trackers_installed(report_to: list[str]) -> None:

@@ -44,3 +44,22 @@ def test_warmup_ratio(tmp_path):
     assert FinetuneTrainingArguments(output_dir=str(tmp_path), warmup_ratio=0.1).warmup_steps == 0.1
     with pytest.raises(UsageError, match="choose one"):
         FinetuneTrainingArguments(output_dir=str(tmp_path), warmup_ratio=0.1, warmup_steps=5)
+
+
+@pytest.mark.parametrize("flag", ["--gradient_checkpointing", "--activation_checkpointing"])
+def test_checkpointing_by_either_name_without_a_deprecation_warning(tmp_path, flag):
+    import warnings
+
+    from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+    from hf_resnet101.config.parser import ConfigParser
+    from hf_resnet101.config.resolve import resolve_run_options
+
+    parser = ConfigParser((DataArguments, ModelArguments, FinetuneTrainingArguments))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # transformers' "`gradient_checkpointing` is deprecated" warning fails here
+        data, model, training = parser.parse_args_and_config(
+            ["--train_dir", str(tmp_path), "--output_dir", str(tmp_path / "out"), flag]
+        )
+    assert training.gradient_checkpointing
+    options = resolve_run_options(data, model, training, {}, 100, 20, 1.0)
+    assert options.gradient_checkpointing  # applied by the run itself (transformers' ResNet has none)
