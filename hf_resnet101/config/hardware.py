@@ -11,6 +11,7 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import psutil
 import torch
 
 # oneDNN instruction-set caps (`ONEDNN_MAX_CPU_ISA`) below its bf16 kernels: a process capped so has none.
@@ -111,10 +112,11 @@ MAX_HELD_EVALUATION_BYTES = 1 << 30
 
 
 def available_memory_bytes() -> int | None:
-    """Memory available to allocate now (Linux: free pages, without the reclaimable cache), None where unknown."""
+    """Memory that can be allocated now without swapping, reclaimable file cache included (psutil), None where the
+    system does not say."""
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
+        return int(psutil.virtual_memory().available)
+    except (OSError, RuntimeError, AttributeError):
         return None
 
 

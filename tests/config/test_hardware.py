@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hf_resnet101.config.hardware import held_evaluation_budget, local_process_count, resolve_precision
@@ -170,3 +172,15 @@ def test_local_process_count_is_the_launchers(monkeypatch):
     assert local_process_count() == 1
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert local_process_count() == 4
+
+
+def test_available_memory_counts_what_can_be_had_without_swapping():
+    from hf_resnet101.config.hardware import available_memory_bytes
+
+    available = available_memory_bytes()
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():  # Linux: MemAvailable, which counts the reclaimable page cache (MemFree does not)
+        line = next(line for line in meminfo.read_text().splitlines() if line.startswith("MemAvailable:"))
+        assert abs(available - int(line.split()[1]) * 1024) < 512 * 2**20
+    else:
+        assert available is None or available > 0
