@@ -39,14 +39,18 @@ def test_bad_input_exits_2_without_a_traceback(launch, tmp_path):
         assert noise not in result.stderr
 
 
-def test_plain_accelerate_launch_shows_the_message_too(tmp_path):
+@pytest.mark.parametrize("quiet", [False, True], ids=["plain", "quiet"])
+def test_plain_accelerate_launch_shows_the_message_too(tmp_path, quiet):
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hf_resnet101.commands.finetune"]  # fmt: skip
+              "--mixed_precision", "no", "--dynamo_backend", "no", *(["--quiet"] if quiet else []),
+              "-m", "hf_resnet101.commands.finetune"]  # fmt: skip
     result = subprocess.run([*launch, "--train_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "o")],
                             capture_output=True, text=True, timeout=600)  # fmt: skip
     assert f"error: --train_dir {tmp_path / 'missing'} does not exist" in result.stderr
     assert result.returncode != 0  # accelerate's own status (1), which `hf-resnet101 train` replaces by 2
     assert not (tmp_path / "o").exists()  # the output folder the run made for its lock is gone again
+    # Accelerate's own CalledProcessError traceback follows the message, unless --quiet (as the README says).
+    assert ("CalledProcessError" in result.stderr) == (not quiet)
 
 
 def test_a_run_trains_and_ctrl_c_saves_a_checkpoint(image_folder, tiny_resnet, tmp_path):
