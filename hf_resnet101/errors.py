@@ -11,3 +11,7 @@ class UsageError(ValueError):
 
 class PushError(UsageError):
     """Raised when a push to the Hub fails for good; the message says how to push the output folder again."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: a checkpoint was saved and the run stopped cleanly (exit status 130)."""

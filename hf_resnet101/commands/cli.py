@@ -14,8 +14,7 @@ from typing import NoReturn
 from tqdm.auto import tqdm
 
 from ..config.hardware import PRECISIONS
-from ..errors import UsageError
-from ..train.monitors import TrainingInterrupted
+from ..errors import TrainingInterrupted, UsageError
 
 
 def exit_on_usage_error(main: Callable[..., object]) -> Callable[..., int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import Pipeline
 
-from ..data.folders import is_image_file
+from ..data.images import is_image_file
 from ..errors import UsageError
 from ..inference import Classified, classify, load_classifier, precision_hint_for
 from .tables import format_table, print_note, progress_bar

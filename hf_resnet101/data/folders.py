@@ -19,15 +19,12 @@ from transformers.utils import logging
 
 from ..errors import UsageError
 from ..outputs import DATA_ROOTS, SPLITS
+from .images import IMAGE_EXTENSIONS, is_image_file
 from .report import DataReport, Duplicates, LabelledFile, build_report, find_duplicates
 from .scan import scan_files
 
 logger = logging.get_logger(__name__)
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp"}
-    | {".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".pcx", ".sgi", ".psd", ".icns"}
-)
 VALIDATION_SPLIT_NAMES = ("validation", "valid", "val")
 
 
@@ -47,10 +44,6 @@ class ClassFolders:
     @property
     def num_images(self) -> int:
         return sum(len(files) for files in self.files_by_class.values())
-
-
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
 def unsafe_label_characters(name: str) -> list[str]:

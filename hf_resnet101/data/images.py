@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms import v2
+
+# What counts as an image file (by name): what Pillow opens, hidden files (macOS's ._ resource forks) left out.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp"}
+    | {".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".pcx", ".sgi", ".psd", ".icns"}
+)
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
 
 # Transparent areas are composited on mid-grey: neither black nor white, so no class gets a background cue.
 NEUTRAL_BACKGROUND = (128, 128, 128)

@@ -21,10 +21,6 @@ class TrainingDiverged(UsageError):
     """The loss became NaN or infinite."""
 
 
-class TrainingInterrupted(Exception):
-    """Ctrl-C: a checkpoint was saved and the run stopped cleanly."""
-
-
 class DivergenceCallback(TrainerCallback):
     """Stops at the first NaN or infinite loss with the remedies, instead of a run of NaNs."""
 

@@ -13,11 +13,11 @@ from transformers import Trainer
 from transformers.utils import logging
 
 from ..config.options import FinetuneTrainingArguments
-from ..errors import UsageError
+from ..errors import TrainingInterrupted, UsageError
 from ..outputs import checkpoint_folders
 from .checkpoints import is_complete, last_complete_checkpoint
 from .memory import BatchPlan, is_out_of_memory, multi_process_advice, out_of_memory_advice, release_device_memory
-from .monitors import GracefulInterrupt, TrainingInterrupted
+from .monitors import GracefulInterrupt
 from .output_folder import is_bookkeeping
 from .run_state import TrainedRun
 from .storage import damaged_checkpoint_files, remove_incomplete_checkpoints
