@@ -129,7 +129,7 @@ def run_baseline(work: Path, args, eval_steps: int | None) -> dict:
 def run_package(work: Path, args, eval_steps: int | None, tricks: tuple[str, ...] = ()) -> dict:
     import hf_resnet101.train.run as training
     from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
-    from hf_resnet101.train.library_internals import stop_data_loader_workers
+    from hf_resnet101.library_internals import stop_data_loader_workers
 
     timer = StepTimer()
     holder = {}

@@ -9,7 +9,7 @@ import evaluate
 import numpy as np
 from transformers import EvalPrediction
 
-from ..train.library_internals import compute_in_memory
+from ..library_internals import compute_in_memory
 from .confusion import compute_confusion_matrix
 
 TOP_K = 5
@@ -34,7 +34,7 @@ def build_compute_metrics(num_labels: int) -> Callable[[EvalPrediction], dict[st
         logits = np.asarray(logits, dtype=np.float32)
         references = np.asarray(prediction.label_ids)
         # Evaluation may run at every step (the product page's default): the modules compute in memory, without
-        # the cache `compute()` keeps for metrics gathered across processes or batches (train/library_internals.py).
+        # the cache `compute()` keeps for metrics gathered across processes or batches (library_internals.py).
         predictions = logits.argmax(-1)
         metrics = compute_in_memory(
             classification, predictions=predictions, references=references, num_labels=num_labels

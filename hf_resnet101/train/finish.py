@@ -11,12 +11,12 @@ from transformers.utils import logging
 
 from ..config.resolve import RunOptions
 from ..data.folders import data_roots, write_split_files
+from ..library_internals import stop_data_loader_workers
 from ..outputs import PIPELINE_CHECK
 from ..publish.card import write_model_card
 from ..publish.hub import push_output_dir
 from .card_inputs import build_card_inputs
 from .final_evaluation import MAX_TRAIN_ACCURACY_IMAGES, evaluate_for_card, prediction_logits
-from .library_internals import stop_data_loader_workers
 from .monitors import OverfittingMonitor
 from .output_folder import RunManifest
 from .phase_clock import PhaseClock

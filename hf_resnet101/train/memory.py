@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
 
-from .library_internals import stop_data_loader_workers
+from ..library_internals import stop_data_loader_workers
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -24,8 +24,8 @@ from ..data.transforms import (
     preprocess_for_evaluation,
 )
 from ..evaluation.metrics import build_compute_metrics
+from ..library_internals import eval_loader_cache
 from .checkpoints import CheckpointCompletionCallback, TimedCheckpointCallback
-from .library_internals import eval_loader_cache
 from .losses import balanced_class_weights, make_weighted_loss
 from .monitors import DivergenceCallback, EpochCallback, GracefulInterrupt, OverfittingMonitor
 from .run_state import ModelToTrain

@@ -1,7 +1,7 @@
 """The private parts of transformers, accelerate, evaluate and PyTorch this package relies on, fenced in one place.
 
 Each is used for one reason the public API does not serve, and each is pinned by a test
-(tests/train/test_library_internals.py) that fails when a library update renames or changes it, so an upgrade
+(tests/test_library_internals.py) that fails when a library update renames or changes it, so an upgrade
 breaks there, with the reason beside it, rather than somewhere in a run:
 
 - `Trainer._eval_dataloaders`: the stock Trainer's cache of evaluation loaders (it keeps one only with

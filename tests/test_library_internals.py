@@ -1,4 +1,4 @@
-"""Each private library part the package uses (train/library_internals.py) still exists and means what it did.
+"""Each private library part the package uses (hf_resnet101/library_internals.py) still exists and means what it did.
 
 These run the stock transformers `Trainer` (not the package's subclass) and a plain PyTorch DataLoader, so a
 library update that renames or changes one of them fails here, naming it.
@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from transformers import Trainer, TrainingArguments
 
 from hf_resnet101.evaluation.metrics import metric_module_path
-from hf_resnet101.train.library_internals import (
+from hf_resnet101.library_internals import (
     compute_in_memory,
     eval_loader_cache,
     forget_data_loaders,
