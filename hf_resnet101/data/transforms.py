@@ -188,7 +188,7 @@ class HeldTensors(torch.utils.data.Dataset):
     """Prepared evaluation images and their labels held in memory as two tensors; items as the prepared split's.
 
     Read from the Arrow cache, 16 images of 224x224 took 17 ms at every evaluation on a 2-core AMD EPYC (600 MB/s);
-    from memory, a batch is one indexing and one copy. With evaluation at every step (the product page's default) on
+    from memory, a batch is one copy (`collate`'s stack). With evaluation at every step (the product page's default) on
     a fast GPU, that read is a large share of the step.
     """
 
@@ -199,15 +199,8 @@ class HeldTensors(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        # views, not copies: `collate` stacks a batch with the one copy it needs
         return {"pixel_values": self.pixel_values[index], "label": self.labels[index]}
-
-    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
-        # torch's DataLoader fetches a whole batch through this when it exists: one gather instead of one per image
-        chosen = torch.as_tensor(indices)
-        return [
-            {"pixel_values": pixel_values, "label": label}
-            for pixel_values, label in zip(self.pixel_values[chosen], self.labels[chosen], strict=True)
-        ]
 
 
 def held_in_memory(prepared: datasets.Dataset, budget_bytes: int) -> datasets.Dataset | HeldTensors:
