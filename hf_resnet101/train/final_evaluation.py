@@ -1,12 +1,14 @@
-"""The final evaluation the model card reports: per-class results, confusion matrix, and training accuracy."""
+"""The final evaluation the model card reports: per-class results, confusion matrix, and training accuracy; and
+the evaluation of the final weights, when the run evaluated them already."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
-from transformers import Trainer
+from transformers import EvalPrediction, Trainer, TrainerCallback
 from transformers.trainer_utils import PredictionOutput
 
 from ..data.transforms import preprocess_for_evaluation
@@ -60,3 +62,37 @@ def evaluate_for_card(
         train_accuracy=train_accuracy,
         train_accuracy_images=len(train_indices),
     )
+
+
+class EvaluationRecorder(TrainerCallback):
+    """Keeps the predictions and metrics of the run's latest evaluation and of its best one, by step.
+
+    A run that evaluates at its last step (every step, the product page's default, or every epoch) ends with the
+    weights it just evaluated, or with the best ones it evaluated earlier (`load_best_model_at_end`): the final
+    evaluation is then one already made, and is not computed a second time. Wrap the Trainer's `compute_metrics`
+    with `recording` and add this callback: `on_evaluate` files the predictions the metrics were computed from.
+    """
+
+    def __init__(self):
+        self._pending: EvalPrediction | None = None
+        self._by_step: dict[int, PredictionOutput] = {}
+
+    def recording(self, compute_metrics: Callable[[EvalPrediction], dict]) -> Callable[[EvalPrediction], dict]:
+        def compute_and_keep(prediction: EvalPrediction) -> dict:
+            self._pending = prediction
+            return compute_metrics(prediction)
+
+        return compute_and_keep
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        prediction, self._pending = self._pending, None
+        if prediction is None or metrics is None:
+            return
+        output = PredictionOutput(prediction.predictions, prediction.label_ids, dict(metrics))
+        self._by_step[state.global_step] = output
+        # The Trainer decides whether this evaluation is the new best after this call: keep it and the best so far.
+        kept = (state.global_step, state.best_global_step)
+        self._by_step = {step: output for step, output in self._by_step.items() if step in kept}
+
+    def evaluation_at(self, step: int | None) -> PredictionOutput | None:
+        return self._by_step.get(step) if step is not None else None

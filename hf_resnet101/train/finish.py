@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from transformers import Trainer
+from transformers.trainer_utils import PredictionOutput
 from transformers.utils import logging
 
 from ..config.resolve import RunOptions
@@ -15,8 +17,14 @@ from ..library_internals import stop_data_loader_workers
 from ..outputs import PIPELINE_CHECK
 from ..publish.card import write_model_card
 from ..publish.hub import push_output_dir
+from .best_weights import BestWeightsKeeper
 from .card_inputs import build_card_inputs
-from .final_evaluation import MAX_TRAIN_ACCURACY_IMAGES, evaluate_for_card, prediction_logits
+from .final_evaluation import (
+    MAX_TRAIN_ACCURACY_IMAGES,
+    EvaluationRecorder,
+    evaluate_for_card,
+    prediction_logits,
+)
 from .monitors import OverfittingMonitor
 from .output_folder import RunManifest
 from .phase_clock import PhaseClock
@@ -51,6 +59,28 @@ class FinetuneResult:
         ]
 
 
+def final_validation_prediction(trainer: Trainer, weights_changed: bool) -> tuple[PredictionOutput, int | None]:
+    """The final model's predictions and metrics on the validation split, and the step of the evaluation they come
+    from when the run had evaluated these weights already (None: computed now).
+
+    Computed, it is one prediction pass (a collective call), logged and reported to the callbacks as
+    `trainer.evaluate()` would, which would otherwise be a second pass over the same images. `weights_changed`:
+    the model was altered after training (frozen BatchNorm turned back into ordinary layers), so an evaluation made
+    during training is not one of these weights.
+    """
+    step = None if weights_changed else callback_of(trainer, BestWeightsKeeper).final_step
+    reused = callback_of(trainer, EvaluationRecorder).evaluation_at(step)
+    if reused is not None:
+        logger.info(f"Final evaluation: the final weights are those evaluated at step {step}; their results are used.")
+        return reused, step
+    prediction = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
+    trainer.log(prediction.metrics)
+    trainer.control = trainer.callback_handler.on_evaluate(
+        trainer.args, trainer.state, trainer.control, prediction.metrics
+    )
+    return prediction, None
+
+
 def finish_run(
     trained: TrainedRun,
     options: RunOptions,
@@ -70,17 +100,13 @@ def finish_run(
     trainer.save_metrics("train", trained.result.metrics)
     trainer.save_state()
 
-    # One prediction pass over validation gives the final metrics and serves the card and the pipeline check (a
-    # collective call); it is logged and reported to the callbacks as `trainer.evaluate()` would, which would
-    # otherwise be a second pass over the same images.
-    validation_prediction = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
+    weights_changed = options.model.freeze_backbone  # `unfreeze_batch_norm` ran after training
+    validation_prediction, evaluated_at = final_validation_prediction(trainer, weights_changed)
     eval_metrics = dict(validation_prediction.metrics)
-    trainer.log(eval_metrics)
-    trainer.control = trainer.callback_handler.on_evaluate(trainer.args, trainer.state, trainer.control, eval_metrics)
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
     metrics = {k.removeprefix("eval_"): v for k, v in eval_metrics.items() if isinstance(v, float)}
-    clock.mark("final evaluation")
+    clock.mark("final evaluation" if evaluated_at is None else f"final evaluation (step {evaluated_at}'s, reused)")
     train_sample = min(len(dataset["validation"]), MAX_TRAIN_ACCURACY_IMAGES)
     train_indices = pipeline_check_indices(len(dataset["train"]), train_sample)
     card_evaluation = evaluate_for_card(

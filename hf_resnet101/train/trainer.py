@@ -25,7 +25,9 @@ from ..data.transforms import (
 )
 from ..evaluation.metrics import build_compute_metrics
 from ..library_internals import eval_loader_cache
+from .best_weights import BestWeightsKeeper
 from .checkpoints import CheckpointCompletionCallback, TimedCheckpointCallback
+from .final_evaluation import EvaluationRecorder
 from .losses import balanced_class_weights, make_weighted_loss
 from .monitors import DivergenceCallback, EpochCallback, GracefulInterrupt, OverfittingMonitor
 from .run_state import ModelToTrain
@@ -112,7 +114,10 @@ def build_trainer(
     loss = None
     if options.data.class_weighting == "balanced":
         loss = make_weighted_loss(balanced_class_weights(list(class_counts(dataset["train"], names).values())))
+    recorder = EvaluationRecorder()
     callbacks = [
+        recorder,
+        BestWeightsKeeper(),
         CheckpointCompletionCallback(),
         TimedCheckpointCallback(training_args.save_every_minutes),
         DivergenceCallback(),
@@ -130,7 +135,7 @@ def build_trainer(
         eval_dataset=validation,
         processing_class=model.processor,
         data_collator=partial(collate, channels_last=channels_last, mean=data_config.mean, std=data_config.std),
-        compute_metrics=build_compute_metrics(len(names)),
+        compute_metrics=recorder.recording(build_compute_metrics(len(names))),
         compute_loss_func=loss,
         callbacks=callbacks,
     )

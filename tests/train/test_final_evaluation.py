@@ -1,5 +1,5 @@
 """The final evaluation for the card: per-class results from the validation predictions, accuracy on a training
-sample predicted with evaluation preprocessing."""
+sample predicted with evaluation preprocessing; and the evaluations made during training, kept for it."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ import contextlib
 import datasets
 import numpy as np
 import pytest
-from transformers import AutoImageProcessor
+from transformers import AutoImageProcessor, EvalPrediction, TrainerControl, TrainerState
 from transformers.trainer_utils import PredictionOutput
 
 from hf_resnet101.data.transforms import resolve_data_config
-from hf_resnet101.train.final_evaluation import CardEvaluation, evaluate_for_card, prediction_logits
+from hf_resnet101.train.final_evaluation import (
+    CardEvaluation,
+    EvaluationRecorder,
+    evaluate_for_card,
+    prediction_logits,
+)
 from hf_resnet101.train.run_state import ModelToTrain
 
 VALIDATION = PredictionOutput(
@@ -67,3 +72,36 @@ def test_training_accuracy_is_measured_on_the_chosen_images_with_evaluation_prep
     assert result.train_accuracy == pytest.approx(2 / 3) and result.train_accuracy_images == 3
     assert trainer.given["label"] == [1, 0, 0]
     assert np.asarray(trainer.given[0]["pixel_values"]).shape == (3, 32, 32)  # the processor's size, not the file's
+
+
+def evaluate_at(recorder: EvaluationRecorder, state: TrainerState, accuracy: float, best: bool) -> None:
+    """What the Trainer does at an evaluation: metrics from the predictions, `on_evaluate`, then the best so far."""
+    state.global_step += 1
+    logits = np.full((2, 2), accuracy, dtype=np.float32)
+    metrics = recorder.recording(lambda p: {"accuracy": float(p.predictions[0, 0])})(
+        EvalPrediction(predictions=logits, label_ids=np.array([0, 1]))
+    )
+    recorder.on_evaluate(None, state, TrainerControl(), metrics={"eval_" + k: v for k, v in metrics.items()})
+    if best:
+        state.best_global_step = state.global_step
+        state.best_model_checkpoint = f"out/checkpoint-{state.global_step}"
+
+
+def test_the_latest_and_the_best_evaluations_are_kept():
+    recorder, state = EvaluationRecorder(), TrainerState(global_step=0)
+    for accuracy, best in ((0.5, True), (0.9, True), (0.7, False), (0.6, False)):
+        evaluate_at(recorder, state, accuracy, best)
+    assert recorder.evaluation_at(4).metrics == {"eval_accuracy": pytest.approx(0.6)}  # the latest
+    assert recorder.evaluation_at(2).metrics == {"eval_accuracy": pytest.approx(0.9)}  # the best
+    assert recorder.evaluation_at(2).predictions[0, 0] == pytest.approx(0.9)
+    assert recorder.evaluation_at(1) is None and recorder.evaluation_at(3) is None  # neither: not kept
+    assert recorder.evaluation_at(None) is None
+
+
+def test_a_prediction_pass_without_on_evaluate_is_not_filed_as_an_evaluation():
+    recorder, state = EvaluationRecorder(), TrainerState(global_step=0)
+    evaluate_at(recorder, state, 0.5, best=True)
+    recorder.recording(lambda p: {})(EvalPrediction(predictions=np.zeros((2, 2)), label_ids=np.array([0, 1])))
+    state.global_step += 1  # a step without evaluation
+    recorder.on_evaluate(None, state, TrainerControl(), metrics=None)
+    assert recorder.evaluation_at(2) is None and recorder.evaluation_at(1) is not None
