@@ -100,6 +100,8 @@ class CardInputs:
     license: str = "apache-2.0"
     random_init: bool = False  # trained from random initial weights: not fine-tuned from any model
     architecture: str | None = None  # e.g. "ResNetForImageClassification", named when there is no base model
+    # the weights were chosen among the run's evaluations on the validation split: step, steps, metric, evaluations
+    selection: dict | None = None
 
     @property
     def num_images(self) -> int:
@@ -308,6 +310,7 @@ def render_model_card(
         train_accuracy=inputs.train_accuracy,
         train_accuracy_images=inputs.train_accuracy_images,
         overfitting_note=overfitting_note(inputs),
+        selection=inputs.selection,
         hyperparameters=inputs.hyperparameters,
         precision=inputs.precision,
         devices=inputs.devices,

@@ -8,9 +8,6 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback, TrainerState, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from transformers.utils import logging
-
-logger = logging.get_logger(__name__)
 
 
 def metric_key(args: TrainingArguments) -> str:
@@ -48,13 +45,15 @@ class BestWeightsKeeper(TrainerCallback):
     copy in memory (170 MB for ResNet-101), reused at each new best.
 
     `final_step` is the step whose weights the model holds once training ended (None until then, or when that
-    cannot be told).
+    cannot be told); `note`, what the run's log should say of it (left to the caller: the training bar is still
+    open when the Trainer's callbacks hear that training ended).
     """
 
     def __init__(self):
         self.kept_step: int | None = None
         self._weights: dict[str, torch.Tensor] | None = None
         self.final_step: int | None = None
+        self.note: str | None = None
         self._training_ended = False
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
@@ -85,16 +84,28 @@ class BestWeightsKeeper(TrainerCallback):
         best = state.best_global_step
         if self._weights is not None and self.kept_step == best:
             model.load_state_dict(self._weights)
-            logger.warning(
-                f"The model is the best evaluation's, step {best} ({metric_key(args)} {state.best_metric:.4g})."
+            self.note = f"The model is the best evaluation's: step {best} of {state.global_step}, " + (
+                f"{metric_key(args)} {state.best_metric:.4g} (kept in memory since that evaluation)."
             )
             return best
         # The best evaluation was made before the run resumed: the Trainer loaded its checkpoint, if it was saved.
         loaded = checkpoint_step(state.best_model_checkpoint)
         final = loaded if loaded is not None else state.global_step
         if final != best:
-            logger.warning(
+            self.note = (
                 f"The best evaluation (step {best}, {metric_key(args)} {state.best_metric:.4g}) was made before the "
                 f"run resumed and no checkpoint of it was kept: the model is step {final}'s."
             )
         return final
+
+
+def model_selection(args: TrainingArguments, state: TrainerState, final_step: int | None) -> dict | None:
+    """For the card: the model was chosen among the run's evaluations on the validation split
+    (`--load_best_model_at_end`, set by early stopping), so its validation figures are the best of several. None
+    when it was not chosen."""
+    if not args.load_best_model_at_end or final_step is None:
+        return None
+    key = metric_key(args)
+    evaluations = sum(1 for entry in state.log_history if key in entry)
+    name = key.removeprefix("eval_")
+    return {"step": final_step, "steps": state.global_step, "metric": name, "evaluations": evaluations}

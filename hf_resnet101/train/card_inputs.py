@@ -37,6 +37,7 @@ def build_card_inputs(
     overfitting_events: list[dict],
     architecture: str | None = None,
     random_init: bool = False,
+    selection: dict | None = None,
 ) -> CardInputs:
     """What the card shows; nothing local: the base model is a Hub id or left out, and so is the model path."""
     label_names = dataset["train"].features["label"].names
@@ -63,5 +64,6 @@ def build_card_inputs(
         unusable_files=len(report.unusable),
         empty_classes=list(report.empty_classes),
         overfitting_events=overfitting_events,
+        selection=selection,
     )
     return public_inputs(inputs)  # saved as card_inputs.json, which is published too

@@ -17,7 +17,7 @@ from ..library_internals import stop_data_loader_workers
 from ..outputs import PIPELINE_CHECK
 from ..publish.card import write_model_card
 from ..publish.hub import push_output_dir
-from .best_weights import BestWeightsKeeper
+from .best_weights import BestWeightsKeeper, model_selection
 from .card_inputs import build_card_inputs
 from .final_evaluation import (
     MAX_TRAIN_ACCURACY_IMAGES,
@@ -96,6 +96,8 @@ def finish_run(
     label_names = data.label_names
     if trainer.is_world_process_zero():
         callback_of(trainer, OverfittingMonitor).save(output_dir)
+        if (note := callback_of(trainer, BestWeightsKeeper).note) is not None:
+            logger.warning(note)
     trainer.log_metrics("train", trained.result.metrics)
     trainer.save_metrics("train", trained.result.metrics)
     trainer.save_state()
@@ -132,6 +134,7 @@ def finish_run(
             callback_of(trainer, OverfittingMonitor).events,
             architecture_of(trainer.model),
             random_init,
+            model_selection(trainer.args, trainer.state, callback_of(trainer, BestWeightsKeeper).final_step),
         )
         card_inputs.save(output_dir)
         write_model_card(output_dir, card_inputs)

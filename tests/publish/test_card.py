@@ -87,6 +87,14 @@ def test_card_states_only_measured_speed_with_its_device():
     assert measured + " on an NVIDIA H200" in text
 
 
+def test_weights_chosen_on_the_validation_split_are_said_to_be():
+    selection = {"step": 40, "steps": 120, "metric": "accuracy", "evaluations": 12}
+    text = " ".join(str(render_model_card(card_inputs(selection=selection))).split())
+    assert "the weights of the run's best evaluation on this split by accuracy (step 40 of 120, the best of 12" in text
+    assert "scores a little lower on new ones" in text
+    assert "best evaluation" not in str(render_model_card(card_inputs()))
+
+
 def test_card_names_the_size_tier():
     assert "**tiny** tier (under 2,000 images" in str(render_model_card(card_inputs()))
     many = {"train": {"Blue Jay": 4000, "cat": 4000}, "validation": {"Blue Jay": 500, "cat": 500}}

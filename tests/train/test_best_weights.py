@@ -10,7 +10,13 @@ import torch
 from conftest import run_cli, save_tiny_resnet
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from hf_resnet101.train.best_weights import BestWeightsKeeper, checkpoint_step, greater_is_better, improves
+from hf_resnet101.train.best_weights import (
+    BestWeightsKeeper,
+    checkpoint_step,
+    greater_is_better,
+    improves,
+    model_selection,
+)
 
 
 def arguments(tmp_path, **kwargs) -> TrainingArguments:
@@ -51,8 +57,21 @@ def test_the_best_evaluations_weights_are_put_back_at_the_end(tmp_path):
         evaluate(keeper, args, state, model, accuracy)
     keeper.on_train_end(args, state, TrainerControl(), model=model)
     assert keeper.final_step == 2 and torch.all(model.weight == 0.9)
+    assert (
+        keeper.note
+        == "The model is the best evaluation's: step 2 of 5, eval_accuracy 0.9 (kept in memory since that evaluation)."
+    )
     keeper.on_evaluate(args, state, TrainerControl(), metrics={"eval_accuracy": 1.0}, model=model)  # after training
     assert keeper.kept_step == 2
+
+
+def test_the_card_is_told_the_model_was_chosen_on_the_validation_split(tmp_path):
+    state = TrainerState(global_step=9, log_history=[{"eval_accuracy": 0.5}, {"loss": 1.0}, {"eval_accuracy": 0.7}])
+    chosen = model_selection(arguments(tmp_path, metric_for_best_model="accuracy"), state, final_step=3)
+    assert chosen == {"step": 3, "steps": 9, "metric": "accuracy", "evaluations": 2}
+    assert model_selection(arguments(tmp_path), state, final_step=None) is None
+    not_chosen = TrainingArguments(output_dir=str(tmp_path), eval_strategy="steps", metric_for_best_model="accuracy")
+    assert model_selection(not_chosen, state, final_step=9) is None
 
 
 def test_without_load_best_model_at_end_nothing_is_copied(tmp_path):
@@ -64,14 +83,15 @@ def test_without_load_best_model_at_end_nothing_is_copied(tmp_path):
     assert keeper.kept_step is None and keeper.final_step == 2 and torch.all(model.weight == 0.5)
 
 
-def test_a_best_from_before_a_resume_without_its_checkpoint_is_said(tmp_path, caplog):
+def test_a_best_from_before_a_resume_without_its_checkpoint_is_said(tmp_path):
     args = arguments(tmp_path, metric_for_best_model="accuracy")
     state = TrainerState(global_step=10, best_metric=0.9, best_global_step=3)  # as restored from a checkpoint
     keeper, model = BestWeightsKeeper(), torch.nn.Linear(2, 2, bias=False)
     evaluate(keeper, args, state, model, 0.5)  # not better
-    with caplog.at_level("WARNING"):
-        keeper.on_train_end(args, state, TrainerControl(), model=model)
+    keeper.on_train_end(args, state, TrainerControl(), model=model)
     assert keeper.final_step == 11 and torch.all(model.weight == 0.5)
+    assert "best evaluation (step 3, eval_accuracy 0.9) was made before the run resumed" in keeper.note
+    assert "the model is step 11's" in keeper.note
     state.best_model_checkpoint = str(tmp_path / "checkpoint-3")  # the Trainer found and loaded it
     keeper.on_train_end(args, state, TrainerControl(), model=model)
     assert keeper.final_step == 3
@@ -101,6 +121,11 @@ def test_early_stopping_ends_with_the_best_evaluations_weights(
     assert reported["eval_loss"] == pytest.approx(best["eval_loss"], rel=1e-6)
     assert reported["eval_loss"] != pytest.approx(evaluations[state["global_step"]]["eval_loss"], rel=1e-6)
     assert reported["eval_accuracy"] == pytest.approx(best["eval_accuracy"])
+    card = " ".join((out / "README.md").read_text().split())
+    step, steps = state["best_global_step"], state["global_step"]
+    assert (
+        f"best evaluation on this split by accuracy (step {step} of {steps}, the best of {steps} evaluations" in card
+    )
 
     run_cli(
         capsys, ["evaluate", str(out), str(validation), "--output_dir", str(tmp_path / "ev"), "--precision", "fp32"]
