@@ -50,7 +50,7 @@ step memory 90 python3 benchmarks/memory.py
 step oom_recovery 75 python3 benchmarks/oom_recovery.py --gib 12 --batch_size 256
 step inference 60 python3 benchmarks/inference_speed.py --images 256 --batch_size 32
 step tests 180 python3 -m pytest -q -p no:cacheprovider tests/train/test_memory.py tests/config/test_hardware.py \
-    tests/commands/test_finetune.py tests/test_inference.py tests/commands/test_predict.py
+    tests/commands/test_finetune.py tests/test_inference.py tests/commands/test_predict.py tests/train/test_best_weights.py
 
 # Issue 14's GPU items, not run by default (name them): the launch-bound batch-4 step with bf16 (no GradScaler sync)
 # and torch.compile with CUDA graphs, against the baseline and a bare loop with the same tricks; evaluation every
