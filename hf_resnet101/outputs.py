@@ -56,6 +56,8 @@ RUN_FILES = frozenset(
 # Checkpoints: the Trainer's `checkpoint-STEP` folders, each marked complete once every file of it is written.
 CHECKPOINT_PREFIX = PREFIX_CHECKPOINT_DIR  # "checkpoint"
 CHECKPOINT_COMPLETE = "checkpoint_complete.json"
+# in a checkpoint: the best evaluation's weights, when that evaluation has no checkpoint of its own
+BEST_WEIGHTS = "best_weights.safetensors"
 CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)$")
 
 # `hf-resnet101 evaluate`'s output folder (with CONFUSION_MATRIX).

@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, safe_open, save_file
 from transformers import TrainerCallback, TrainerState, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from ..outputs import BEST_WEIGHTS, checkpoint_folder
 
 
 def metric_key(args: TrainingArguments) -> str:
@@ -44,6 +47,9 @@ class BestWeightsKeeper(TrainerCallback):
     would write the optimizer state too (0.5 GB for ResNet-101) and many folders; the weights alone take one
     copy in memory (170 MB for ResNet-101), reused at each new best.
 
+    A checkpoint saved at another step carries the kept weights too (`BEST_WEIGHTS`) while the best evaluation has
+    no checkpoint of its own, so a run resumed from it (`resume_from`) still ends with them.
+
     `final_step` is the step whose weights the model holds once training ended (None until then, or when that
     cannot be told); `note`, what the run's log should say of it (left to the caller: the training bar is still
     open when the Trainer's callbacks hear that training ended).
@@ -74,6 +80,25 @@ class BestWeightsKeeper(TrainerCallback):
                     self._weights[name].copy_(tensor)
         self.kept_step = step
 
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero or self._weights is None or self.kept_step == state.global_step:
+            return
+        if checkpoint_folder(args.output_dir, self.kept_step).is_dir():
+            return  # the Trainer loads the best from its own checkpoint
+        folder = checkpoint_folder(args.output_dir, state.global_step)
+        if folder.is_dir():
+            weights = {name: tensor.contiguous() for name, tensor in self._weights.items()}
+            save_file(weights, folder / BEST_WEIGHTS, metadata={"step": str(self.kept_step)})
+
+    def resume_from(self, checkpoint: str | Path | None) -> None:
+        """Takes back the best weights a checkpoint carries, before training resumes from it."""
+        path = Path(checkpoint) / BEST_WEIGHTS if checkpoint else None
+        if path is None or not path.is_file():
+            return
+        with safe_open(str(path), framework="pt") as saved:
+            step = int(saved.metadata()["step"])
+        self._weights, self.kept_step = load_file(path), step
+
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._training_ended = True
         self.final_step = self.step_after_training(args, state, model)
@@ -85,10 +110,11 @@ class BestWeightsKeeper(TrainerCallback):
         if self._weights is not None and self.kept_step == best:
             model.load_state_dict(self._weights)
             self.note = f"The model is the best evaluation's: step {best} of {state.global_step}, " + (
-                f"{metric_key(args)} {state.best_metric:.4g} (kept in memory since that evaluation)."
+                f"{metric_key(args)} {state.best_metric:.4g} (kept since that evaluation)."
             )
             return best
-        # The best evaluation was made before the run resumed: the Trainer loaded its checkpoint, if it was saved.
+        # The best evaluation was made before the run resumed from a checkpoint that does not carry it: the Trainer
+        # loaded the best's own checkpoint, if there was one.
         loaded = checkpoint_step(state.best_model_checkpoint)
         final = loaded if loaded is not None else state.global_step
         if final != best:

@@ -15,6 +15,7 @@ from transformers.utils import logging
 from ..config.options import FinetuneTrainingArguments
 from ..errors import TrainingInterrupted, UsageError
 from ..outputs import checkpoint_folders
+from .best_weights import BestWeightsKeeper
 from .checkpoints import is_complete, last_complete_checkpoint
 from .memory import BatchPlan, is_out_of_memory, multi_process_advice, out_of_memory_advice, release_device_memory
 from .monitors import GracefulInterrupt
@@ -33,6 +34,7 @@ def train_with_interrupt(trainer: Trainer, resume_from: str | None):
         TrainingInterrupted: after that checkpoint is saved, with the command that resumes.
     """
     interrupt = callback_of(trainer, GracefulInterrupt)
+    callback_of(trainer, BestWeightsKeeper).resume_from(resume_from)
     with contextlib.suppress(ValueError):  # outside the main thread Ctrl-C keeps its default behaviour
         interrupt.install()
     try:

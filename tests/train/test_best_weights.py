@@ -4,12 +4,14 @@ at that evaluation."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
 from conftest import run_cli, save_tiny_resnet
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
+from hf_resnet101.outputs import BEST_WEIGHTS, checkpoint_folder, checkpoint_folders
 from hf_resnet101.train.best_weights import (
     BestWeightsKeeper,
     checkpoint_step,
@@ -59,7 +61,7 @@ def test_the_best_evaluations_weights_are_put_back_at_the_end(tmp_path):
     assert keeper.final_step == 2 and torch.all(model.weight == 0.9)
     assert (
         keeper.note
-        == "The model is the best evaluation's: step 2 of 5, eval_accuracy 0.9 (kept in memory since that evaluation)."
+        == "The model is the best evaluation's: step 2 of 5, eval_accuracy 0.9 (kept since that evaluation)."
     )
     keeper.on_evaluate(args, state, TrainerControl(), metrics={"eval_accuracy": 1.0}, model=model)  # after training
     assert keeper.kept_step == 2
@@ -72,6 +74,30 @@ def test_the_card_is_told_the_model_was_chosen_on_the_validation_split(tmp_path)
     assert model_selection(arguments(tmp_path), state, final_step=None) is None
     not_chosen = TrainingArguments(output_dir=str(tmp_path), eval_strategy="steps", metric_for_best_model="accuracy")
     assert model_selection(not_chosen, state, final_step=9) is None
+
+
+def test_a_checkpoint_carries_the_best_weights_that_have_none_of_their_own(tmp_path):
+    args = arguments(tmp_path, metric_for_best_model="accuracy")
+    keeper, state, model = BestWeightsKeeper(), TrainerState(), torch.nn.Linear(2, 2, bias=False)
+    for accuracy in (0.9, 0.5, 0.6):
+        evaluate(keeper, args, state, model, accuracy)
+    checkpoint = checkpoint_folder(tmp_path, 3)
+    checkpoint.mkdir()  # as the Trainer has just written it, before `on_save`
+    keeper.on_save(args, state, TrainerControl())
+    assert (checkpoint / BEST_WEIGHTS).is_file()
+
+    resumed, model = BestWeightsKeeper(), torch.nn.Linear(2, 2, bias=False)  # a new process, from checkpoint-3
+    resumed.resume_from(checkpoint)
+    assert resumed.kept_step == 1
+    evaluate(resumed, args, state, model, 0.7)  # not better than step 1
+    resumed.on_train_end(args, state, TrainerControl(), model=model)
+    assert resumed.final_step == 1 and torch.all(model.weight == 0.9)
+
+    checkpoint_folder(tmp_path, 4).mkdir()
+    checkpoint_folder(tmp_path, 1).mkdir()  # the best's own checkpoint: the Trainer loads it from there
+    keeper.on_save(args, TrainerState(global_step=4), TrainerControl())
+    assert not (checkpoint_folder(tmp_path, 4) / BEST_WEIGHTS).exists()
+    BestWeightsKeeper().resume_from(checkpoint_folder(tmp_path, 4))  # nothing to take back: no error
 
 
 def test_without_load_best_model_at_end_nothing_is_copied(tmp_path):
@@ -132,3 +158,26 @@ def test_early_stopping_ends_with_the_best_evaluations_weights(
     )
     measured = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert measured["accuracy"] == pytest.approx(state["best_metric"], abs=1e-6)
+
+
+def test_a_run_resumed_after_its_best_evaluation_still_ends_with_it(tmp_path):
+    """Ctrl-C after the best evaluation, which has no checkpoint of its own, then the same command again: the
+    resumed run takes the best weights back from the checkpoint it resumes from. (The backbone frozen and a
+    vanishing learning rate make every evaluation equal, so the first one stays the best.)"""
+    from conftest import REPO_ROOT, run_offline, write_class_images
+
+    data = write_class_images(tmp_path / "data", per_class=8)
+    model = save_tiny_resnet(tmp_path / "model")
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(data), "--output_dir", str(out), "--model_name_or_path", str(model),
+            "--save_steps", "3", "--load_best_model_at_end", "true", "--freeze_backbone", "all_but_last",
+            "--learning_rate", "1e-12", "--precision", "fp32"]  # fmt: skip
+    script, recipe = REPO_ROOT / "tests" / "run_with_fault.py", REPO_ROOT / "recipes" / "finetune.py"
+    interrupted = run_offline([sys.executable, str(script), *argv], FAULT="interrupt", FAULT_STEP="4")
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    assert (checkpoint_folders(out)[-1] / BEST_WEIGHTS).is_file()  # the checkpoint Ctrl-C saved
+    resumed = run_offline([sys.executable, str(recipe), *argv])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stderr
+    assert "The model is the best evaluation's: step 1 of 6" in resumed.stderr
+    assert "made before the run resumed" not in resumed.stderr
