@@ -65,7 +65,8 @@ def evaluate_for_card(
 
 
 class EvaluationRecorder(TrainerCallback):
-    """Keeps the predictions and metrics of the run's latest evaluation and of its best one, by step.
+    """Keeps the predictions and metrics of the run's latest evaluation and, with `load_best_model_at_end`, of its
+    best one, by step.
 
     A run that evaluates at its last step (every step, the product page's default, or every epoch) ends with the
     weights it just evaluated, or with the best ones it evaluated earlier (`load_best_model_at_end`): the final
@@ -90,8 +91,9 @@ class EvaluationRecorder(TrainerCallback):
             return
         output = PredictionOutput(prediction.predictions, prediction.label_ids, dict(metrics))
         self._by_step[state.global_step] = output
-        # The Trainer decides whether this evaluation is the new best after this call: keep it and the best so far.
-        kept = (state.global_step, state.best_global_step)
+        # The Trainer decides whether this evaluation is the new best after this call: keep it, and the best so far
+        # when the best weights are the ones to end with (predictions of a large split take hundreds of MB).
+        kept = (state.global_step, state.best_global_step if args.load_best_model_at_end else None)
         self._by_step = {step: output for step, output in self._by_step.items() if step in kept}
 
     def evaluation_at(self, step: int | None) -> PredictionOutput | None:

@@ -4,6 +4,7 @@ sample predicted with evaluation preprocessing; and the evaluations made during 
 from __future__ import annotations
 
 import contextlib
+from types import SimpleNamespace
 
 import datasets
 import numpy as np
@@ -74,14 +75,17 @@ def test_training_accuracy_is_measured_on_the_chosen_images_with_evaluation_prep
     assert np.asarray(trainer.given[0]["pixel_values"]).shape == (3, 32, 32)  # the processor's size, not the file's
 
 
-def evaluate_at(recorder: EvaluationRecorder, state: TrainerState, accuracy: float, best: bool) -> None:
+LOADING_THE_BEST = SimpleNamespace(load_best_model_at_end=True)
+
+
+def evaluate_at(recorder: EvaluationRecorder, state: TrainerState, accuracy: float, best: bool, args=LOADING_THE_BEST):
     """What the Trainer does at an evaluation: metrics from the predictions, `on_evaluate`, then the best so far."""
     state.global_step += 1
     logits = np.full((2, 2), accuracy, dtype=np.float32)
     metrics = recorder.recording(lambda p: {"accuracy": float(p.predictions[0, 0])})(
         EvalPrediction(predictions=logits, label_ids=np.array([0, 1]))
     )
-    recorder.on_evaluate(None, state, TrainerControl(), metrics={"eval_" + k: v for k, v in metrics.items()})
+    recorder.on_evaluate(args, state, TrainerControl(), metrics={"eval_" + k: v for k, v in metrics.items()})
     if best:
         state.best_global_step = state.global_step
         state.best_model_checkpoint = f"out/checkpoint-{state.global_step}"
@@ -98,10 +102,17 @@ def test_the_latest_and_the_best_evaluations_are_kept():
     assert recorder.evaluation_at(None) is None
 
 
+def test_without_load_best_model_at_end_only_the_latest_evaluation_is_kept():
+    recorder, state = EvaluationRecorder(), TrainerState(global_step=0)
+    for accuracy, best in ((0.9, True), (0.7, False)):
+        evaluate_at(recorder, state, accuracy, best, args=SimpleNamespace(load_best_model_at_end=False))
+    assert recorder.evaluation_at(2) is not None and recorder.evaluation_at(1) is None
+
+
 def test_a_prediction_pass_without_on_evaluate_is_not_filed_as_an_evaluation():
     recorder, state = EvaluationRecorder(), TrainerState(global_step=0)
     evaluate_at(recorder, state, 0.5, best=True)
     recorder.recording(lambda p: {})(EvalPrediction(predictions=np.zeros((2, 2)), label_ids=np.array([0, 1])))
     state.global_step += 1  # a step without evaluation
-    recorder.on_evaluate(None, state, TrainerControl(), metrics=None)
+    recorder.on_evaluate(LOADING_THE_BEST, state, TrainerControl(), metrics=None)
     assert recorder.evaluation_at(2) is None and recorder.evaluation_at(1) is not None
