@@ -75,10 +75,16 @@ def checkpoint_folder(output_dir: str | Path, step: int) -> Path:
     return Path(output_dir) / f"{CHECKPOINT_PREFIX}-{step}"
 
 
+def checkpoint_step(folder: str | Path | None) -> int | None:
+    """The step of a `checkpoint-STEP` folder; None for any other name."""
+    match = CHECKPOINT_NAME.match(Path(folder).name) if folder else None
+    return int(match.group(1)) if match else None
+
+
 def checkpoint_folders(output_dir: str | Path) -> list[Path]:
     """The `checkpoint-STEP` folders in an output folder, by step, oldest first (checkpoint-2 before checkpoint-10)."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := CHECKPOINT_NAME.match(p.name))]
+    found = [(step, p) for p in output_dir.iterdir() if p.is_dir() and (step := checkpoint_step(p)) is not None]
     return [path for _, path in sorted(found)]

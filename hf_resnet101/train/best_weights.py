@@ -8,9 +8,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 from transformers import TrainerCallback, TrainerState, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..outputs import BEST_WEIGHTS, checkpoint_folder
+from ..outputs import BEST_WEIGHTS, checkpoint_folder, checkpoint_step
 
 
 def metric_key(args: TrainingArguments) -> str:
@@ -28,13 +27,6 @@ def improves(value: float, best: float | None, greater_is_better: bool) -> bool:
     if best is None:
         return True
     return value > best if greater_is_better else value < best
-
-
-def checkpoint_step(folder: str | None) -> int | None:
-    """The step of a `checkpoint-N` folder."""
-    name = Path(folder).name if folder else ""
-    prefix = f"{PREFIX_CHECKPOINT_DIR}-"
-    return int(name.removeprefix(prefix)) if name.startswith(prefix) and name[len(prefix) :].isdigit() else None
 
 
 class BestWeightsKeeper(TrainerCallback):
