@@ -25,8 +25,7 @@ from transformers.utils import logging
 from .config import hardware
 from .config.hardware import PRECISIONS, cpu_bf16_is_auto, cpu_supports_bf16
 from .errors import UsageError
-from .modeling import load_image_processor, local_files_only_for
-from .outputs import MODEL_CONFIG
+from .modeling import TIMM_INSTALL, check_model_source, load_image_processor, local_files_only_for
 
 # Images are decoded a chunk at a time, so memory stays bounded however many files are given.
 CHUNK_BATCHES = 8
@@ -55,28 +54,9 @@ def best_device() -> torch.device:
     return torch.device("cpu")
 
 
-def looks_like_local_path(name: str) -> bool:
-    """True for names that can only be a folder (a Hub id is `name` or `owner/name`)."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
-
-
-def check_model_source(name_or_path: str) -> None:
-    """Raises a clear error for a model folder that does not exist or is not a trained model."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        if not (path / MODEL_CONFIG).is_file():
-            raise UsageError(
-                f"{name_or_path} has no config.json: give the output folder of a training run "
-                "(with config.json and model.safetensors) or a Hub model id."
-            )
-        return
-    if path.exists():
-        raise UsageError(f"{name_or_path} is a file: give a model folder (with config.json) or a Hub model id.")
-    if looks_like_local_path(name_or_path):
-        raise UsageError(
-            f"Model folder {name_or_path} does not exist. Give the --output_dir of a training run or a Hub model id "
-            "(like USER/NAME)."
-        )
+MODEL_TO_GIVE = (
+    "the output folder of a training run (with config.json and model.safetensors) or a Hub model id (like USER/NAME)"
+)
 
 
 WEIGHT_LOADING_BAR = "Loading weights"  # transformers' bar over the checkpoint's tensors as they are loaded
@@ -115,6 +95,8 @@ def load_trained_model(name_or_path: str, *, local_files_only: bool, dtype: str 
             return AutoModelForImageClassification.from_pretrained(
                 name_or_path, use_safetensors=True, local_files_only=local_files_only, dtype=dtype
             )
+    except ImportError as error:  # a timm model where timm is not installed, named by a Hub id not under timm/
+        raise UsageError(f"Could not load the model {name_or_path!r}: {error}\n{TIMM_INSTALL}.") from error
     except (OSError, ValueError) as error:
         raise UsageError(
             f"Could not load the model {name_or_path!r}: {error}\nGive a folder written by a training run "
@@ -125,7 +107,7 @@ def load_trained_model(name_or_path: str, *, local_files_only: bool, dtype: str 
 
 def load_model_and_processor(name_or_path: str, dtype: str | torch.dtype = "auto") -> tuple[PreTrainedModel, object]:
     """The model (in eval mode) and its image processor, from a local folder or the Hub."""
-    check_model_source(name_or_path)
+    check_model_source(name_or_path, give=MODEL_TO_GIVE)
     local_only = local_files_only_for(name_or_path)
     model = load_trained_model(name_or_path, local_files_only=local_only, dtype=dtype).eval()
     processor = load_image_processor(name_or_path, local_files_only=local_only)

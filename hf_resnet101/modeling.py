@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pickle
@@ -46,6 +47,50 @@ def hub_is_reachable(timeout: float = 3.0) -> bool:
 def label_mappings(label_names: list[str]) -> tuple[dict[int, str], dict[str, int]]:
     id2label = dict(enumerate(label_names))
     return id2label, {name: i for i, name in id2label.items()}
+
+
+TIMM_INSTALL = "pip install 'hf-resnet101[timm]'"  # or `pip install timm`: the optional dependency of timm models
+
+
+def looks_like_local_path(name: str) -> bool:
+    """True for names that can only be a folder (a Hub id is `name` or `owner/name`)."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+
+
+def timm_installed() -> bool:
+    return importlib.util.find_spec("timm") is not None
+
+
+def is_timm_checkpoint(name_or_path: str) -> bool:
+    """A timm model behind transformers' TimmWrapper: a folder whose config.json says so, or a Hub id under timm/."""
+    config_file = Path(name_or_path).expanduser() / MODEL_CONFIG
+    if config_file.is_file():
+        try:
+            return json.loads(config_file.read_text(encoding="utf-8")).get("model_type") == "timm_wrapper"
+        except (OSError, ValueError, AttributeError):
+            return False  # an unreadable config.json is reported by the loading itself
+    return name_or_path.startswith("timm/")
+
+
+def check_model_source(name_or_path: str, give: str) -> None:
+    """Raises a clear error, before anything is loaded, for a model folder that does not exist or has no
+    config.json, and for a timm model where timm is not installed. `give` says what the command takes instead."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and not (path / MODEL_CONFIG).is_file():
+        raise UsageError(f"{name_or_path} has no config.json: give {give}.")
+    if path.is_file():
+        raise UsageError(f"{name_or_path} is a file: give {give}.")
+    if not path.exists() and looks_like_local_path(name_or_path):
+        raise UsageError(f"Model folder {name_or_path} does not exist: give {give}.")
+    if is_timm_checkpoint(name_or_path) and not timm_installed():
+        raise UsageError(f"{name_or_path} is a timm model, and timm is not installed: {TIMM_INSTALL}.")
+
+
+def _loading_hint(name: str, error: BaseException) -> str:
+    """What to do after a failed load: install timm where its absence is the cause, else how to work offline."""
+    if "timm" in str(error).lower() and not timm_installed():
+        return f"{name} needs timm, which is not installed: {TIMM_INSTALL}."
+    return _offline_hint(name)
 
 
 def _offline_hint(name: str) -> str:
@@ -127,9 +172,9 @@ def drop_remote_code_reference(obj, trust_remote_code: bool) -> bool:
 def load_image_processor(name_or_path: str, *, local_files_only: bool, **kwargs):
     try:
         processor = AutoImageProcessor.from_pretrained(name_or_path, local_files_only=local_files_only, **kwargs)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:
         raise UsageError(
-            f"Could not load the image processor of {name_or_path!r}: {error}\n{_offline_hint(name_or_path)}"
+            f"Could not load the image processor of {name_or_path!r}: {error}\n{_loading_hint(name_or_path, error)}"
         ) from error
     drop_remote_code_reference(processor, kwargs.get("trust_remote_code", False))
     return processor
@@ -142,8 +187,9 @@ def load_model_for_labels(
     id2label, label2id = label_mappings(label_names)
     try:
         config = AutoConfig.from_pretrained(name_or_path, local_files_only=local_files_only, **kwargs)
-    except (OSError, ValueError) as error:
-        raise UsageError(f"Could not load model {name_or_path!r}: {error}\n{_offline_hint(name_or_path)}") from error
+    except (OSError, ValueError, ImportError) as error:
+        hint = _loading_hint(name_or_path, error)
+        raise UsageError(f"Could not load model {name_or_path!r}: {error}\n{hint}") from error
     extra = {}
     if config.model_type == "timm_wrapper":
         # The timm wrapper saves `label_names`; without them the reloaded model would show LABEL_i.
@@ -165,8 +211,9 @@ def load_model_for_labels(
             **extra,
             **kwargs,
         )
-    except (OSError, ValueError) as error:
-        raise UsageError(f"Could not load model {name_or_path!r}: {error}\n{_offline_hint(name_or_path)}") from error
+    except (OSError, ValueError, ImportError) as error:
+        hint = _loading_hint(name_or_path, error)
+        raise UsageError(f"Could not load model {name_or_path!r}: {error}\n{hint}") from error
     except pickle.UnpicklingError as error:
         # torch.load(weights_only=True) refused a pickle that holds more than tensors: loading it could run code.
         reason = str(error).split("WeightsUnpickler error: ")[-1].split("\n")[0].split(". Please")[0]
@@ -238,14 +285,14 @@ def backbone_stages(model: torch.nn.Module) -> list[torch.nn.Module]:
 def freeze_backbone(model: torch.nn.Module, spec: str) -> tuple[int, int]:
     """Freezes the stem and the first stages; `spec` is "all_but_last" or a number of stages.
 
-    BatchNorm layers of frozen stages become timm's `FrozenBatchNorm2d`, so they keep their pretrained
-    statistics while the rest trains.
+    BatchNorm layers of frozen stages become torchvision's `FrozenBatchNorm2d` (timm's conversion for timm models,
+    whose BatchNorm layers may carry their activation), so they keep their pretrained statistics while the rest
+    trains.
 
     Returns:
         (frozen parameters, trainable parameters).
     """
-    from timm.layers import freeze_batch_norm_2d
-
+    freeze, _ = batch_norm_conversions(model)
     stages = backbone_stages(model)
     count = len(stages) - 2 if spec == "all_but_last" else int(spec)  # stages[0] is the stem
     if not 0 < count < len(stages):
@@ -253,19 +300,74 @@ def freeze_backbone(model: torch.nn.Module, spec: str) -> tuple[int, int]:
     for module in stages[: count + 1]:
         for parameter in module.parameters():
             parameter.requires_grad_(False)
-        freeze_batch_norm_2d(module)  # converts BatchNorm children in place
+        freeze(module)  # converts BatchNorm children in place
     timm_model = getattr(model, "timm_model", None)
     if timm_model is not None and isinstance(getattr(timm_model, "bn1", None), torch.nn.BatchNorm2d):
-        timm_model.bn1 = freeze_batch_norm_2d(timm_model.bn1)  # the stem's BatchNorm is a direct child
+        timm_model.bn1 = freeze(timm_model.bn1)  # the stem's BatchNorm is a direct child
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return count_parameters(model) - trainable, trainable
 
 
 def unfreeze_batch_norm(model: torch.nn.Module) -> None:
     """Turns frozen BatchNorm layers back into ordinary ones (same statistics) so the saved model loads cleanly."""
-    from timm.layers import unfreeze_batch_norm_2d
+    _, unfreeze = batch_norm_conversions(model)
+    unfreeze(model)
 
-    unfreeze_batch_norm_2d(model)
+
+def batch_norm_conversions(model: torch.nn.Module):
+    """(freeze, unfreeze) for `model`'s BatchNorm layers: timm's for timm models, else `freeze_batch_norm` and
+    `unfreeze_batch_norm_layers`, so models without timm layers need no timm."""
+    if getattr(model, "timm_model", None) is not None:
+        from timm.layers import freeze_batch_norm_2d, unfreeze_batch_norm_2d
+
+        return freeze_batch_norm_2d, unfreeze_batch_norm_2d
+    return freeze_batch_norm, unfreeze_batch_norm_layers
+
+
+def freeze_batch_norm(module: torch.nn.Module) -> torch.nn.Module:
+    """`module`'s BatchNorm2d layers (or `module` itself, returned) as `FrozenBatchNorm2d`s with their statistics."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    def frozen(layer: torch.nn.Module) -> torch.nn.Module | None:
+        if type(layer) not in (torch.nn.BatchNorm2d, torch.nn.SyncBatchNorm):  # exactly: a subclass may hold more
+            return None
+        return batch_norm_values_copied(layer, FrozenBatchNorm2d(layer.num_features, eps=layer.eps))
+
+    return replace_layers(module, frozen)
+
+
+def unfreeze_batch_norm_layers(module: torch.nn.Module) -> torch.nn.Module:
+    """The inverse of `freeze_batch_norm`: `FrozenBatchNorm2d`s as trainable BatchNorm2d with the same values."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    def trainable(layer: torch.nn.Module) -> torch.nn.Module | None:
+        if not isinstance(layer, FrozenBatchNorm2d):
+            return None
+        return batch_norm_values_copied(layer, torch.nn.BatchNorm2d(layer.weight.numel(), eps=layer.eps))
+
+    return replace_layers(module, trainable)
+
+
+def batch_norm_values_copied(source: torch.nn.Module, target: torch.nn.Module) -> torch.nn.Module:
+    """`target` with `source`'s affine values and running statistics, on `source`'s device."""
+    with torch.no_grad():
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            value = getattr(source, name)
+            if value is not None:  # a BatchNorm without affine values: the frozen layer's are the identity
+                getattr(target, name).copy_(value)
+    return target.to(source.running_mean.device)
+
+
+def replace_layers(module: torch.nn.Module, replacement) -> torch.nn.Module:
+    """`module` with every layer for which `replacement(layer)` is not None replaced by it, `module` itself too."""
+    replaced = replacement(module)
+    if replaced is not None:
+        return replaced
+    for name, child in module.named_children():
+        converted = replace_layers(child, replacement)
+        if converted is not child:
+            module.add_module(name, converted)
+    return module
 
 
 def enable_resnet_checkpointing(model: torch.nn.Module) -> int:

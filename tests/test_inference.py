@@ -11,34 +11,17 @@ from PIL import Image
 from hf_resnet101.errors import UsageError
 from hf_resnet101.inference import (
     Classified,
-    check_model_source,
     classify,
     load_model_and_processor,
-    looks_like_local_path,
     prepared_chunks,
     read_or_describe,
     sort_results,
 )
 
 
-@pytest.mark.parametrize(
-    ("name", "local"),
-    [("microsoft/resnet-101", False), ("resnet-101", False), ("./out", True), ("/tmp/out", True),
-     ("~/runs/out", True), ("runs/2024/out", True)],
-)  # fmt: skip
-def test_hub_ids_are_told_from_folders(name, local):
-    assert looks_like_local_path(name) is local
-
-
-def test_model_source_errors_say_what_to_give(tmp_path):
-    with pytest.raises(UsageError, match="has no config.json: give the output folder of a training run"):
-        check_model_source(str(tmp_path))
-    (tmp_path / "weights.bin").write_bytes(b"x")
-    with pytest.raises(UsageError, match="is a file: give a model folder"):
-        check_model_source(str(tmp_path / "weights.bin"))
-    with pytest.raises(UsageError, match="does not exist"):
-        check_model_source(str(tmp_path / "missing"))
-    check_model_source("user/model")  # a Hub id: left to the download
+def test_a_missing_model_folder_says_what_predict_takes(tmp_path):
+    with pytest.raises(UsageError, match="does not exist: give the output folder of a training run"):
+        load_model_and_processor(str(tmp_path / "missing"))
 
 
 def test_model_loads_in_eval_mode_with_its_processor(tiny_resnet):

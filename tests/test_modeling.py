@@ -1,4 +1,5 @@
-"""The model: the full ResNet-101 against the paper's figures (slow), frozen backbones, gradient checkpointing."""
+"""The model: where it comes from, the full ResNet-101 against the paper's figures (slow), frozen backbones,
+gradient checkpointing."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.flop_counter import FlopCounterMode
 
-from hf_resnet101.modeling import build_random_resnet101, count_parameters
+from hf_resnet101 import modeling
+from hf_resnet101.errors import UsageError
+from hf_resnet101.modeling import (
+    build_random_resnet101,
+    check_model_source,
+    count_parameters,
+    freeze_batch_norm,
+    looks_like_local_path,
+    unfreeze_batch_norm_layers,
+)
 
 
 @pytest.mark.slow
@@ -21,6 +31,63 @@ def test_resnet101_matches_the_paper():
         model(pixel_values=torch.zeros(1, 3, 224, 224))
     multiply_adds = counter.get_total_flops() / 2
     assert multiply_adds / 1e9 == pytest.approx(7.8, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("name", "local"),
+    [("microsoft/resnet-101", False), ("resnet-101", False), ("./out", True), ("/tmp/out", True),
+     ("~/runs/out", True), ("runs/2024/out", True)],
+)  # fmt: skip
+def test_hub_ids_are_told_from_folders(name, local):
+    assert looks_like_local_path(name) is local
+
+
+def test_model_source_errors_say_what_to_give(tmp_path):
+    give = "a folder with config.json"
+    with pytest.raises(UsageError, match=f"has no config.json: give {give}"):
+        check_model_source(str(tmp_path), give)
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(UsageError, match=f"is a file: give {give}"):
+        check_model_source(str(tmp_path / "weights.bin"), give)
+    with pytest.raises(UsageError, match=f"does not exist: give {give}"):
+        check_model_source(str(tmp_path / "missing"), give)
+    check_model_source("user/model", give)  # a Hub id: left to the download
+
+
+def test_a_timm_model_without_timm_says_how_to_install_it(tmp_path, monkeypatch):
+    folder = tmp_path / "timm-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "timm_wrapper", "architecture": "resnet101"}')
+    check_model_source(str(folder), "x")  # timm is installed in the test environment
+    check_model_source("timm/resnet101.a1h_in1k", "x")
+    monkeypatch.setattr(modeling, "timm_installed", lambda: False)
+    for name in (str(folder), "timm/resnet101.a1h_in1k"):
+        with pytest.raises(
+            UsageError, match=r"is a timm model, and timm is not installed: pip install 'hf-resnet101\[timm\]'"
+        ):
+            check_model_source(name, "x")
+    check_model_source("microsoft/resnet-101", "x")  # transformers' own ResNet needs no timm
+
+
+def test_frozen_batch_norm_keeps_the_statistics_and_converts_back():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    model.train()
+    for _ in range(3):  # running statistics other than the initial ones
+        model(torch.randn(8, 3, 6, 6) * 3 + 1)
+    with torch.no_grad():
+        model[1].weight.uniform_(0.5, 1.5)
+        model[1].bias.uniform_(-1, 1)
+    x = torch.randn(2, 3, 6, 6)
+    expected = model.eval()(x)
+    frozen = freeze_batch_norm(model)
+    assert type(frozen[1]).__name__ == "FrozenBatchNorm2d"
+    frozen.train()  # a frozen layer ignores the mode: the batch's own statistics are never used
+    assert torch.allclose(frozen(x), expected, atol=1e-6)
+    restored = unfreeze_batch_norm_layers(frozen).eval()
+    assert type(restored[1]) is torch.nn.BatchNorm2d
+    assert torch.allclose(restored(x), expected, atol=1e-6)
+    assert freeze_batch_norm(torch.nn.BatchNorm2d(4)).__class__.__name__ == "FrozenBatchNorm2d"  # the module itself
 
 
 def test_freeze_backbone_trains_only_the_last_stage(finetune_main, image_folder, tiny_resnet, tmp_path):

@@ -24,6 +24,7 @@ from ..errors import UsageError
 from ..inference import weight_file_bars_hidden
 from ..modeling import (
     apply_gradient_checkpointing,
+    check_model_source,
     freeze_backbone,
     load_image_processor,
     load_model_for_labels,
@@ -217,12 +218,19 @@ class RunStart:
     finished: bool  # the folder holds a finished run (and --overwrite_output_dir was not given)
 
 
+CHECKPOINT_TO_GIVE = (
+    "a Hub model id (like microsoft/resnet-101) or a folder with its config.json and weights "
+    "(`hf download ID --local-dir DIR` makes one)"
+)
+
+
 def check_before_loading(
     data_args: DataArguments, model_args: ModelArguments, training_args: FinetuneTrainingArguments
 ) -> RunStart:
     """The checks that need no data, so a run that cannot finish stops at once: the push's access (nobody should
     learn after hours of training that a push can't work), the output folder, the checkpoint to resume from."""
     identity_options = options_identity(data_args, model_args, training_args)
+    check_model_source(model_args.model_name_or_path, give=CHECKPOINT_TO_GIVE)
     push_token = None
     if training_args.push_to_hub:
         push_token = check_push_settings(training_args.hub_model_id, training_args.hub_token)

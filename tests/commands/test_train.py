@@ -115,3 +115,29 @@ def test_a_finished_run_ends_with_where_the_model_is_and_how_to_use_it(
     assert last_lines[0].startswith(f"Model saved to {out} (validation accuracy ")
     assert last_lines[1] == f"Model card: {out / 'README.md'}"
     assert last_lines[2] == f'Use it: pipeline("image-classification", model="{out}")'
+
+
+def test_timm_is_needed_only_for_timm_models(image_folder, tiny_models, tmp_path):
+    """timm is an extra: without it, `accelerate launch` trains transformers' ResNet (its frozen BatchNorm layers
+    included) and stops a timm model at once, saying how to install timm."""
+    blocker = tmp_path / "without-timm"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text('import sys\nsys.modules["timm"] = None  # as if not installed\n')
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(blocker)}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--quiet", "--num_processes", "1",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "-m", "hf_resnet101.commands.finetune", "--train_dir", str(image_folder)]  # fmt: skip
+
+    timm_argv = ["--model_name_or_path", str(tiny_models["timm"]), "--output_dir", str(tmp_path / "timm-out")]
+    refused = subprocess.run([*launch, *timm_argv], env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0
+    assert "is a timm model, and timm is not installed: pip install 'hf-resnet101[timm]'" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "timm-out").exists()  # stopped before anything was written
+
+    out = tmp_path / "resnet-out"
+    trained = subprocess.run([*launch, "--model_name_or_path", str(tiny_models["resnet"]), "--output_dir", str(out),
+                              "--freeze_backbone", "all_but_last", "--max_steps", "2", "--save_strategy", "no"],
+                             env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "Pipeline check on" in trained.stderr and (out / "model.safetensors").is_file()

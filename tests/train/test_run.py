@@ -128,6 +128,17 @@ def test_yaml_config_unknown_key_is_an_error(finetune_main, image_folder, tmp_pa
     assert "learnig_rate" in capsys.readouterr().err
 
 
+def test_a_model_folder_that_does_not_exist_is_an_error_before_anything_is_written(
+    finetune_main, image_folder, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    missing = tmp_path / "no-such-model"
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(missing)]
+    assert finetune_main(argv) == 2
+    assert f"Model folder {missing} does not exist: give a Hub model id" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_shipped_configs_parse(tmp_path):
     from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
     from hf_resnet101.config.parser import ConfigParser
