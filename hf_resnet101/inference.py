@@ -25,7 +25,7 @@ from transformers.utils import logging
 from .config import hardware
 from .config.hardware import PRECISIONS, cpu_bf16_is_auto, cpu_supports_bf16
 from .errors import UsageError
-from .modeling import TIMM_INSTALL, check_model_source, load_image_processor, local_files_only_for
+from .modeling import check_model_source, load_image_processor, local_files_only_for, missing_timm_hint
 
 # Images are decoded a chunk at a time, so memory stays bounded however many files are given.
 CHUNK_BATCHES = 8
@@ -95,14 +95,12 @@ def load_trained_model(name_or_path: str, *, local_files_only: bool, dtype: str 
             return AutoModelForImageClassification.from_pretrained(
                 name_or_path, use_safetensors=True, local_files_only=local_files_only, dtype=dtype
             )
-    except ImportError as error:  # a timm model where timm is not installed, named by a Hub id not under timm/
-        raise UsageError(f"Could not load the model {name_or_path!r}: {error}\n{TIMM_INSTALL}.") from error
-    except (OSError, ValueError) as error:
-        raise UsageError(
-            f"Could not load the model {name_or_path!r}: {error}\nGive a folder written by a training run "
-            "(config.json, model.safetensors, preprocessor_config.json) or a Hub id reachable from this machine "
-            "(offline: one in the Hub cache, with HF_HUB_OFFLINE=1)."
-        ) from error
+    except (OSError, ValueError, ImportError) as error:
+        hint = missing_timm_hint(name_or_path, error) or (
+            "Give a folder written by a training run (config.json, model.safetensors, preprocessor_config.json) or "
+            "a Hub id reachable from this machine (offline: one in the Hub cache, with HF_HUB_OFFLINE=1)."
+        )
+        raise UsageError(f"Could not load the model {name_or_path!r}: {error}\n{hint}") from error
 
 
 def load_model_and_processor(name_or_path: str, dtype: str | torch.dtype = "auto") -> tuple[PreTrainedModel, object]:

@@ -49,7 +49,7 @@ def label_mappings(label_names: list[str]) -> tuple[dict[int, str], dict[str, in
     return id2label, {name: i for i, name in id2label.items()}
 
 
-TIMM_INSTALL = "pip install 'hf-resnet101[timm]'"  # or `pip install timm`: the optional dependency of timm models
+TIMM_INSTALL = "pip install timm (the package's optional `timm` extra)"
 
 
 def looks_like_local_path(name: str) -> bool:
@@ -86,11 +86,16 @@ def check_model_source(name_or_path: str, give: str) -> None:
         raise UsageError(f"{name_or_path} is a timm model, and timm is not installed: {TIMM_INSTALL}.")
 
 
-def _loading_hint(name: str, error: BaseException) -> str:
-    """What to do after a failed load: install timm where its absence is the cause, else how to work offline."""
+def missing_timm_hint(name: str, error: BaseException) -> str | None:
+    """What to do when a load failed for want of timm (a timm model named by a Hub id outside timm/)."""
     if "timm" in str(error).lower() and not timm_installed():
         return f"{name} needs timm, which is not installed: {TIMM_INSTALL}."
-    return _offline_hint(name)
+    return None
+
+
+def _loading_hint(name: str, error: BaseException) -> str:
+    """What to do after a failed load: install timm where its absence is the cause, else how to work offline."""
+    return missing_timm_hint(name, error) or _offline_hint(name)
 
 
 def _offline_hint(name: str) -> str:
