@@ -270,6 +270,11 @@ class FinetuneTrainingArguments(TrainingArguments):
             )
         if self.learning_rate <= 0:
             raise UsageError(f"--learning_rate must be positive, got {self.learning_rate}.")
+        if self.max_steps == 0:  # the Trainer reads it as a limit and still runs one step; a negative means epochs
+            raise UsageError(
+                "--max_steps 0 would still train one step: give a positive number of steps, or leave it out (-1, "
+                "the default) to train for --num_train_epochs."
+            )
         if self.num_train_epochs <= 0 and self.max_steps <= 0:
             raise UsageError(f"--num_train_epochs must be positive, got {self.num_train_epochs}.")
         if self.fp16 and self.bf16:

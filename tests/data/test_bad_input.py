@@ -78,6 +78,7 @@ def test_default_model_offline_without_cache(finetune_main, capsys, image_folder
         (["--fp16", "--bf16"], "choose one mixed precision"),
         (["--per_device_train_batch_size", "0"], "must be positive"),
         (["--learning_rate", "-1"], "must be positive"),
+        (["--max_steps", "0"], "--max_steps 0 would still train one step: give a positive number"),
         (["--train_val_split", "1.5"], "between 0 and 1"),
         (["--augmentation", "extreme"], "none, light, standard, heavy"),
         (["--push_to_hub"], "--hub_model_id"),
