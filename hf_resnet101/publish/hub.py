@@ -36,14 +36,15 @@ def resolve_token(token: str | None = None) -> str | None:
     return token or get_token()
 
 
-def check_push_settings(repo_id: str | None, token: str | None = None) -> str:
-    """Checks, before any training, that a push can work; returns the token to push with.
+def check_push_settings(repo_id: str | None, token: str | None = None, before_training: bool = True) -> str:
+    """Checks that a push can work (before any training, when `before_training`); returns the token to push with.
 
     Raises:
         UsageError: when the repo id is missing or invalid, or no token is available.
     """
+    pushing = "--push_to_hub" if before_training else "Pushing"
     if not repo_id:
-        raise UsageError("--push_to_hub needs --hub_model_id USER/NAME: the repository to create or update.")
+        raise UsageError(f"{pushing} needs --hub_model_id USER/NAME: the repository to create or update.")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
@@ -54,8 +55,9 @@ def check_push_settings(repo_id: str | None, token: str | None = None) -> str:
     resolved = resolve_token(token)
     if not resolved:
         raise UsageError(
-            "--push_to_hub needs a Hugging Face token with write access, and none was found. Log in once with "
-            "`hf auth login` or set the HF_TOKEN environment variable, then run again (nothing was trained yet)."
+            f"{pushing} needs a Hugging Face token with write access, and none was found. Log in once with "
+            "`hf auth login` or set the HF_TOKEN environment variable, then run again"
+            + (" (nothing was trained yet)." if before_training else ".")
         )
     return resolved
 
@@ -237,7 +239,7 @@ def push_output_dir(
     output_dir = Path(output_dir)
     if not (output_dir / MODEL_CONFIG).is_file():
         raise UsageError(f"{output_dir} holds no config.json: give the output folder of a finished training run.")
-    token = check_push_settings(repo_id, token)
+    token = check_push_settings(repo_id, token, before_training=False)
     files_to_push(output_dir, hub_strategy)  # fails early on an unknown strategy
     api = HfApi(token=token)
     attempts = len(RETRY_WAITS_S) + 1

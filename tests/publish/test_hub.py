@@ -166,6 +166,13 @@ def test_unreachable_hub_is_retried_then_explained(finished_run, local_hub, monk
     assert f"hf-resnet101 push {finished_run} --hub_model_id user/offline" in message
 
 
+def test_push_without_a_token_says_how_to_log_in(finished_run, local_hub, capsys):
+    assert run_command(["push", str(finished_run), "--hub_model_id", "user/no-token"]) == 2
+    message = capsys.readouterr().err
+    assert "Pushing needs a Hugging Face token with write access, and none was found" in message
+    assert "hf auth login" in message and "trained" not in message  # the push command trains nothing
+
+
 @pytest.mark.parametrize(
     ("repo_id", "token", "expected"),
     [
