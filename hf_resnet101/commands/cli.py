@@ -41,7 +41,9 @@ def exit_on_usage_error(main: Callable[..., object]) -> Callable[..., int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-resnet101", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    # No abbreviated flags (`--top 3` for `--top_k 3`): a later option could make one ambiguous, or change its meaning.
+    sub_parser = functools.partial(argparse.ArgumentParser, allow_abbrev=False)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=sub_parser)
     commands.add_parser(
         "train",
         add_help=False,  # its options are the training script's (`hf-resnet101 train --help` lists them)
@@ -119,9 +121,29 @@ COMMAND_MODULES = {
 @exit_on_usage_error
 def run_command(argv: list[str] | None = None, whole_process: bool = False) -> None:
     """Runs one command; `whole_process`: this process was started for it (its start-up is the command's)."""
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(build_parser(), argv)
     args.whole_process = whole_process
     importlib.import_module(f".{COMMAND_MODULES[args.command]}", __package__).run_command(args)
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The command's options; an unknown flag is an error of the command's own parser (its usage, exit status 2)
+    that names the closest real flag, as the training options do. Flags are spelt out in full there too."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        from ..config.parser import check_unknown_flags
+
+        command = subcommand_parser(parser, args.command)
+        try:
+            check_unknown_flags(unknown, command._option_string_actions)
+        except UsageError as error:
+            command.error(str(error))
+    return args
+
+
+def subcommand_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    (commands,) = (action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return commands.choices[name]
 
 
 MODEL_HELP = "A training run's output folder or a Hub model id."

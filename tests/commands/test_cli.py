@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import sys
 
+import pytest
+
 
 def test_error_during_a_progress_bar_starts_on_a_fresh_line(capsys):
     from tqdm.auto import tqdm
@@ -43,3 +45,19 @@ def test_a_process_ended_by_end_process_keeps_its_status_and_finalizes_its_garba
     done = subprocess.run([sys.executable, "-c", script, str(marker)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 3, done.stderr
     assert marker.read_text() == "finalized"
+
+
+def test_an_unknown_or_abbreviated_flag_of_a_command_names_the_real_one(capsys):
+    from hf_resnet101.commands.cli import run_command
+
+    for argv, expected in (
+        (["predict", "MODEL", "images", "--top", "3"], "--top (did you mean --top_k?)"),
+        (["export", "MODEL", "OUT", "--output_dir", "x"], "Unknown option(s): --output_dir."),
+        (["export", "MODEL", "OUT", "EXTRA"], "Unexpected argument(s): EXTRA."),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            run_command(argv)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert f"hf-resnet101 {argv[0]}: error: " in err and expected in err
+        assert f"usage: hf-resnet101 {argv[0]} " in err  # the command's own usage, not the top level's
