@@ -44,6 +44,10 @@ def test_trained_run_is_checked_on_its_validation_images(trained_run, tmp_path, 
     assert json.loads((tmp_path / "onnx" / "labels.json").read_text()) == ["Blue Jay", "cat", "élan vital"]
     assert (tmp_path / "onnx" / "preprocessor_config.json").is_file()
     assert json.loads((tmp_path / "onnx" / "config.json").read_text())["label2id"]["élan vital"] == 2
+    # The export folder is not a model predict runs: it says what the folder is and what to give instead.
+    for command in ("predict", "evaluate"):
+        _, err = run_cli(capsys, [command, str(tmp_path / "onnx"), str(trained_run["validation"])], expected_code=2)
+        assert "is an ONNX export (model.onnx, no PyTorch weights)" in err and "safetensors" not in err
 
 
 def test_an_export_that_differs_from_pytorch_fails_loudly(tiny_resnet, tmp_path, capsys, monkeypatch):
