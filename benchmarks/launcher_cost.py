@@ -20,16 +20,15 @@ import os
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from common import cpu_description, write_jpeg_folder
 from train_speed import save_resnet101
+from whole_commands import LAUNCHER_FLAGS, accelerate_executable
 
 ROOT = Path(__file__).resolve().parent.parent
-LAUNCHER_FLAGS = ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 CASES = ("with timm", "without timm")
 
 
@@ -60,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    accelerate = accelerate_executable()
     with tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
         blocker = work / "without-timm"
