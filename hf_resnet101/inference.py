@@ -26,7 +26,6 @@ from .config import hardware
 from .config.hardware import PRECISIONS, cpu_bf16_is_auto, cpu_supports_bf16
 from .errors import UsageError
 from .modeling import check_model_source, load_image_processor, local_files_only_for, missing_timm_hint
-from .outputs import IMAGE_PROCESSOR_CONFIG, MODEL_WEIGHTS, ONNX_LABELS, ONNX_MODEL
 
 # Images are decoded a chunk at a time, so memory stays bounded however many files are given.
 CHUNK_BATCHES = 8
@@ -55,7 +54,6 @@ def best_device() -> torch.device:
     return torch.device("cpu")
 
 
-PYTORCH_WEIGHT_FILES = (MODEL_WEIGHTS, f"{MODEL_WEIGHTS}.index.json")  # one file, or the index of shards
 MODEL_TO_GIVE = (
     "the output folder of a training run (with config.json and model.safetensors) or a Hub model id (like USER/NAME)"
 )
@@ -90,16 +88,6 @@ def weight_file_bars_hidden(hidden: bool = True):
         set_tqdm_hook(previous)
 
 
-def check_not_an_onnx_export(folder: Path) -> None:
-    """An `export` folder holds model.onnx and no PyTorch weights: say so, rather than that the weights are missing."""
-    if (folder / ONNX_MODEL).is_file() and not any((folder / name).is_file() for name in PYTORCH_WEIGHT_FILES):
-        raise UsageError(
-            f"{folder} is an ONNX export ({ONNX_MODEL}, no PyTorch weights): predict and evaluate run the training "
-            f"run's output folder it was exported from. Run {folder / ONNX_MODEL} with ONNX Runtime (input "
-            f"pixel_values, preprocessed as {IMAGE_PROCESSOR_CONFIG} says; {ONNX_LABELS} names the logits in order)."
-        )
-
-
 def load_trained_model(name_or_path: str, *, local_files_only: bool, dtype: str | torch.dtype = "auto"):
     """Loads an image-classification model from safetensors weights, in its saved precision by default."""
     try:
@@ -118,7 +106,6 @@ def load_trained_model(name_or_path: str, *, local_files_only: bool, dtype: str 
 def load_model_and_processor(name_or_path: str, dtype: str | torch.dtype = "auto") -> tuple[PreTrainedModel, object]:
     """The model (in eval mode) and its image processor, from a local folder or the Hub."""
     check_model_source(name_or_path, give=MODEL_TO_GIVE)
-    check_not_an_onnx_export(Path(name_or_path).expanduser())
     local_only = local_files_only_for(name_or_path)
     model = load_trained_model(name_or_path, local_files_only=local_only, dtype=dtype).eval()
     processor = load_image_processor(name_or_path, local_files_only=local_only)

@@ -23,10 +23,10 @@ from transformers import (
     PreTrainedModel,
     ResNetConfig,
 )
-from transformers.utils import logging
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, logging
 
 from .errors import UsageError
-from .outputs import MODEL_CARD, MODEL_CONFIG
+from .outputs import IMAGE_PROCESSOR_CONFIG, MODEL_CARD, MODEL_CONFIG, ONNX_LABELS, ONNX_MODEL
 
 logger = logging.get_logger(__name__)
 
@@ -72,10 +72,26 @@ def is_timm_checkpoint(name_or_path: str) -> bool:
     return name_or_path.startswith("timm/")
 
 
+# The PyTorch weights transformers loads from a folder: safetensors or pickled, one file or the index of shards.
+PYTORCH_WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+
+
+def is_onnx_export(folder: Path) -> bool:
+    """An `export` folder: model.onnx and no PyTorch weights."""
+    return (folder / ONNX_MODEL).is_file() and not any((folder / name).is_file() for name in PYTORCH_WEIGHT_FILES)
+
+
 def check_model_source(name_or_path: str, give: str) -> None:
-    """Raises a clear error, before anything is loaded, for a model folder that does not exist or has no
-    config.json, and for a timm model where timm is not installed. `give` says what the command takes instead."""
+    """Raises a clear error, before anything is loaded, for a model folder that does not exist, has no config.json
+    or is an ONNX export, and for a timm model where timm is not installed. `give` says what the command takes
+    instead."""
     path = Path(name_or_path).expanduser()
+    if path.is_dir() and is_onnx_export(path):
+        raise UsageError(
+            f"{name_or_path} is an ONNX export ({ONNX_MODEL}, no PyTorch weights; the training run's output folder "
+            f"it was exported from has them): give {give}. The export itself runs with ONNX Runtime (input "
+            f"pixel_values, preprocessed as {IMAGE_PROCESSOR_CONFIG} says; {ONNX_LABELS} names the logits in order)."
+        )
     if path.is_dir() and not (path / MODEL_CONFIG).is_file():
         raise UsageError(f"{name_or_path} has no config.json: give {give}.")
     if path.is_file():

@@ -37,17 +37,25 @@ def test_onnx_matches_pytorch_on_real_images_with_any_batch(tiny_models, image_f
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-3)
 
 
-def test_trained_run_is_checked_on_its_validation_images(trained_run, tmp_path, capsys):
+def test_trained_run_is_checked_on_its_validation_images(trained_run, finetune_main, tmp_path, capsys):
     run_cli(capsys, ["export", str(trained_run["output"]), str(tmp_path / "onnx")])
     check = json.loads((tmp_path / "onnx" / "export_check.json").read_text())
     assert "splits.csv" in check["image_source"] and check["images"] == 8
     assert json.loads((tmp_path / "onnx" / "labels.json").read_text()) == ["Blue Jay", "cat", "élan vital"]
     assert (tmp_path / "onnx" / "preprocessor_config.json").is_file()
     assert json.loads((tmp_path / "onnx" / "config.json").read_text())["label2id"]["élan vital"] == 2
-    # The export folder is not a model predict runs: it says what the folder is and what to give instead.
+    # The export folder is not a model predict runs or training starts from: each says what the folder is and what
+    # to give instead, before anything is written.
+    onnx_message = "is an ONNX export (model.onnx, no PyTorch weights; the training run's output folder"
     for command in ("predict", "evaluate"):
         _, err = run_cli(capsys, [command, str(tmp_path / "onnx"), str(trained_run["validation"])], expected_code=2)
-        assert "is an ONNX export (model.onnx, no PyTorch weights)" in err and "safetensors" not in err
+        assert onnx_message in err and "no file named" not in err
+    out = tmp_path / "retrained"
+    argv = ["--train_dir", str(trained_run["validation"]), "--output_dir", str(out)]
+    assert finetune_main([*argv, "--model_name_or_path", str(tmp_path / "onnx")]) == 2
+    err = capsys.readouterr().err
+    assert onnx_message in err and "give a Hub model id" in err and "Traceback" not in err
+    assert not out.exists()
 
 
 def test_an_export_that_differs_from_pytorch_fails_loudly(tiny_resnet, tmp_path, capsys, monkeypatch):
