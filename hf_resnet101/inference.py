@@ -313,6 +313,8 @@ def classify(
         prepare_ahead: read the next chunk while this one is classified (see `prepared_chunks`); by default on
             a GPU (or other accelerator), not on a CPU.
     """
+    if batch_size < 1:
+        raise UsageError(f"--batch_size must be at least 1, got {batch_size}.")
     chunk_size = batch_size * CHUNK_BATCHES
     options = {"top_k": top_k, "batch_size": batch_size}
     if function_to_apply is not None:

@@ -24,6 +24,14 @@ def test_a_missing_model_folder_says_what_predict_takes(tmp_path):
         load_model_and_processor(str(tmp_path / "missing"))
 
 
+def test_a_batch_of_zero_is_a_usage_error_not_a_range_error(tiny_resnet, image_folder):
+    from hf_resnet101.inference import load_classifier
+
+    images = [str(path) for path in sorted(image_folder.rglob("*.png"))[:2]]
+    with pytest.raises(UsageError, match="--batch_size must be at least 1, got 0"):
+        list(classify(load_classifier(str(tiny_resnet), "cpu"), images, top_k=1, batch_size=0))
+
+
 def test_model_loads_in_eval_mode_with_its_processor(tiny_resnet):
     model, processor = load_model_and_processor(str(tiny_resnet))
     assert not model.training and model.config.num_labels == 4

@@ -39,6 +39,30 @@ def exit_on_usage_error(main: Callable[..., object]) -> Callable[..., int]:
     return wrapper
 
 
+def number_type(
+    convert: Callable[[str], float], accepts: Callable[[float], bool], what: str
+) -> Callable[[str], float]:
+    """An argparse `type`: `convert`, then `accepts` or the command's usage with "must be WHAT, got VALUE"."""
+
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accepts(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its own messages
+    return parse
+
+
+positive_int = number_type(int, lambda value: value >= 1, "a positive integer")
+non_negative_int = number_type(int, lambda value: value >= 0, "0 or a positive integer")
+non_negative_float = number_type(float, lambda value: value >= 0, "0 or a positive number")
+fraction = number_type(float, lambda value: 0 < value < 1, "a number between 0 and 1 (exclusive)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-resnet101", description=__doc__)
     # No abbreviated flags (`--top 3` for `--top_k 3`): a later option could make one ambiguous, or change its meaning.
@@ -75,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--validation_dir", default=None, help="Validation folder (else split off or DATA/validation)."
     )
-    inspect.add_argument("--train_val_split", type=float, default=0.15)
+    inspect.add_argument("--train_val_split", type=fraction, default=0.15)
     inspect.add_argument("--seed", type=int, default=42)
-    inspect.add_argument("--image_size", type=int, default=224, help="Input size for the CPU time estimate.")
+    inspect.add_argument("--image_size", type=positive_int, default=224, help="Input size for the CPU time estimate.")
     inspect.add_argument("--dedupe", action="store_true", help="Show the effect of --dedupe.")
     inspect.add_argument("--strict", action="store_true", help="Fail on any unusable file, as training would.")
     inspect.add_argument("--output", default=None, help="Also write the full report as JSON to this file.")
@@ -165,9 +189,9 @@ def add_after_training_parsers(commands) -> None:
     predict.add_argument(
         "inputs", metavar="INPUT", nargs="+", help="Image files, folders (searched recursively) or .txt lists."
     )
-    predict.add_argument("--top_k", type=int, default=5, help="Labels per image (default: 5).")
+    predict.add_argument("--top_k", type=positive_int, default=5, help="Labels per image (default: 5).")
     predict.add_argument("--output", help="Write the rows to this .csv or .jsonl file instead of printing them.")
-    predict.add_argument("--batch_size", type=int, default=8, help="Images per forward pass (default: 8).")
+    predict.add_argument("--batch_size", type=positive_int, default=8, help="Images per forward pass (default: 8).")
     add_precision_option(predict)
 
     evaluate = commands.add_parser(
@@ -181,13 +205,15 @@ def add_after_training_parsers(commands) -> None:
     evaluate.add_argument("--image_column_name", default="image")
     evaluate.add_argument("--label_column_name", default="label")
     evaluate.add_argument("--output_dir", default="evaluation", help="Where the results go (default: evaluation).")
-    evaluate.add_argument("--batch_size", type=int, default=8)
+    evaluate.add_argument("--batch_size", type=positive_int, default=8, help="Images per forward pass (default: 8).")
     evaluate.add_argument(
         "--ignore_unknown_classes",
         action="store_true",
         help="Leave out class folders the model was not trained on (reported) instead of stopping.",
     )
-    evaluate.add_argument("--show_mistakes", type=int, default=10, help="Mistakes to print (all are written).")
+    evaluate.add_argument(
+        "--show_mistakes", type=non_negative_int, default=10, help="Mistakes to print (all are written)."
+    )
     add_precision_option(evaluate)
 
     export = commands.add_parser("export", help="Export a trained model to ONNX and check it against PyTorch.")
@@ -199,8 +225,12 @@ def add_after_training_parsers(commands) -> None:
         nargs="+",
         help="Images to compare ONNX Runtime with PyTorch on (default: the run's validation images from splits.csv).",
     )
-    export.add_argument("--atol", type=float, default=None, help="Absolute tolerance on the logits (default 1e-4).")
-    export.add_argument("--rtol", type=float, default=None, help="Relative tolerance on the logits (default 1e-3).")
+    export.add_argument(
+        "--atol", type=non_negative_float, default=None, help="Absolute tolerance on the logits (default 1e-4)."
+    )
+    export.add_argument(
+        "--rtol", type=non_negative_float, default=None, help="Relative tolerance on the logits (default 1e-3)."
+    )
 
 
 def end_process(status: int) -> NoReturn:

@@ -61,3 +61,24 @@ def test_an_unknown_or_abbreviated_flag_of_a_command_names_the_real_one(capsys):
         err = capsys.readouterr().err
         assert f"hf-resnet101 {argv[0]}: error: " in err and expected in err
         assert f"usage: hf-resnet101 {argv[0]} " in err  # the command's own usage, not the top level's
+
+
+def test_a_number_out_of_range_is_refused_before_anything_is_loaded(capsys):
+    """A batch of 0 reached `range()` in evaluate (a traceback) and inspect divided by an image size of 0; each
+    number is checked where the command line is read, so no model or folder is opened (MODEL does not exist)."""
+    from hf_resnet101.commands.cli import run_command
+
+    for argv, expected in (
+        (["predict", "MODEL", "images", "--top_k", "0"], "argument --top_k: must be a positive integer, got 0"),
+        (["predict", "MODEL", "images", "--batch_size", "x"], "--batch_size: must be a positive integer, got x"),
+        (["evaluate", "MODEL", "data", "--batch_size", "0"], "--batch_size: must be a positive integer, got 0"),
+        (["evaluate", "MODEL", "data", "--show_mistakes", "-1"], "--show_mistakes: must be 0 or a positive"),
+        (["inspect", "data", "--image_size", "0"], "--image_size: must be a positive integer, got 0"),
+        (["inspect", "data", "--train_val_split", "1.5"], "--train_val_split: must be a number between 0 and 1"),
+        (["export", "MODEL", "OUT", "--atol", "-1"], "--atol: must be 0 or a positive number, got -1"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            run_command(argv)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert f"usage: hf-resnet101 {argv[0]} " in err and expected in err, err

@@ -77,7 +77,6 @@ def test_jsonl_output_and_printed_table(trained_run, capsys, tmp_path):
         (["predict", "{model}", "{tmp}/nothing-here"], "does not exist"),
         (["predict", "{model}", "{tmp}/empty"], "holds no image files"),
         (["predict", "{model}", "{images}", "--output", "{tmp}/preds.xlsx"], ".csv or .jsonl"),
-        (["predict", "{model}", "{images}", "--top_k", "0"], "at least 1"),
     ],
 )
 def test_bad_input_gets_a_message(trained_run, tmp_path, capsys, argv, expected):
