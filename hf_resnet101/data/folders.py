@@ -143,6 +143,39 @@ def scan_class_folders(root: str | Path, what: str = "--train_dir") -> ClassFold
     return ClassFolders(root=root, files_by_class=files_by_class, empty_classes=empty, ignored_folders=ignored)
 
 
+def same_folder(first: str | Path, second: str | Path) -> bool:
+    """The same folder, however named (links and `..` resolved)."""
+    return Path(first).expanduser().resolve() == Path(second).expanduser().resolve()
+
+
+def is_same_or_inside(path: str | Path, folder: str | Path) -> bool:
+    """`path` is `folder` or lies under it (links and `..` resolved)."""
+    path, folder = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return path == folder or folder in path.parents
+
+
+def check_folders_apart(train_dir: str | None, validation_dir: str | None, output_dir: str) -> None:
+    """Refuses a validation folder that is the training folder, and an output folder in the data.
+
+    Raises:
+        UsageError: validation on the training images (its accuracy would say nothing about new images), or an
+            output folder inside an image folder (the next run there would read the run's plots and checkpoint
+            files as a class of images).
+    """
+    if train_dir is not None and validation_dir is not None and same_folder(validation_dir, train_dir):
+        raise UsageError(
+            f"--validation_dir {validation_dir} is the training folder: validation must be on images the model does "
+            "not train on, or its accuracy says nothing about new images. Give a separate folder, or leave "
+            "--validation_dir out to hold out part of each class (--train_val_split)."
+        )
+    for option, folder in (("--train_dir", train_dir), ("--validation_dir", validation_dir)):
+        if folder is not None and is_same_or_inside(output_dir, folder):
+            raise UsageError(
+                f"--output_dir {output_dir} is inside {option} {folder}: the run's plots and checkpoints would be "
+                f"read as images of a class by the next run on {folder}. Choose an output folder outside the data."
+            )
+
+
 def check_class_sets(train_counts: dict[str, int], validation_counts: dict[str, int] | None, train_root, val_root):
     """At least two training classes; every validation class known to training."""
     present = sorted(name for name, count in train_counts.items() if count)

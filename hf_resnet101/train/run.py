@@ -17,7 +17,14 @@ from transformers.utils import logging
 from ..config.hardware import local_process_count, restore_cpu_threads
 from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
 from ..config.resolve import RunOptions, resolve_run_options
-from ..data.folders import data_roots, limit_samples, load_hub_dataset, load_image_folders, report_from_dataset
+from ..data.folders import (
+    check_folders_apart,
+    data_roots,
+    limit_samples,
+    load_hub_dataset,
+    load_image_folders,
+    report_from_dataset,
+)
 from ..data.report import DataReport
 from ..data.transforms import resolve_data_config, set_image_size
 from ..errors import UsageError
@@ -240,6 +247,7 @@ def check_before_loading(
         threads_note = restore_cpu_threads(local_process_count())
         if threads_note and training_args.process_index == 0:
             logger.warning(threads_note)
+    check_folders_apart(data_args.train_dir, data_args.validation_dir, training_args.output_dir)
     output_dir = Path(training_args.output_dir)
     with training_args.main_process_first(desc="checking the output folder"):
         check_writable(output_dir)

@@ -90,6 +90,42 @@ def test_contradicting_or_invalid_options(finetune_main, capsys, image_folder, t
     assert expected in err
 
 
+def test_validation_on_the_training_folder_is_refused(finetune_main, capsys, tmp_path):
+    data = write_class_images(tmp_path / "data", per_class=3)
+    argv = [
+        "--train_dir",
+        str(data),
+        "--validation_dir",
+        str(data / ".." / "data"),
+        "--output_dir",
+        str(tmp_path / "o"),
+    ]
+    err = run(finetune_main, capsys, argv)
+    assert "is the training folder: validation must be on images the model does not train on" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("inside", ["train", "validation"])
+def test_an_output_folder_inside_the_data_is_refused(finetune_main, capsys, tmp_path, inside):
+    """The run's PNG plots there would be a class of images to the next run on the folder."""
+    folders = {
+        split: write_class_images(tmp_path / split, per_class=3, seed=i)
+        for i, split in enumerate(("train", "validation"))
+    }
+    out = folders[inside] / "run"
+    argv = [
+        "--train_dir",
+        str(folders["train"]),
+        "--validation_dir",
+        str(folders["validation"]),
+        "--output_dir",
+        str(out),
+    ]
+    err = run(finetune_main, capsys, argv)
+    assert f"--output_dir {out} is inside --{inside}_dir {folders[inside]}" in err
+    assert not out.exists()
+
+
 def test_missing_output_dir(finetune_main, capsys, image_folder):
     err = run(finetune_main, capsys, ["--train_dir", str(image_folder)])
     assert "--output_dir" in err

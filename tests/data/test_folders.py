@@ -14,12 +14,23 @@ from messy_data import write_messy_folder
 from PIL import Image
 
 from hf_resnet101.data.folders import (
+    is_same_or_inside,
     load_image_folders,
     plan_image_folders,
     scan_class_folders,
     stratified_split_indices,
 )
 from hf_resnet101.data.images import to_rgb
+
+
+def test_folders_are_compared_as_resolved_paths(tmp_path):
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    assert is_same_or_inside(tmp_path / "link" / "out", tmp_path / "data")  # through a link
+    assert is_same_or_inside(tmp_path / "data" / "cat" / ".." / "x", tmp_path / "data")
+    assert is_same_or_inside(tmp_path / "data", tmp_path / "data")
+    assert not is_same_or_inside(tmp_path / "data-out", tmp_path / "data")  # a name that only starts the same
+    assert not is_same_or_inside(tmp_path, tmp_path / "data")
 
 
 def test_split_holds_out_every_class_and_is_reproducible():
