@@ -13,7 +13,7 @@ import torch
 
 from ..config.hardware import cpu_bf16_is_auto
 from ..config.presets import describe_tier, evaluation_cost_warning, hardware_advice
-from ..data.folders import VALIDATION_SPLIT_NAMES, plan_image_folders
+from ..data.folders import find_split_folders, plan_image_folders
 from ..data.report import DataReport
 from ..errors import UsageError
 
@@ -24,15 +24,6 @@ PAGE_BATCH_SIZE = 4
 class Inspection:
     report: DataReport
     lines: list[str]
-
-
-def find_split_folders(data: Path) -> tuple[Path, Path | None]:
-    """DATA itself holds the class folders, or DATA/train (and DATA/validation, val or valid) do."""
-    train = data / "train"
-    if train.is_dir():
-        validation = next((data / name for name in VALIDATION_SPLIT_NAMES if (data / name).is_dir()), None)
-        return train, validation
-    return data, None
 
 
 def inspect_folder(

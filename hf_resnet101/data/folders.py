@@ -88,6 +88,24 @@ def check_dataset_label_names(dataset_name: str, names: list[str]) -> None:
         )
 
 
+def find_split_folders(data: Path) -> tuple[Path, Path | None]:
+    """DATA itself holds the class folders, or DATA/train (and DATA/validation, valid or val) do."""
+    train = data / "train"
+    if train.is_dir():
+        validation = next((data / name for name in VALIDATION_SPLIT_NAMES if (data / name).is_dir()), None)
+        return train, validation
+    return data, None
+
+
+def split_folders_hint(root: Path) -> str:
+    """What to give instead of a folder that holds split folders (train/, validation/) rather than classes."""
+    train, validation = find_split_folders(root)
+    if train == root:
+        return ""
+    options = f"--train_dir {train}" + (f" --validation_dir {validation}" if validation is not None else "")
+    return f" It holds split folders, not classes: give {options}."
+
+
 def scan_class_folders(root: str | Path, what: str = "--train_dir") -> ClassFolders:
     """Lists the image files of a folder with one sub-folder per class.
 
@@ -138,7 +156,7 @@ def scan_class_folders(root: str | Path, what: str = "--train_dir") -> ClassFold
     if not files_by_class:
         raise UsageError(
             f"{what} {root} holds no images in its class sub-folders "
-            f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS)[:8])}, ...)."
+            f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS)[:8])}, ...).{split_folders_hint(root)}"
         )
     return ClassFolders(root=root, files_by_class=files_by_class, empty_classes=empty, ignored_folders=ignored)
 

@@ -29,17 +29,6 @@ def test_inspect_estimates_cpu_time_in_a_readable_unit(capsys, image_folder):
     assert "Estimated about " in printed and "0.0 h" not in printed
 
 
-def test_split_folders_are_found_under_the_data_folder(tmp_path):
-    from hf_resnet101.commands.inspect import find_split_folders
-
-    (tmp_path / "cat").mkdir()
-    assert find_split_folders(tmp_path) == (tmp_path, None)
-    (tmp_path / "train").mkdir()
-    assert find_split_folders(tmp_path) == (tmp_path / "train", None)
-    (tmp_path / "val").mkdir()
-    assert find_split_folders(tmp_path) == (tmp_path / "train", tmp_path / "val")
-
-
 def test_inspecting_a_missing_folder_says_what_to_give(tmp_path):
     from hf_resnet101.commands.inspect import inspect_folder
     from hf_resnet101.errors import UsageError

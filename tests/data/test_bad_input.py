@@ -90,6 +90,14 @@ def test_contradicting_or_invalid_options(finetune_main, capsys, image_folder, t
     assert expected in err
 
 
+def test_a_folder_of_split_folders_says_which_to_give(finetune_main, capsys, tmp_path):
+    write_class_images(tmp_path / "data" / "train", per_class=3)
+    write_class_images(tmp_path / "data" / "validation", per_class=1, seed=1)
+    err = run(finetune_main, capsys, ["--train_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "o")])
+    expected = f"--train_dir {tmp_path / 'data' / 'train'} --validation_dir {tmp_path / 'data' / 'validation'}."
+    assert f"It holds split folders, not classes: give {expected}" in err
+
+
 def test_validation_on_the_training_folder_is_refused(finetune_main, capsys, tmp_path):
     data = write_class_images(tmp_path / "data", per_class=3)
     argv = [

@@ -14,6 +14,7 @@ from messy_data import write_messy_folder
 from PIL import Image
 
 from hf_resnet101.data.folders import (
+    find_split_folders,
     is_same_or_inside,
     load_image_folders,
     plan_image_folders,
@@ -21,6 +22,15 @@ from hf_resnet101.data.folders import (
     stratified_split_indices,
 )
 from hf_resnet101.data.images import to_rgb
+
+
+def test_split_folders_are_found_under_the_data_folder(tmp_path):
+    (tmp_path / "cat").mkdir()
+    assert find_split_folders(tmp_path) == (tmp_path, None)
+    (tmp_path / "train").mkdir()
+    assert find_split_folders(tmp_path) == (tmp_path / "train", None)
+    (tmp_path / "val").mkdir()
+    assert find_split_folders(tmp_path) == (tmp_path / "train", tmp_path / "val")
 
 
 def test_folders_are_compared_as_resolved_paths(tmp_path):
