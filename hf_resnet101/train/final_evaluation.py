@@ -13,6 +13,7 @@ from transformers.trainer_utils import PredictionOutput
 
 from ..data.transforms import preprocess_for_evaluation
 from ..evaluation.metrics import per_class_report
+from .monitors import described_passes
 from .run_state import ModelToTrain
 
 # Training accuracy is measured on as many training images as there are validation images, up to this many: the
@@ -53,7 +54,8 @@ def evaluate_for_card(
             sample = preprocess_for_evaluation(
                 train.select(train_indices), model.processor, model.data_config, images="the card's training sample"
             )
-        predicted = trainer.predict(sample)
+        with described_passes(trainer, f"Card: accuracy on {len(train_indices)} training images"):
+            predicted = trainer.predict(sample)
         train_accuracy = float((prediction_logits(predicted).argmax(-1) == np.asarray(predicted.label_ids)).mean())
     columns = ("precision", "recall", "f1", "support")
     return CardEvaluation(

@@ -25,7 +25,7 @@ from .final_evaluation import (
     evaluate_for_card,
     prediction_logits,
 )
-from .monitors import OverfittingMonitor
+from .monitors import OverfittingMonitor, described_passes
 from .output_folder import RunManifest
 from .phase_clock import PhaseClock
 from .pipeline_check import PIPELINE_CHECK_IMAGES, check_with_pipeline, pipeline_check_indices
@@ -73,7 +73,8 @@ def final_validation_prediction(trainer: Trainer, weights_changed: bool) -> tupl
     if reused is not None:
         logger.info(f"Final evaluation: the final weights are those evaluated at step {step}; their results are used.")
         return reused, step
-    prediction = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
+    with described_passes(trainer, f"Final evaluation ({len(trainer.eval_dataset)} validation images)"):
+        prediction = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
     trainer.log(prediction.metrics)
     trainer.control = trainer.callback_handler.on_evaluate(
         trainer.args, trainer.state, trainer.control, prediction.metrics

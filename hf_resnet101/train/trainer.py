@@ -29,7 +29,13 @@ from .best_weights import BestWeightsKeeper
 from .checkpoints import CheckpointCompletionCallback, TimedCheckpointCallback
 from .final_evaluation import EvaluationRecorder
 from .losses import balanced_class_weights, make_weighted_loss
-from .monitors import DivergenceCallback, EpochCallback, GracefulInterrupt, OverfittingMonitor
+from .monitors import (
+    DivergenceCallback,
+    EpochCallback,
+    GracefulInterrupt,
+    OverfittingMonitor,
+    with_described_progress,
+)
 from .run_state import ModelToTrain
 
 logger = logging.get_logger(__name__)
@@ -128,7 +134,7 @@ def build_trainer(
     if training_args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
     channels_last = options.model.channels_last
-    return PreparedEvaluationTrainer(
+    trainer = PreparedEvaluationTrainer(
         model=model.model,
         args=training_args,
         train_dataset=train,
@@ -139,6 +145,7 @@ def build_trainer(
         compute_loss_func=loss,
         callbacks=callbacks,
     )
+    return with_described_progress(trainer)
 
 
 def callback_of(trainer: Trainer, kind: type):

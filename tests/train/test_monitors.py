@@ -114,3 +114,16 @@ def test_nan_loss_stops_with_remedies(finetune_main, capsys, image_folder, tmp_p
     assert finetune_main(args) == 2
     err = capsys.readouterr().err
     assert "diverged" in err and "--learning_rate" in err and "step 1" in err
+
+
+def test_the_passes_after_training_have_named_progress_bars(
+    finetune_main, image_folder, tiny_resnet, tmp_path, capsys
+):
+    """The final evaluation and the card's training-sample pass showed bare bars under the metrics."""
+    argv = ["--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--max_steps", "1"]
+    assert finetune_main([*argv, "--eval_strategy", "no", "--output_dir", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    splits = (tmp_path / "out" / "splits.csv").read_text().splitlines()
+    validation = sum(line.startswith("validation,") for line in splits)
+    assert f"Final evaluation ({validation} validation images): 100%" in err
+    assert f"Card: accuracy on {validation} training images: 100%" in err
