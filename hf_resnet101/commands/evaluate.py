@@ -330,7 +330,7 @@ def run_command(args: argparse.Namespace) -> None:
     print()
     columns = ["class", "precision", "recall", "f1", "support"]
     print(format_table(columns, [[row[c] for c in columns] for row in evaluation.per_class]))
-    if evaluation.mistakes:
+    if evaluation.mistakes and args.show_mistakes:
         shown = evaluation.mistakes[: args.show_mistakes]
         print(f"\nMost confident mistakes ({len(shown)} of {len(evaluation.mistakes)}):")
         columns = ["path", "true", "predicted", "score"]

@@ -47,6 +47,14 @@ def test_metrics_equal_the_training_runs_final_evaluation(trained_run, tmp_path,
     assert "accuracy" in out and "élan vital" in out and "confusion_matrix.png" in out
 
 
+def test_show_mistakes_0_prints_no_mistakes_table_and_still_writes_them(trained_run, tmp_path, capsys):
+    argv = ["evaluate", str(trained_run["output"]), str(trained_run["validation"]), "--output_dir", str(tmp_path)]
+    out, _ = run_cli(capsys, [*argv, "--precision", "fp32", "--show_mistakes", "0"])
+    mistakes = list(csv.DictReader((tmp_path / "mistakes.csv").open(newline="", encoding="utf-8")))
+    assert mistakes  # the tiny model's fp32 run gets some wrong (seed 3): there is a table to leave out
+    assert "Most confident mistakes" not in out and "path  true  predicted" not in out
+
+
 def test_top_5_past_five_classes_matches_a_direct_forward_pass(tmp_path, capsys):
     names = [f"class {i}" for i in range(7)]
     model_dir = save_tiny_resnet(tmp_path / "model")
