@@ -168,8 +168,7 @@ def same_folder(first: str | Path, second: str | Path) -> bool:
 
 def is_same_or_inside(path: str | Path, folder: str | Path) -> bool:
     """`path` is `folder` or lies under it (links and `..` resolved)."""
-    path, folder = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
-    return path == folder or folder in path.parents
+    return Path(path).expanduser().resolve().is_relative_to(Path(folder).expanduser().resolve())
 
 
 def check_folders_apart(train_dir: str | None, validation_dir: str | None, output_dir: str) -> None:

@@ -25,13 +25,12 @@ from .final_evaluation import (
     evaluate_for_card,
     prediction_logits,
 )
-from .monitors import OverfittingMonitor, described_passes
+from .monitors import OverfittingMonitor, callback_of, described_passes
 from .output_folder import RunManifest
 from .phase_clock import PhaseClock
 from .pipeline_check import PIPELINE_CHECK_IMAGES, check_with_pipeline, pipeline_check_indices
 from .run_state import ModelToTrain, RunData, TrainedRun
 from .summary import architecture_of
-from .trainer import callback_of
 
 logger = logging.get_logger(__name__)
 

@@ -130,12 +130,15 @@ class DescribedProgressCallback(ProgressCallback):
             self.prediction_bar.set_description(self.description)
 
 
+def callback_of(trainer: Trainer, kind: type):
+    """The trainer's callback of `kind` (None when it has none)."""
+    return next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, kind)), None)
+
+
 @contextlib.contextmanager
 def described_passes(trainer: Trainer, description: str):
-    """Names the progress bar of the prediction passes made inside (where the bars are shown at all; a trainer
-    without callbacks, as the tests' stand-ins, shows none)."""
-    callbacks = getattr(getattr(trainer, "callback_handler", None), "callbacks", [])
-    progress = next((cb for cb in callbacks if isinstance(cb, DescribedProgressCallback)), None)
+    """Names the progress bar of the prediction passes made inside (where the bars are shown at all)."""
+    progress = callback_of(trainer, DescribedProgressCallback)
     if progress is None:
         yield
         return

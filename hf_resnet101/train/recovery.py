@@ -18,11 +18,10 @@ from ..outputs import checkpoint_folders
 from .best_weights import BestWeightsKeeper
 from .checkpoints import is_complete, last_complete_checkpoint
 from .memory import BatchPlan, is_out_of_memory, multi_process_advice, out_of_memory_advice, release_device_memory
-from .monitors import GracefulInterrupt
+from .monitors import GracefulInterrupt, callback_of
 from .output_folder import is_bookkeeping
 from .run_state import TrainedRun
 from .storage import damaged_checkpoint_files, remove_incomplete_checkpoints
-from .trainer import callback_of
 
 logger = logging.get_logger(__name__)
 

@@ -146,7 +146,3 @@ def build_trainer(
         callbacks=callbacks,
     )
     return with_described_progress(trainer)
-
-
-def callback_of(trainer: Trainer, kind: type):
-    return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, kind))

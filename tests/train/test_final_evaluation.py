@@ -37,6 +37,9 @@ class PredictingTrainer:
         def main_process_first(desc: str):
             yield
 
+    class callback_handler:  # noqa: N801 - mimics `trainer.callback_handler`: no progress bars
+        callbacks = []
+
     def __init__(self):
         self.given = None
 
