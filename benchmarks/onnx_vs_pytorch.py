@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hf_resnet101.commands.export import export_to_onnx, import_onnx_runtime, onnx_session
+from hf_resnet101.commands.export import export_to_onnx
 from hf_resnet101.commands.tables import format_table
 from hf_resnet101.data.transforms import resolve_data_config
 from hf_resnet101.inference import load_model_and_processor
 from hf_resnet101.modeling import build_random_resnet101
+from hf_resnet101.onnx_runtime import import_onnx_runtime, onnx_session
 
 
 def parse_args() -> argparse.Namespace:

@@ -89,8 +89,9 @@ def check_model_source(name_or_path: str, give: str) -> None:
     if path.is_dir() and is_onnx_export(path):
         raise UsageError(
             f"{name_or_path} is an ONNX export ({ONNX_MODEL}, no PyTorch weights; the training run's output folder "
-            f"it was exported from has them): give {give}. The export itself runs with ONNX Runtime (input "
-            f"pixel_values, preprocessed as {IMAGE_PROCESSOR_CONFIG} says; {ONNX_LABELS} names the logits in order)."
+            f"it was exported from has them): give {give}. `hf-resnet101 predict` and `evaluate` run the export "
+            f"itself with ONNX Runtime; elsewhere, its input is pixel_values, preprocessed as "
+            f"{IMAGE_PROCESSOR_CONFIG} says, and {ONNX_LABELS} names the logits in order."
         )
     if path.is_dir() and not (path / MODEL_CONFIG).is_file():
         raise UsageError(f"{name_or_path} has no config.json: give {give}.")

@@ -171,6 +171,10 @@ def subcommand_parser(parser: argparse.ArgumentParser, name: str) -> argparse.Ar
 
 
 MODEL_HELP = "A training run's output folder or a Hub model id."
+RUN_MODEL_HELP = (
+    "A training run's output folder, a Hub model id, or a folder written by `export` (run with ONNX Runtime on the "
+    "CPU, fp32)."
+)
 
 
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
@@ -179,13 +183,14 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
         default="auto",
         choices=PRECISIONS,
         help="The model's precision: auto is fp16 on a CUDA GPU (channels-last, the tensor cores' layout), bf16 on an "
-        "x86 CPU with AVX-512 BF16 or AMX, fp32 elsewhere, as training's auto (default: auto).",
+        "x86 CPU with AVX-512 BF16 or AMX, fp32 elsewhere, as training's auto; an ONNX export runs in fp32 "
+        "(default: auto).",
     )
 
 
 def add_after_training_parsers(commands) -> None:
     predict = commands.add_parser("predict", help="Classify images with a trained model (top-k labels per image).")
-    predict.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    predict.add_argument("model", metavar="MODEL", help=RUN_MODEL_HELP)
     predict.add_argument(
         "inputs", metavar="INPUT", nargs="+", help="Image files, folders (searched recursively) or .txt lists."
     )
@@ -197,7 +202,7 @@ def add_after_training_parsers(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="Measure a trained model on held-out labelled images (metrics, confusion matrix, mistakes)."
     )
-    evaluate.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    evaluate.add_argument("model", metavar="MODEL", help=RUN_MODEL_HELP)
     evaluate.add_argument("data", metavar="DATA", nargs="?", help="A folder with one sub-folder of images per class.")
     evaluate.add_argument("--dataset_name", help="A Hub (or local) dataset instead of DATA.")
     evaluate.add_argument("--dataset_config_name")

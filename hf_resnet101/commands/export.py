@@ -22,6 +22,7 @@ from PIL import Image
 from ..data.transforms import resolve_data_config
 from ..errors import UsageError
 from ..inference import IMAGE_ERRORS, describe_error, load_model_and_processor, read_image
+from ..onnx_runtime import import_onnx_runtime, onnx_session
 from ..outputs import EXPORT_CHECK, ONNX_LABELS, ONNX_MODEL, SPLITS
 
 FORMATS = ("onnx",)
@@ -61,13 +62,13 @@ class LogitsOnly(torch.nn.Module):
         return self.model(pixel_values=pixel_values).logits
 
 
-def import_onnx_runtime():
+def import_export_libraries():
+    """onnx (to write the graph) and onnxruntime (to check it), or a UsageError saying what to install."""
     try:
         import onnx  # noqa: F401
-        import onnxruntime
     except ImportError as error:
         raise UsageError(f"{INSTALL_HINT} ({error})") from error
-    return onnxruntime
+    return import_onnx_runtime()
 
 
 def export_to_onnx(model: torch.nn.Module, path: str | Path, height: int, width: int, opset: int = OPSET) -> Path:
@@ -92,15 +93,6 @@ def export_to_onnx(model: torch.nn.Module, path: str | Path, height: int, width:
     # The exporter puts the wrapper back into the mode it found; keep the model in eval mode regardless.
     model.eval()
     return path
-
-
-def onnx_session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime session on the CPU."""
-    onnxruntime = import_onnx_runtime()
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def validation_images_of(model_dir: Path, count: int) -> list[Path]:
@@ -184,7 +176,7 @@ def export_model(
     """
     if export_format not in FORMATS:
         raise UsageError(f"--format {export_format}: supported formats are {', '.join(FORMATS)}.")
-    import_onnx_runtime()
+    import_export_libraries()
     out_dir = Path(out_dir)
     model, processor = load_model_and_processor(model_name_or_path, dtype=torch.float32)
     images, image_source = check_images_for(model_name_or_path, check_images)

@@ -44,17 +44,15 @@ def test_trained_run_is_checked_on_its_validation_images(trained_run, finetune_m
     assert json.loads((tmp_path / "onnx" / "labels.json").read_text()) == ["Blue Jay", "cat", "élan vital"]
     assert (tmp_path / "onnx" / "preprocessor_config.json").is_file()
     assert json.loads((tmp_path / "onnx" / "config.json").read_text())["label2id"]["élan vital"] == 2
-    # The export folder is not a model predict runs or training starts from: each says what the folder is and what
-    # to give instead, before anything is written.
-    onnx_message = "is an ONNX export (model.onnx, no PyTorch weights; the training run's output folder"
-    for command in ("predict", "evaluate"):
-        _, err = run_cli(capsys, [command, str(tmp_path / "onnx"), str(trained_run["validation"])], expected_code=2)
-        assert onnx_message in err and "no file named" not in err
+    # Training cannot start from an export (no PyTorch weights): it says what the folder is and what to give instead,
+    # before anything is written.
     out = tmp_path / "retrained"
     argv = ["--train_dir", str(trained_run["validation"]), "--output_dir", str(out)]
     assert finetune_main([*argv, "--model_name_or_path", str(tmp_path / "onnx")]) == 2
     err = capsys.readouterr().err
-    assert onnx_message in err and "give a Hub model id" in err and "Traceback" not in err
+    assert "is an ONNX export (model.onnx, no PyTorch weights; the training run's output folder" in err
+    assert "give a Hub model id" in err and "`hf-resnet101 predict` and `evaluate` run the export" in err
+    assert "Traceback" not in err and "no file named" not in err
     assert not out.exists()
 
 
