@@ -13,6 +13,7 @@ from huggingface_hub.utils import validate_repo_id
 from transformers.utils import logging
 
 from ..errors import PushError, UsageError
+from ..modeling import is_onnx_export
 from ..outputs import CHECKPOINT_NAME, LOCAL_ONLY, MODEL_CARD, MODEL_CONFIG, checkpoint_folders
 
 logger = logging.get_logger(__name__)
@@ -237,6 +238,12 @@ def push_output_dir(
             message holds the command that pushes the folder again.
     """
     output_dir = Path(output_dir)
+    if is_onnx_export(output_dir):
+        raise UsageError(
+            f"{output_dir} is an ONNX export: no PyTorch weights for `pipeline`, and no model card. Push the training "
+            f"run's output folder it was exported from; to add the export to that repo, upload it beside the model: "
+            f"hf upload {repo_id} {shlex.quote(str(output_dir))} onnx"
+        )
     if not (output_dir / MODEL_CONFIG).is_file():
         raise UsageError(f"{output_dir} holds no config.json: give the output folder of a finished training run.")
     token = check_push_settings(repo_id, token, before_training=False)

@@ -130,6 +130,30 @@ def test_second_push_makes_a_new_commit(finished_run, local_hub, tmp_path):
     assert FAKE_TOKEN not in first.stdout + first.stderr + second.stdout + second.stderr
 
 
+def test_an_export_is_not_pushed_as_the_model_and_the_suggested_upload_puts_it_beside_it(
+    finished_run, local_hub, monkeypatch, tmp_path, capsys
+):
+    from hf_resnet101.commands.export import export_model
+
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    export_dir = tmp_path / "exported"
+    export_model(str(finished_run), export_dir)
+    assert run_command(["push", str(export_dir), "--hub_model_id", REPO_ID]) == 2
+    message = capsys.readouterr().err
+    assert "is an ONNX export: no PyTorch weights for `pipeline`, and no model card" in message
+    assert local_hub.state.requests == []  # refused before anything reached the Hub
+    suggested = re.search(r"hf upload \S+ \S+ onnx", message).group().split()
+
+    assert run_push_command(local_hub, finished_run, REPO_ID, tmp_path / "home").returncode == 0
+    env = os.environ | {"HF_ENDPOINT": local_hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "home")}
+    hf = os.path.join(os.path.dirname(sys.executable), "hf")
+    upload = subprocess.run([hf, *suggested[1:]], env=env, capture_output=True, text=True, timeout=120)
+    assert upload.returncode == 0, upload.stderr
+    files = local_hub.state.repos[REPO_ID].head.files
+    assert {"onnx/model.onnx", "onnx/preprocessor_config.json", "onnx/labels.json"} <= set(files)
+    assert "model.safetensors" in files and "README.md" in files  # the model and its card stay as pushed
+
+
 def test_push_survives_two_server_errors(finished_run, local_hub, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     local_hub.state.fail_next_commits(2)
