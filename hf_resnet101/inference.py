@@ -25,6 +25,7 @@ from transformers.utils import logging
 from .config import hardware
 from .config.hardware import PRECISIONS, cpu_bf16_is_auto, cpu_supports_bf16
 from .errors import UsageError
+from .folding import fold_batch_norms
 from .modeling import (
     check_model_source,
     is_onnx_export,
@@ -252,15 +253,18 @@ def runs_onnx(classifier: Pipeline) -> bool:
 
 
 def load_classifier(name_or_path: str, device: torch.device | str | None = None, precision: str = "auto") -> Pipeline:
-    """An `image-classification` pipeline on the best device, in `precision` (see `inference_precision`); for an
-    `export` folder, its model.onnx run by ONNX Runtime on the CPU (`load_onnx_classifier`)."""
+    """An `image-classification` pipeline on the best device, in `precision` (see `inference_precision`), a ResNet's
+    batch norms folded into its convolutions (`folding.py`); for an `export` folder, its model.onnx run by ONNX
+    Runtime on the CPU (`load_onnx_classifier`)."""
     if is_export_folder(name_or_path):
         return load_onnx_classifier(name_or_path, precision)
     device = torch.device(device or best_device())
     on_cpu = device.type == "cpu"
     chosen = inference_precision(precision, device.type, on_cpu and cpu_supports_bf16(), on_cpu and cpu_bf16_is_auto())
-    dtype = INFERENCE_DTYPES[chosen]
-    model, processor = load_model_and_processor(name_or_path, dtype=dtype)
+    # Loaded in fp32 so that the batch norms are folded before the weights are rounded to a 16-bit precision.
+    model, processor = load_model_and_processor(name_or_path, dtype=torch.float32)
+    fold_batch_norms(model)
+    model.to(INFERENCE_DTYPES[chosen])
     classifier = pipeline(
         "image-classification",
         model=model,
