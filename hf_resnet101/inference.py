@@ -42,7 +42,7 @@ IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 ImageSource = str | Path | Image.Image
 # `benchmarks/predict_speed.py --onnx` (benchmarks/RESULTS.md): ResNet-101, 500x375 JPEGs, batch 8, best of 3 rounds.
-ONNX_AGAINST_BF16 = "1.4x as fast as its export on an AMD EPYC with AVX-512 BF16 (17.1 against 12.4 images/s)"
+ONNX_AGAINST_BF16 = "1.5x as fast as its export on an AMD EPYC with AVX-512 BF16 (20.2 against 13.2 images/s)"
 INFERENCE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
