@@ -23,7 +23,7 @@ from ..data.transforms import resolve_data_config
 from ..errors import UsageError
 from ..inference import IMAGE_ERRORS, describe_error, load_model_and_processor, read_image
 from ..onnx_runtime import import_onnx_runtime, onnx_session
-from ..outputs import EXPORT_CHECK, ONNX_LABELS, ONNX_MODEL, SPLITS
+from ..outputs import EXPORT_CHECK, IMAGE_PROCESSOR_CONFIG, MODEL_CONFIG, ONNX_LABELS, ONNX_MODEL, SPLITS
 
 FORMATS = ("onnx",)
 OPSET = 17
@@ -157,6 +157,32 @@ def write_sidecar_files(model, processor, out_dir: Path) -> None:
     (out_dir / ONNX_LABELS).write_text(json.dumps(labels, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+FAILED_ONNX_MODEL = ONNX_MODEL + ".failed"
+# What an export writes: an earlier export's folder holds these and nothing else.
+EXPORT_FILES = frozenset(
+    {ONNX_MODEL, FAILED_ONNX_MODEL, MODEL_CONFIG, IMAGE_PROCESSOR_CONFIG, ONNX_LABELS, EXPORT_CHECK}
+)
+
+
+def check_export_folder(out_dir: Path) -> None:
+    """Raises a UsageError unless `out_dir` is new, empty or an earlier export's folder: an export writes
+    config.json and preprocessor_config.json, which in another model's folder (a training run's, for one) would
+    replace that model's labels and settings."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise UsageError(f"{out_dir} is a file: give a folder to write model.onnx and its settings to.")
+    present = sorted(path.name for path in out_dir.iterdir())
+    others = [name for name in present if name not in EXPORT_FILES]
+    if others or (present and EXPORT_CHECK not in present):
+        shown = ", ".join((others or present)[:5]) + (", ..." if len(others or present) > 5 else "")
+        raise UsageError(
+            f"{out_dir} already holds files ({shown}) and is not an earlier export: export writes "
+            f"{MODEL_CONFIG} and {IMAGE_PROCESSOR_CONFIG} there, which would replace another model's labels and "
+            "settings. Give a new or empty folder (an earlier export's folder is written over)."
+        )
+
+
 def export_model(
     model_name_or_path: str,
     out_dir: str | Path,
@@ -170,7 +196,8 @@ def export_model(
     """Exports a trained model to `out_dir/model.onnx` with its config, processor settings and labels, then checks it.
 
     Raises:
-        UsageError: for an unknown format or a missing onnx/onnxruntime.
+        UsageError: for an unknown format, a missing onnx/onnxruntime, or an `out_dir` holding other files
+            (`check_export_folder`).
         ExportCheckError: when ONNX Runtime's logits differ from PyTorch's beyond `atol` + `rtol`·|logit| (the
             file is renamed `model.onnx.failed` so it cannot be shipped by mistake).
     """
@@ -178,6 +205,7 @@ def export_model(
         raise UsageError(f"--format {export_format}: supported formats are {', '.join(FORMATS)}.")
     import_export_libraries()
     out_dir = Path(out_dir)
+    check_export_folder(out_dir)
     model, processor = load_model_and_processor(model_name_or_path, dtype=torch.float32)
     images, image_source = check_images_for(model_name_or_path, check_images)
     pixel_values = processor(images, return_tensors="pt")["pixel_values"].float()
@@ -188,12 +216,13 @@ def export_model(
     check = ExportCheck(len(images), image_source, max_diff, atol, rtol, agreement, close)
     (out_dir / EXPORT_CHECK).write_text(json.dumps(asdict(check), indent=2) + "\n", encoding="utf-8")
     if not close:
-        failed = onnx_path.rename(onnx_path.with_suffix(".onnx.failed"))
+        failed = onnx_path.replace(out_dir / FAILED_ONNX_MODEL)
         raise ExportCheckError(
             f"The ONNX export does not match PyTorch: max |difference| of the logits {max_diff:.3g} on {len(images)} "
             f"{image_source}, beyond atol={atol:g} + rtol={rtol:g}·|logit| (top-1 agreement {agreement:.0%}). "
             f"The file was renamed {failed} so it is not used; try another --opset or report the model."
         )
+    (out_dir / FAILED_ONNX_MODEL).unlink(missing_ok=True)  # an earlier export's failure, now written over
     return onnx_path, check
 
 

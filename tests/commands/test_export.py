@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -63,6 +64,35 @@ def test_an_export_that_differs_from_pytorch_fails_loudly(tiny_resnet, tmp_path,
     assert "does not match PyTorch" in err and "atol=0.0001" in err
     assert not (tmp_path / "onnx" / "model.onnx").exists()
     assert (tmp_path / "onnx" / "model.onnx.failed").exists()
+
+
+def test_export_never_writes_over_another_models_files(tiny_models, tmp_path, capsys):
+    other = tmp_path / "other-run"
+    shutil.copytree(tiny_models["vit"], other)
+    before = {path.name: path.read_bytes() for path in other.iterdir()}
+    for out in (other, tiny_models["resnet"]):  # another model's folder, the model's own folder
+        _, err = run_cli(capsys, ["export", str(tiny_models["resnet"]), str(out)], expected_code=2)
+        assert "already holds files" in err and "is not an earlier export" in err and "config.json" in err
+        assert not (out / "model.onnx").exists()
+    assert {path.name: path.read_bytes() for path in other.iterdir()} == before
+    (tmp_path / "a-file").write_text("x")
+    _, err = run_cli(capsys, ["export", str(tiny_models["resnet"]), str(tmp_path / "a-file")], expected_code=2)
+    assert "is a file" in err
+
+
+def test_an_earlier_exports_folder_is_written_over(tiny_resnet, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "onnx"
+    out.mkdir()  # an empty folder is taken
+    forward = LogitsOnly.forward
+    with monkeypatch.context() as patch:  # a failed export first: its graph is set aside as model.onnx.failed
+        patch.setattr(LogitsOnly, "forward", lambda self, pixel_values: forward(self, pixel_values) + 0.01)
+        run_cli(capsys, ["export", str(tiny_resnet), str(out)], expected_code=2)
+    assert (out / "model.onnx.failed").exists()
+    out_text, _ = run_cli(capsys, ["export", str(tiny_resnet), str(out)])
+    assert "matches PyTorch" in out_text
+    assert (out / "model.onnx").exists() and not (out / "model.onnx.failed").exists()
+    assert json.loads((out / "export_check.json").read_text())["passed"]
+    run_cli(capsys, ["export", str(tiny_resnet), str(out)])  # and again
 
 
 def test_missing_onnxruntime_says_what_to_install(tiny_resnet, tmp_path, capsys, monkeypatch):
