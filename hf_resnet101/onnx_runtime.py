@@ -96,7 +96,14 @@ def load_onnx_model_and_processor(folder: str | Path, threads: int | None = None
     """An export folder's graph as an `OnnxRuntimeModel`, and its image processor."""
     folder = Path(folder).expanduser()
     config = read_export_config(folder)
-    session = onnx_session(folder / ONNX_MODEL, threads)
+    import_onnx_runtime()  # a missing onnxruntime is said as such, not as a damaged file
+    try:
+        session = onnx_session(folder / ONNX_MODEL, threads)
+    except Exception as error:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) derive from Exception only
+        raise UsageError(
+            f"ONNX Runtime could not load {folder / ONNX_MODEL} ({type(error).__name__}: {error}). The file is "
+            "damaged or was not written by `hf-resnet101 export`: export the training run's folder again."
+        ) from error
     check_graph_signature(session, folder / ONNX_MODEL)
     processor = load_image_processor(str(folder), local_files_only=True)
     return OnnxRuntimeModel(session, config), processor

@@ -102,6 +102,14 @@ def test_an_export_folder_missing_its_settings_says_what_is_missing(trained_run,
     assert "has model.onnx but no preprocessor_config.json" in err and "Export the training run's folder" in err
 
 
+def test_a_damaged_graph_says_to_export_again(trained_run, exported_run, tmp_path, capsys):
+    damaged = tmp_path / "onnx"
+    shutil.copytree(exported_run, damaged)
+    (damaged / "model.onnx").write_bytes((exported_run / "model.onnx").read_bytes()[:1000])  # cut short
+    _, err = run_cli(capsys, ["evaluate", str(damaged), str(trained_run["validation"])], expected_code=2)
+    assert "ONNX Runtime could not load" in err and "export the training run's folder again" in err
+
+
 def test_a_graph_with_other_names_is_refused(trained_run, exported_run, tmp_path, capsys):
     import onnx
 
