@@ -25,7 +25,7 @@ from hf_resnet101.commands.tables import format_table
 from hf_resnet101.data.transforms import resolve_data_config
 from hf_resnet101.inference import load_model_and_processor
 from hf_resnet101.modeling import build_random_resnet101
-from hf_resnet101.onnx_runtime import import_onnx_runtime, onnx_session
+from hf_resnet101.onnx_runtime import import_onnx_runtime, onnx_session, run_logits
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,7 +80,7 @@ def main() -> None:
         session = onnx_session(path, threads=args.threads)
 
         def run_onnx(x):
-            return session.run(["logits"], {"pixel_values": x})[0]
+            return run_logits(session, x)
 
         def run_torch(x):
             with torch.inference_mode():

@@ -225,11 +225,6 @@ class OnnxRuntimeClassificationPipeline(PreparingImageClassificationPipeline):
         """An `OnnxRuntimeModel` stands for the exported classifier, which transformers' list cannot name."""
 
 
-def is_export_folder(name_or_path: str | Path) -> bool:
-    path = Path(name_or_path).expanduser()
-    return path.is_dir() and is_onnx_export(path)
-
-
 def check_export_precision(precision: str) -> None:
     """An export runs in fp32: `auto` and fp32 are taken, bf16 and fp16 refused with what to do instead."""
     if precision not in PRECISIONS:
@@ -256,7 +251,7 @@ def load_classifier(name_or_path: str, device: torch.device | str | None = None,
     """An `image-classification` pipeline on the best device, in `precision` (see `inference_precision`), a ResNet's
     batch norms folded into its convolutions (`folding.py`); for an `export` folder, its model.onnx run by ONNX
     Runtime on the CPU (`load_onnx_classifier`)."""
-    if is_export_folder(name_or_path):
+    if is_onnx_export(name_or_path):
         return load_onnx_classifier(name_or_path, precision)
     device = torch.device(device or best_device())
     on_cpu = device.type == "cpu"

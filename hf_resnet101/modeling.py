@@ -76,8 +76,9 @@ def is_timm_checkpoint(name_or_path: str) -> bool:
 PYTORCH_WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
 
 
-def is_onnx_export(folder: Path) -> bool:
-    """An `export` folder: model.onnx and no PyTorch weights."""
+def is_onnx_export(name_or_path: str | Path) -> bool:
+    """An `export` folder: model.onnx and no PyTorch weights (a Hub id is not one)."""
+    folder = Path(name_or_path).expanduser()
     return (folder / ONNX_MODEL).is_file() and not any((folder / name).is_file() for name in PYTORCH_WEIGHT_FILES)
 
 
@@ -86,7 +87,7 @@ def check_model_source(name_or_path: str, give: str) -> None:
     or is an ONNX export, and for a timm model where timm is not installed. `give` says what the command takes
     instead."""
     path = Path(name_or_path).expanduser()
-    if path.is_dir() and is_onnx_export(path):
+    if is_onnx_export(path):
         raise UsageError(
             f"{name_or_path} is an ONNX export ({ONNX_MODEL}, no PyTorch weights; the training run's output folder "
             f"it was exported from has them): give {give}. `hf-resnet101 predict` and `evaluate` run the export "

@@ -22,7 +22,7 @@ from PIL import Image
 from ..data.transforms import resolve_data_config
 from ..errors import UsageError
 from ..inference import IMAGE_ERRORS, describe_error, load_model_and_processor, read_image
-from ..onnx_runtime import import_onnx_runtime, onnx_session
+from ..onnx_runtime import INPUT_NAME, OUTPUT_NAME, import_onnx_runtime, onnx_session, run_logits
 from ..outputs import EXPORT_CHECK, IMAGE_PROCESSOR_CONFIG, MODEL_CONFIG, ONNX_LABELS, ONNX_MODEL, SPLITS
 
 FORMATS = ("onnx",)
@@ -84,9 +84,9 @@ def export_to_onnx(model: torch.nn.Module, path: str | Path, height: int, width:
             wrapper,
             (example,),
             str(path),
-            input_names=["pixel_values"],
-            output_names=["logits"],
-            dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}},
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             opset_version=opset,
             dynamo=False,
         )
@@ -139,8 +139,8 @@ def compare_outputs(
     """Max |ONNX - PyTorch| over the batch and one image alone (checks the dynamic batch), top-1 agreement."""
     with torch.no_grad():
         expected = model(pixel_values=pixel_values).logits.float().numpy()
-    batch = session.run(["logits"], {"pixel_values": pixel_values.numpy()})[0]
-    single = session.run(["logits"], {"pixel_values": pixel_values[:1].numpy()})[0]
+    batch = run_logits(session, pixel_values.numpy())
+    single = run_logits(session, pixel_values[:1].numpy())
     max_diff = float(max(np.abs(batch - expected).max(), np.abs(single - expected[:1]).max()))
     close = np.allclose(batch, expected, atol=atol, rtol=rtol) and np.allclose(
         single, expected[:1], atol=atol, rtol=rtol
@@ -175,7 +175,8 @@ def check_export_folder(out_dir: Path) -> None:
     present = sorted(path.name for path in out_dir.iterdir())
     others = [name for name in present if name not in EXPORT_FILES]
     if others or (present and EXPORT_CHECK not in present):
-        shown = ", ".join((others or present)[:5]) + (", ..." if len(others or present) > 5 else "")
+        listed = others or present
+        shown = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
         raise UsageError(
             f"{out_dir} already holds files ({shown}) and is not an earlier export: export writes "
             f"{MODEL_CONFIG} and {IMAGE_PROCESSOR_CONFIG} there, which would replace another model's labels and "
