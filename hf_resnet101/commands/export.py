@@ -179,8 +179,9 @@ def check_export_folder(out_dir: Path) -> None:
         shown = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
         raise UsageError(
             f"{out_dir} already holds files ({shown}) and is not an earlier export: export writes "
-            f"{MODEL_CONFIG} and {IMAGE_PROCESSOR_CONFIG} there, which would replace another model's labels and "
-            "settings. Give a new or empty folder (an earlier export's folder is written over)."
+            f"{MODEL_CONFIG} and {IMAGE_PROCESSOR_CONFIG} there, which would rewrite the labels and settings of "
+            "whatever model that folder keeps. Give a new or empty folder (an earlier export's folder is written "
+            "over)."
         )
 
 
