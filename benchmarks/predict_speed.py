@@ -1,14 +1,16 @@
 """Prediction speed: the package's `classify` (what `hf-resnet101 predict` and `evaluate` run) against a plain
 `pipeline("image-classification")` given the same image paths, alternating, in one process.
 
-    python benchmarks/predict_speed.py [--images 32] [--batch_size 8] [--rounds 3] [--model resnet101,tiny,vit]
-        [--sizes 500x375,3000x2000] [--precision auto] [--ahead auto|on|off] [--onnx]
+    python benchmarks/predict_speed.py [--images 32] [--batch_size 8] [--rounds 3]
+        [--model resnet101,timm_resnet101,tiny,vit] [--sizes 500x375,3000x2000] [--precision auto]
+        [--ahead auto|on|off] [--onnx]
 
-Both run the same model on the same device: ResNet-101 with random weights (speed does not depend on them), `tiny`
-(a two-stage ResNet whose forward pass costs almost nothing, so the CPU work around it, decoding, resizing and
-normalising, bounds the speed as it does beside a fast GPU), or `vit` (ViT-Base, the product page's comparison, so
-both models are measured the same way). The package's path loads the model as `load_classifier` does (its
-`--precision`, channels-last) and decodes in threads; the plain pipeline decodes in its own loop, in the precision
+Both run the same model on the same device: ResNet-101 with random weights (speed does not depend on them;
+transformers', or timm's behind transformers' TimmWrapper as `timm_resnet101`), `tiny` (a two-stage ResNet whose
+forward pass costs almost nothing, so the CPU work around it, decoding, resizing and normalising, bounds the speed
+as it does beside a fast GPU), or `vit` (ViT-Base, the product page's comparison, so both models are measured the
+same way). The package's path loads the model as `load_classifier` does (its `--precision`, channels-last, batch
+norms folded) and decodes in threads; the plain pipeline decodes in its own loop, in the precision
 the model was saved in. With `--onnx`, the model is also exported as `hf-resnet101 export` does it and the export
 folder classified as `predict EXPORT_DIR` does (ONNX Runtime on the CPU, fp32, threaded decoding): a third path in
 the same rounds. Generated photo-like JPEGs, each size in turn. Prints images/s per round, then the best round of
@@ -48,6 +50,14 @@ def save_model(root: Path, kind: str) -> Path:
     if kind == "vit":  # ViT-Base from `ViTConfig()` defaults, as benchmarks/inference_speed.py builds it
         ViTForImageClassification(ViTConfig(num_labels=len(LABELS))).save_pretrained(path)
         ViTImageProcessor(size={"height": 224, "width": 224}).save_pretrained(path)
+        return path
+    if kind == "timm_resnet101":  # timm's ResNet-101 behind transformers' TimmWrapper, as a timm/ checkpoint loads
+        import timm
+        from transformers import AutoModelForImageClassification, TimmWrapperConfig
+
+        pretrained_cfg = dict(timm.create_model("resnet101", pretrained=False).pretrained_cfg)
+        config = TimmWrapperConfig(architecture="resnet101", pretrained_cfg=pretrained_cfg, num_labels=len(LABELS))
+        AutoModelForImageClassification.from_config(config).save_pretrained(path)  # its processor is in config.json
         return path
     if kind == "resnet101":
         model = build_random_resnet101(LABELS)
@@ -113,7 +123,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--model", default="resnet101,tiny", help="resnet101, tiny, vit (ViT-Base), comma-separated.")
+    parser.add_argument(
+        "--model",
+        default="resnet101,tiny",
+        help="resnet101, timm_resnet101 (needs timm), tiny, vit (ViT-Base), comma-separated.",
+    )
     parser.add_argument("--sizes", default="500x375,3000x2000", help="Image sizes, WxH, comma-separated.")
     parser.add_argument("--precision", default="auto", help="The package's --precision (auto, fp32, fp16, bf16).")
     parser.add_argument(
