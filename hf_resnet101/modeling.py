@@ -289,6 +289,23 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+RESNET101_BLOCKS = [3, 4, 23, 3]  # bottleneck blocks per stage (He et al., 2016, table 1)
+
+
+def is_resnet101(model: torch.nn.Module) -> bool:
+    """Whether `model` is a ResNet-101 (transformers' or timm's: bottleneck blocks 3, 4, 23, 3), the network the
+    product page's advice and the package's speed figures are about; any other model, a ResNet-50 for one, is not."""
+    if hasattr(model, "resnet"):  # transformers ResNet
+        config = model.config
+        return config.layer_type == "bottleneck" and list(config.depths) == RESNET101_BLOCKS
+    timm_model = getattr(model, "timm_model", None)
+    if timm_model is None or not hasattr(timm_model, "layer4"):
+        return False
+    stages = [getattr(timm_model, f"layer{i}") for i in range(1, 5)]
+    bottlenecks = all(hasattr(block, "conv3") for stage in stages for block in stage)
+    return bottlenecks and [len(stage) for stage in stages] == RESNET101_BLOCKS
+
+
 def backbone_stages(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The backbone as an ordered list: the stem first, then each stage (ResNet) or block (ViT)."""
     if hasattr(model, "resnet"):  # transformers ResNet

@@ -15,7 +15,9 @@ from hf_resnet101.modeling import (
     check_model_source,
     count_parameters,
     freeze_batch_norm,
+    is_resnet101,
     looks_like_local_path,
+    resnet101_config,
     unfreeze_batch_norm_layers,
 )
 
@@ -31,6 +33,28 @@ def test_resnet101_matches_the_paper():
         model(pixel_values=torch.zeros(1, 3, 224, 224))
     multiply_adds = counter.get_total_flops() / 2
     assert multiply_adds / 1e9 == pytest.approx(7.8, abs=0.1)
+
+
+def test_resnet101_is_told_from_other_models(tiny_models):
+    import timm
+    from transformers import AutoModelForImageClassification, ResNetConfig, TimmWrapperConfig
+
+    def timm_wrapper(architecture: str):
+        pretrained_cfg = dict(timm.create_model(architecture, pretrained=False).pretrained_cfg)
+        config = TimmWrapperConfig(architecture=architecture, pretrained_cfg=pretrained_cfg, num_labels=3)
+        return AutoModelForImageClassification.from_config(config)
+
+    resnet50 = ResNetConfig(depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048], layer_type="bottleneck")
+    basic_blocks = ResNetConfig(depths=[3, 4, 23, 3], hidden_sizes=[64, 128, 256, 512], layer_type="basic")
+    with torch.device("meta"):  # the architecture without allocating its weights
+        assert is_resnet101(AutoModelForImageClassification.from_config(resnet101_config(["a", "b"])))
+        assert is_resnet101(timm_wrapper("resnet101"))
+        assert is_resnet101(timm_wrapper("resnet101d"))
+        assert not is_resnet101(AutoModelForImageClassification.from_config(resnet50))
+        assert not is_resnet101(AutoModelForImageClassification.from_config(basic_blocks))
+        assert not is_resnet101(timm_wrapper("resnet50"))
+    for family in ("resnet", "timm", "vit"):
+        assert not is_resnet101(AutoModelForImageClassification.from_pretrained(tiny_models[family]))
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,10 @@ class CardInputs:
     license: str = "apache-2.0"
     random_init: bool = False  # trained from random initial weights: not fine-tuned from any model
     architecture: str | None = None  # e.g. "ResNetForImageClassification", named when there is no base model
+    # whether the model is a ResNet-101 (`modeling.is_resnet101`), which the card's ResNet-101 notes then describe;
+    # None in card_inputs.json of runs before this field: the card then says nothing about the model's family
+    resnet101: bool | None = None
+    parameters: int | None = None
     # the weights were chosen among the run's evaluations on the validation split: step, steps, metric, evaluations
     selection: dict | None = None
 
@@ -269,6 +273,11 @@ def build_card_data(inputs: CardInputs, shown_metrics: dict[str, float]) -> Mode
     )
 
 
+def format_parameters(count: int) -> str:
+    """23512130 -> "23.5 M"; a small model's count in full: 21380 -> "21,380"."""
+    return f"{count / 1e6:.1f} M" if count >= 1_000_000 else f"{count:,}"
+
+
 def render_model_card(
     inputs: CardInputs, figures: dict[str, str] | None = None, repo_id: str | None = None
 ) -> ModelCard:
@@ -290,6 +299,8 @@ def render_model_card(
         base_model=inputs.base_model,
         random_init=inputs.random_init,
         architecture=inputs.architecture or "image-classification model",
+        resnet101=inputs.resnet101,
+        parameters=None if inputs.parameters is None else format_parameters(inputs.parameters),
         dataset_description=f"`{inputs.dataset_name}`" if inputs.dataset_name else "a folder of images",
         data_source=inputs.data_source,
         label_names=inputs.label_names,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import datasets
+import torch
 from transformers.utils import logging
 
 from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
 from ..data.report import DataReport
-from ..modeling import resolve_base_model
+from ..modeling import count_parameters, is_resnet101, resolve_base_model
 from ..publish.card import CardInputs, collect_hyperparameters, describe_devices, public_inputs
 from .final_evaluation import CardEvaluation
 from .trainer import class_counts
@@ -38,8 +39,10 @@ def build_card_inputs(
     architecture: str | None = None,
     random_init: bool = False,
     selection: dict | None = None,
+    model: torch.nn.Module | None = None,
 ) -> CardInputs:
-    """What the card shows; nothing local: the base model is a Hub id or left out, and so is the model path."""
+    """What the card shows; nothing local: the base model is a Hub id or left out, and so is the model path.
+    `model` (the trained one) gives its size and whether it is a ResNet-101."""
     label_names = dataset["train"].features["label"].names
     base_model = None if random_init else resolve_base_model(model_args.model_name_or_path, model_args.base_model_id)
     inputs = CardInputs(
@@ -48,6 +51,8 @@ def build_card_inputs(
         base_model=base_model,
         random_init=random_init,
         architecture=architecture,
+        resnet101=model is not None and is_resnet101(model),
+        parameters=None if model is None else count_parameters(model),
         label_names=label_names,
         images_per_class={name: class_counts(split, label_names) for name, split in dataset.items()},
         eval_metrics=metrics,

@@ -135,6 +135,7 @@ def finish_run(
             architecture_of(trainer.model),
             random_init,
             model_selection(trainer.args, trainer.state, callback_of(trainer, BestWeightsKeeper).final_step),
+            trainer.model,
         )
         card_inputs.save(output_dir)
         write_model_card(output_dir, card_inputs)

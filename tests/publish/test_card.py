@@ -59,6 +59,9 @@ def card_inputs(**overrides) -> CardInputs:
         confusion_matrix=[[6, 2], [1, 7]],
         train_accuracy=0.85,
         train_accuracy_images=16,
+        architecture="ResNetForImageClassification",
+        resnet101=True,
+        parameters=42_504_258,
     )
     return CardInputs(**(values | overrides))
 
@@ -85,6 +88,21 @@ def test_card_states_only_measured_speed_with_its_device():
     assert "2-3x" not in text  # the product page's claim, reversed on an H200
     assert "1.9-2.6x as many images per second on a 2-core AMD EPYC CPU" in text
     assert "0.92x as many through a plain fp16 `pipeline` on an NVIDIA H200, where ViT-Base is faster" in text
+
+
+def test_card_of_another_model_makes_no_resnet101_claims():
+    # A ResNet-50 (or ViT, or timm) fine-tune: ResNet-101's size, speed and data advice are not this model's.
+    inputs = card_inputs(base_model="microsoft/resnet-50", resnet101=False, parameters=23_512_130)
+    text = " ".join(str(render_model_card(inputs)).split())
+    assert "44.5 M" not in text and "ViT-Base" not in text and "ResNet-50 is often as good" not in text
+    assert "It is a ResNetForImageClassification with 23.5 M parameters, not a ResNet-101" in text
+    assert "hf_resnet101 has not measured its speed" in text
+    text = " ".join(str(render_model_card(card_inputs(resnet101=False, parameters=None))).split())
+    assert "It is a ResNetForImageClassification, not a ResNet-101" in text
+    # card_inputs.json of a run before the model's family was recorded: no claim either way
+    text = " ".join(str(render_model_card(card_inputs(resnet101=None, parameters=None))).split())
+    assert "44.5 M" not in text and "not a ResNet-101" not in text
+    assert "Intended for sorting images like the training data into the classes above. The model only knows" in text
 
 
 def test_weights_chosen_on_the_validation_split_are_said_to_be():

@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 from conftest import CLASS_COLOURS, REPO_ROOT
-from transformers import AutoConfig, pipeline
+from transformers import AutoConfig, AutoModelForImageClassification, pipeline
 
 CLASS_NAMES = sorted(CLASS_COLOURS)
 
@@ -57,6 +57,12 @@ def test_train_dir_only_end_to_end(finetune_main, image_folder, tiny_resnet, tmp
     assert "pipeline_tag: image-classification" in card
     assert f"{metrics['eval_accuracy']:.4f}" in card
     assert "élan vital" in card
+    # a two-stage test ResNet: the card gives its own size and none of ResNet-101's figures
+    assert "44.5 M" not in card and "ViT-Base" not in card
+    parameters = sum(p.numel() for p in AutoModelForImageClassification.from_pretrained(out).parameters())
+    assert f"It is a ResNetForImageClassification with {parameters:,} parameters, not a ResNet-101" in " ".join(
+        card.split()
+    )
 
 
 def test_product_page_defaults_are_in_effect(finetune_main, image_folder, tiny_resnet, tmp_path):
