@@ -34,6 +34,19 @@ def test_compute_metrics_matches_sklearn(num_labels):
         assert "top_5_accuracy" not in metrics
 
 
+def test_macro_averages_count_classes_only_predicted():
+    # Data of one class, two of five images predicted as a class the data lacks: that class's precision is 0 and
+    # counts, as in scikit-learn's default macro average, so precision is not reported as a perfect 1.0.
+    references, predictions = [0, 0, 0, 0, 0], [0, 0, 0, 1, 1]
+    result = load_metric("classification_metrics").compute(
+        predictions=predictions, references=references, num_labels=3
+    )
+    macro = {"average": "macro", "zero_division": 0}
+    assert result["precision_macro"] == pytest.approx(precision_score(references, predictions, **macro)) == 0.5
+    assert result["recall_macro"] == pytest.approx(recall_score(references, predictions, **macro)) == 0.3
+    assert result["f1_macro"] == pytest.approx(f1_score(references, predictions, **macro)) == 0.375
+
+
 def test_per_class_metrics():
     result = load_metric("classification_metrics").compute(
         predictions=[0, 0, 1, 2], references=[0, 1, 1, 2], num_labels=4, per_class=True

@@ -39,10 +39,12 @@ class ClassificationMetrics(evaluate.Metric):
         precision, recall, f1, support = precision_recall_fscore_support(
             references, predictions, labels=labels, average=None, zero_division=0
         )
-        present = np.asarray(support) > 0
+        # Macro averages over the classes that occur in the references or the predictions, as sklearn does
+        # without `labels`: a class the model predicts but the data lacks counts, with precision 0.
+        predicted = np.bincount(np.asarray(predictions, dtype=int), minlength=len(support))[: len(support)]
+        present = (np.asarray(support) > 0) | (predicted > 0)
         result = {
             "accuracy": float(accuracy_score(references, predictions)),
-            # Macro averages over the classes that occur in the references, as sklearn does without `labels`.
             "precision_macro": float(np.mean(precision[present])),
             "recall_macro": float(np.mean(recall[present])),
             "f1_macro": float(np.mean(f1[present])),
