@@ -19,11 +19,11 @@ from transformers import (
     PreTrainedModel,
     pipeline,
 )
-from transformers.image_utils import load_image
 from transformers.utils import logging
 
 from .config import hardware
 from .config.hardware import PRECISIONS, cpu_bf16_is_auto, cpu_supports_bf16
+from .data.images import to_rgb
 from .errors import UsageError
 from .folding import fold_batch_norms
 from .modeling import (
@@ -278,16 +278,21 @@ def describe_inference(classifier: Pipeline) -> str:
 
 
 def read_image(source: ImageSource) -> Image.Image:
-    """Decodes an image as the pipeline does (EXIF orientation applied, RGB).
+    """Decodes an image as training and its evaluation do (`images.to_rgb`: EXIF orientation applied, 16-bit
+    rescaled, transparency composited on grey), so predict and evaluate see what the model was trained and scored
+    on. For 8-bit images without transparency that is what the pipeline's own loading gives; for 16-bit and
+    transparent ones the pipeline's differs (16-bit clipped to nearly white, transparency dropped).
 
     Raises:
         OSError, ValueError, ...: when the file is missing or is not a readable image (see `IMAGE_ERRORS`).
     """
     if isinstance(source, Image.Image):
-        return load_image(source)
+        return to_rgb(source)
     if not os.path.isfile(source):
         raise FileNotFoundError(f"no such file: {source}")
-    return load_image(str(source))
+    image = Image.open(source)
+    image.load()  # decodes now, so a truncated file fails here; a single-frame image's file is then closed
+    return to_rgb(image)
 
 
 def describe_error(error: BaseException) -> str:

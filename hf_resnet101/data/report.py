@@ -10,9 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from ..outputs import DATA_REPORT
+from .images import HIGH_BIT_MODES
 from .scan import FileRecord
 
 MAX_LISTED = 20
+# Modes the package converts to RGB unlike transformers' `load_image` (Pillow's convert("RGB")), which a pipeline
+# given a file path uses: 16-bit and wider grey is rescaled here, clipped there (nearly white); transparency is
+# composited on grey here, dropped there.
+CONVERTED_UNLIKE_PIPELINE = HIGH_BIT_MODES | {"RGBA", "LA", "PA", "La", "RGBa"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,11 @@ class DataReport:
         counts = [c for c in self.images_per_class.get("train", {}).values() if c > 0]
         return max(counts) / min(counts) if counts else 1.0
 
+    @property
+    def converted_unlike_pipeline(self) -> dict[str, int]:
+        """Images per mode that a pipeline given their files would see differently (`CONVERTED_UNLIKE_PIPELINE`)."""
+        return {mode: count for mode, count in self.modes.items() if mode in CONVERTED_UNLIKE_PIPELINE}
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["num_train_images"] = self.num_train_images
@@ -111,6 +121,14 @@ class DataReport:
                 f"image sizes: width {w['min']}-{w['max']} (median {w['median']}), "
                 f"height {h['min']}-{h['max']} (median {h['median']}); modes "
                 + ", ".join(f"{mode}={count}" for mode, count in self.modes.items())
+            )
+        converted = self.converted_unlike_pipeline
+        if converted:
+            lines.append(
+                f"16-bit or transparent images ({', '.join(f'{mode}={n}' for mode, n in converted.items())}): "
+                "training, evaluation and `hf-resnet101 predict` turn them into 8-bit RGB (16-bit rescaled, "
+                "transparency on grey), but transformers' pipeline given such a file clips 16-bit to nearly white "
+                "and drops transparency, and scores it differently: convert them as the model card shows first"
             )
         if self.unusable:
             lines.append(f"unusable files left out: {len(self.unusable)}")

@@ -104,12 +104,18 @@ class CardInputs:
     # None in card_inputs.json of runs before this field: the card then says nothing about the model's family
     resnet101: bool | None = None
     parameters: int | None = None
+    # images per mode that a pipeline given their files converts unlike training (`DataReport` has them)
+    converted_modes: dict[str, int] = field(default_factory=dict)
     # the weights were chosen among the run's evaluations on the validation split: step, steps, metric, evaluations
     selection: dict | None = None
 
     @property
     def num_images(self) -> int:
         return sum(sum(counts.values()) for counts in self.images_per_class.values())
+
+    @property
+    def num_train_images(self) -> int:
+        return sum(self.images_per_class.get("train", {}).values())
 
     def save(self, output_dir: str | Path) -> Path:
         path = Path(output_dir) / CARD_INPUTS
@@ -266,7 +272,13 @@ def build_card_data(inputs: CardInputs, shown_metrics: dict[str, float]) -> Mode
         library_name="transformers",
         pipeline_tag="image-classification",
         license=inputs.license,
-        tags=["image-classification", "resnet", "hf-resnet101", "generated_from_trainer"],
+        # "resnet" for a ResNet-101, and for runs before the model's family was recorded (resnet101 None)
+        tags=[
+            "image-classification",
+            *(["resnet"] if inputs.resnet101 is not False else []),
+            "hf-resnet101",
+            "generated_from_trainer",
+        ],  # fmt: skip
         datasets=[inputs.dataset_name] if inputs.dataset_name else None,
         metrics=list(shown_metrics),
         eval_results=eval_results or None,
@@ -289,7 +301,7 @@ def render_model_card(
     """
     inputs = public_inputs(inputs)
     shown_metrics = {name: inputs.eval_metrics[name] for name in CARD_METRICS if name in inputs.eval_metrics}
-    tier = tier_for(inputs.num_images)
+    tier = tier_for(inputs.num_train_images)  # as the run's preset chose it: by the training images
     splits = list(inputs.images_per_class)
     return ModelCard.from_template(
         build_card_data(inputs, shown_metrics),
@@ -300,6 +312,7 @@ def render_model_card(
         random_init=inputs.random_init,
         architecture=inputs.architecture or "image-classification model",
         resnet101=inputs.resnet101,
+        converted_modes=inputs.converted_modes,
         parameters=None if inputs.parameters is None else format_parameters(inputs.parameters),
         dataset_description=f"`{inputs.dataset_name}`" if inputs.dataset_name else "a folder of images",
         data_source=inputs.data_source,
@@ -313,6 +326,7 @@ def render_model_card(
             for name in inputs.label_names
         ],
         num_images=inputs.num_images,
+        num_train_images=inputs.num_train_images,
         tier=tier,
         unusable_files=inputs.unusable_files,
         empty_classes=inputs.empty_classes,

@@ -67,6 +67,7 @@ def build_card_inputs(
         data_source=describe_data_source(data_args),
         dataset_name=data_args.dataset_name,
         unusable_files=len(report.unusable),
+        converted_modes=report.converted_unlike_pipeline,
         empty_classes=list(report.empty_classes),
         overfitting_events=overfitting_events,
         selection=selection,

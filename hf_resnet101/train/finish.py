@@ -141,7 +141,13 @@ def finish_run(
         write_model_card(output_dir, card_inputs)
         clock.mark("card and plots")
         pipeline_predictions = check_with_pipeline(
-            output_dir, dataset["validation"], check_indices, evaluated, label_names, options.model.trust_remote_code
+            output_dir,
+            dataset["validation"],
+            check_indices,
+            evaluated,
+            label_names,
+            options.model.trust_remote_code,
+            mixed_precision=trainer.args.mixed_precision != "no",
         )
         (output_dir / PIPELINE_CHECK).write_text(json.dumps(pipeline_predictions, indent=2, ensure_ascii=False))
         manifest.record(finished=True)

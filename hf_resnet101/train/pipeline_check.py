@@ -9,9 +9,10 @@ import numpy as np
 from transformers import pipeline
 from transformers.utils import logging
 
+from ..data.images import to_rgb
 from ..errors import UsageError
 from ..inference import channels_last_for_device
-from ..outputs import MODEL_CONFIG
+from ..outputs import IMAGE_PROCESSOR_CONFIG, MODEL_CONFIG
 
 logger = logging.get_logger(__name__)
 
@@ -31,8 +32,14 @@ def check_with_pipeline(
     evaluated: list[str],
     label_names: list[str],
     trust_remote_code: bool = False,
+    mixed_precision: bool = False,
 ) -> list[dict]:
     """Reloads the saved folder with `pipeline` and compares its labels with the evaluation's predictions.
+
+    The pipeline is given the images decoded as training's evaluation decoded them (`images.to_rgb`), so the check
+    compares the saved model and processor, not two ways of converting 16-bit or transparent files (the data
+    report warns about those). `mixed_precision`: the evaluation ran under bf16/fp16 autocast, where near ties
+    can flip; in fp32 any disagreement is a real difference, and the warning says so.
 
     `trust_remote_code` is passed explicitly: left unset, transformers asks on the terminal whether to run custom
     code a folder names, which would hang a batch job.
@@ -41,7 +48,7 @@ def check_with_pipeline(
         UsageError: when the pipeline returns labels that are not the class names (a broken label mapping).
     """
     sample = validation.select(indices)
-    images = [image.convert("RGB") for image in sample["image"]]
+    images = [to_rgb(image) for image in sample["image"]]
     classifier = pipeline(
         "image-classification", model=str(output_dir), device=-1, trust_remote_code=trust_remote_code
     )
@@ -65,8 +72,11 @@ def check_with_pipeline(
     )
     agree = sum(r["pipeline"] == r["evaluation"] for r in results)
     if agree < len(results):
-        logger.warning(
-            f"The pipeline agrees with the evaluation on {agree} of {len(results)} images "
-            "(mixed-precision evaluation can flip near ties)."
+        why = (
+            "mixed-precision evaluation can flip near ties"
+            if mixed_precision
+            else "both ran in fp32 on the same pixels, so the saved folder does not reproduce the evaluation: "
+            f"compare its {IMAGE_PROCESSOR_CONFIG} with the run's image size and normalisation"
         )
+        logger.warning(f"The pipeline agrees with the evaluation on {agree} of {len(results)} images ({why}).")
     return results

@@ -117,6 +117,19 @@ def test_card_names_the_size_tier():
     assert "**tiny** tier (under 2,000 images" in str(render_model_card(card_inputs()))
     many = {"train": {"Blue Jay": 4000, "cat": 4000}, "validation": {"Blue Jay": 500, "cat": 500}}
     assert "**medium** tier (5,000-20,000 images" in str(render_model_card(card_inputs(images_per_class=many)))
+    # The tier the run's preset used, by training images: 1,900 of them are "tiny" though 2,100 in all
+    near = {"train": {"Blue Jay": 950, "cat": 950}, "validation": {"Blue Jay": 100, "cat": 100}}
+    text = " ".join(str(render_model_card(card_inputs(images_per_class=near))).split())
+    assert "2100 images in all, 1900 for training: by those, the product page's **tiny** tier" in text
+
+
+def test_tags_name_resnet_only_for_a_resnet():
+    assert "resnet" in card_metadata_of(card_inputs())["tags"]
+    assert "resnet" not in card_metadata_of(card_inputs(resnet101=False))["tags"]
+
+
+def card_metadata_of(inputs: CardInputs) -> dict:
+    return yaml.safe_load(str(render_model_card(inputs)).split("---")[1])
 
 
 def test_large_train_validation_gap_earns_the_page_advice():
