@@ -301,6 +301,8 @@ class FinetuneTrainingArguments(TrainingArguments):
             raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if (self.fp16 or self.bf16) and self.precision not in ("auto", "fp16" if self.fp16 else "bf16"):
             raise UsageError(f"--precision {self.precision} contradicts --{'fp16' if self.fp16 else 'bf16'}.")
+        if not 0 <= self.seed < 2**32:  # what numpy's and torch's seeding take; set_seed would raise mid-start
+            raise UsageError(f"--seed must be from 0 to {2**32 - 1}, got {self.seed}.")
         if self.dataloader_num_workers is not None and self.dataloader_num_workers < 0:
             raise UsageError(f"--dataloader_num_workers must be 0 or more, got {self.dataloader_num_workers}.")
         requested = "fp16" if self.fp16 else "bf16" if self.bf16 else self.precision

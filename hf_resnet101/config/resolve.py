@@ -98,7 +98,7 @@ def resolve_run_options(
     training = copy.copy(training_args)
     for name, value in chosen["training"].items():
         setattr(training, name, value)
-    metric = best_model_metric(explicit, imbalance_ratio)
+    metric = best_model_metric(explicit, imbalance_ratio, data_args.class_weighting)
     if metric is not None:
         training.metric_for_best_model, training.greater_is_better = metric, True
     check_settings(training, num_train_images, num_validation_images, logger.warning)
@@ -139,13 +139,15 @@ def preset_settings(
     return resolve_settings(current, dict(explicit), tier)
 
 
-def best_model_metric(explicit: Mapping[str, str], ratio: float) -> str | None:
-    """With imbalanced classes, macro F1 picks the best model unless the user chose a metric (None: keep it)."""
+def best_model_metric(explicit: Mapping[str, str], ratio: float, class_weighting: str = "none") -> str | None:
+    """With imbalanced classes, macro F1 picks the best model unless the user chose a metric (None: keep it); the
+    advice to weight the loss by class is given only where it is not weighted already."""
     if ratio < IMBALANCE_RATIO or "metric_for_best_model" in explicit:
         return None
+    advice = "" if class_weighting == "balanced" else " Consider --class_weighting balanced."
     logger.warning(
         f"Classes are imbalanced (largest/smallest = {ratio:.1f}): the best model is chosen by macro F1, which "
-        "weighs every class equally, rather than accuracy. Consider --class_weighting balanced."
+        f"weighs every class equally, rather than accuracy.{advice}"
     )
     return "f1_macro"
 

@@ -60,6 +60,13 @@ def architecture_of(model: torch.nn.Module) -> str:
     return type(model).__name__
 
 
+def describe_eval_steps(eval_steps: float) -> str:
+    """ " every 10 steps"; a value below 1 is the Trainer's fraction of the run: " every 50% of the steps"."""
+    if eval_steps < 1:
+        return f" every {eval_steps * 100:g}% of the training steps"
+    return f" every {eval_steps:g} steps"
+
+
 def log_run_summary(
     options: RunOptions, dataset: datasets.DatasetDict, report: DataReport, model: ModelToTrain, random_init: bool
 ) -> None:
@@ -93,7 +100,7 @@ def log_run_summary(
         f"settings: {describe_settings(options.settings)}",
         f"batch: {training_args.per_device_train_batch_size} per device, global {global_batch}; "
         f"class weighting {options.data.class_weighting}; evaluation: {training_args.eval_strategy.value}"
-        + (f" every {training_args.eval_steps:g} steps" if training_args.eval_strategy.value == "steps" else ""),
+        + (describe_eval_steps(training_args.eval_steps) if training_args.eval_strategy.value == "steps" else ""),
     ]
     logger.warning("Run summary:\n  " + "\n  ".join(lines))
 

@@ -63,3 +63,14 @@ def test_checkpointing_by_either_name_without_a_deprecation_warning(tmp_path, fl
     assert training.gradient_checkpointing
     options = resolve_run_options(data, model, training, {}, 100, 20, 1.0)
     assert options.gradient_checkpointing  # applied by the run itself (transformers' ResNet has none)
+
+
+def test_a_seed_out_of_range_is_refused_before_anything_runs(
+    finetune_main, image_folder, tiny_resnet, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
+    assert finetune_main([*argv, "--seed", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--seed must be from 0 to 4294967295, got -1" in err and "Traceback" not in err
+    assert not out.exists()

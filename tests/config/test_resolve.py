@@ -80,6 +80,14 @@ def test_imbalance_switches_the_best_model_metric_unless_chosen(tmp_path):
     assert resolve(*parse([], tmp_path), imbalance_ratio=1.5).training.metric_for_best_model == "accuracy"
 
 
+def test_class_weighting_is_advised_only_where_not_given(tmp_path, caplog):
+    resolve(*parse([], tmp_path), imbalance_ratio=5.0)
+    assert "Consider --class_weighting balanced" in caplog.text
+    caplog.clear()
+    resolve(*parse(["--class_weighting", "balanced"], tmp_path), imbalance_ratio=5.0)
+    assert "chosen by macro F1" in caplog.text and "Consider --class_weighting" not in caplog.text
+
+
 def test_preset_auto_end_to_end(finetune_main, image_folder, tiny_resnet, tmp_path):
     out = tmp_path / "out"
     args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]

@@ -9,6 +9,7 @@ from hf_resnet101.config.presets import Setting
 from hf_resnet101.train.summary import (
     describe_compilation,
     describe_data_loading,
+    describe_eval_steps,
     describe_settings,
     describe_start,
 )
@@ -42,3 +43,8 @@ def test_compilation_is_said_with_its_mode(tmp_path):
     said = describe_compilation(graphs)
     assert said.startswith("compilation: torch.compile (backend inductor, mode reduce-overhead)")
     assert "first training step and the first evaluation compile" in said
+
+
+def test_a_fractional_eval_steps_is_said_as_the_share_of_the_run():
+    assert describe_eval_steps(10) == " every 10 steps"
+    assert describe_eval_steps(0.5) == " every 50% of the training steps"
