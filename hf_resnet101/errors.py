@@ -14,4 +14,9 @@ class PushError(UsageError):
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C: a checkpoint was saved and the run stopped cleanly (exit status 130)."""
+    """Ctrl-C or SIGTERM: a checkpoint was saved and the run stopped cleanly (exit status 128 + the signal's
+    number: 130 for Ctrl-C, 143 for SIGTERM, as a shell reports a process those signals ended)."""
+
+    def __init__(self, message: str, signal_number: int = 2):
+        super().__init__(message)
+        self.exit_status = 128 + signal_number

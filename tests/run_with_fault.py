@@ -1,11 +1,12 @@
 """Runs recipes/finetune.py in this process with a fault injected at a training step (used by the tests).
 
-    FAULT=kill|kill_during_save|interrupt FAULT_STEP=N python tests/run_with_fault.py [finetune options]
+    FAULT=kill|kill_during_save|interrupt|terminate FAULT_STEP=N python tests/run_with_fault.py [finetune options]
 
 kill: SIGKILL at the end of step N (a crash); kill_during_save: SIGKILL while checkpoint N is being finished,
-before it is marked complete; interrupt: SIGINT (Ctrl-C) at the end of step N; disk_full: from the end of step N
-(0: once training has ended; -1: once the final model is saved) no file can grow past 64 bytes (RLIMIT_FSIZE, so
-every write that follows fails in the kernel as on a full disk, with EFBIG instead of ENOSPC).
+before it is marked complete; interrupt: SIGINT (Ctrl-C) at the end of step N; terminate: SIGTERM there;
+disk_full: from the end of step N (0: once training has ended; -1: once the final model is saved) no file can grow
+past 64 bytes (RLIMIT_FSIZE, so every write that follows fails in the kernel as on a full disk, with EFBIG instead
+of ENOSPC).
 """
 
 import os
@@ -22,6 +23,7 @@ import hf_resnet101.train.run as training
 
 FAULT = os.environ["FAULT"]
 STEP = int(os.environ["FAULT_STEP"])
+SIGNALS = {"kill": signal.SIGKILL, "interrupt": signal.SIGINT, "terminate": signal.SIGTERM}
 
 
 def fill_disk():
@@ -31,8 +33,8 @@ def fill_disk():
 
 class InjectFault(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == STEP and FAULT in ("kill", "interrupt"):
-            os.kill(os.getpid(), signal.SIGKILL if FAULT == "kill" else signal.SIGINT)
+        if state.global_step == STEP and FAULT in SIGNALS:
+            os.kill(os.getpid(), SIGNALS[FAULT])
         if state.global_step == STEP and FAULT == "disk_full":
             fill_disk()
 

@@ -30,7 +30,7 @@ def exit_on_usage_error(main: Callable[..., object]) -> Callable[..., int]:
             return 2
         except TrainingInterrupted as interrupted:
             print(f"interrupted: {interrupted}", file=sys.stderr)
-            return 130
+            return interrupted.exit_status
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130

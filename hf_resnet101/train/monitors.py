@@ -75,25 +75,32 @@ class OverfittingMonitor(TrainerCallback):
 
 
 class GracefulInterrupt(TrainerCallback):
-    """The first Ctrl-C finishes the current step, saves a checkpoint and stops; a second one aborts at once."""
+    """The first Ctrl-C (SIGINT) or SIGTERM (what `kill`, `docker stop`, Kubernetes and batch schedulers send)
+    finishes the current step, saves a checkpoint and stops; a second one aborts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signal_number: int | None = None  # the signal that asked, for the exit status (128 + number)
+        self._previous: dict[int, object] = {}
 
     def install(self) -> None:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        for number in self.SIGNALS:
+            self._previous[number] = signal.signal(number, self._handle)
 
     def uninstall(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for number, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(number, previous)
+        self._previous = {}
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        logger.warning("Interrupted: finishing this step and saving a checkpoint (press Ctrl-C again to abort).")
+        self.requested, self.signal_number = True, signum
+        name = "Interrupted" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
+        logger.warning(f"{name}: finishing this step and saving a checkpoint (send it again to abort).")
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.requested:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ logger = logging.get_logger(__name__)
 
 
 def train_with_interrupt(trainer: Trainer, resume_from: str | None):
-    """Trains; the first Ctrl-C saves a checkpoint at the end of the current step and stops cleanly.
+    """Trains; the first Ctrl-C or SIGTERM saves a checkpoint at the end of the current step and stops cleanly.
 
     Raises:
         TrainingInterrupted: after that checkpoint is saved, with the command that resumes.
@@ -45,7 +46,8 @@ def train_with_interrupt(trainer: Trainer, resume_from: str | None):
     if interrupt.requested:
         raise TrainingInterrupted(
             f"checkpoint saved at step {trainer.state.global_step} in {trainer.args.output_dir}; run the same "
-            "command again to resume from it."
+            "command again to resume from it.",
+            interrupt.signal_number or signal.SIGINT,
         )
     return result, runtime
 

@@ -65,13 +65,13 @@ def test_kill_and_rerun_matches_an_uninterrupted_run(fault, uninterrupted, tmp_p
     assert metrics["eval_loss"] == pytest.approx(reference_metrics["eval_loss"], rel=1e-4)
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(uninterrupted, tmp_path):
+@pytest.mark.parametrize(("fault", "status"), [("interrupt", 130), ("terminate", 143)])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_cleanly(uninterrupted, tmp_path, fault, status):
+    # SIGTERM is what `kill`, `docker stop`, Kubernetes and batch schedulers send before they kill a job.
     folder, model, _ = uninterrupted
     out = tmp_path / "out"
-    interrupted = run_offline(
-        [sys.executable, SCRIPT, *run_args(folder, model, out)], FAULT="interrupt", FAULT_STEP="4"
-    )
-    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    interrupted = run_offline([sys.executable, SCRIPT, *run_args(folder, model, out)], FAULT=fault, FAULT_STEP="4")
+    assert interrupted.returncode == status, interrupted.stderr[-3000:]
     assert "checkpoint saved at step" in interrupted.stderr and "Traceback" not in interrupted.stderr
     complete = [p for p in out.glob("checkpoint-*") if (p / CHECKPOINT_COMPLETE).exists()]
     assert complete and max(int(p.name.split("-")[1]) for p in complete) >= 4

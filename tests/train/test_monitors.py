@@ -71,22 +71,23 @@ def test_a_gap_must_last_and_be_large_enough():
     assert monitor.events == []
 
 
-def test_first_ctrl_c_saves_and_stops_after_the_step_the_second_aborts():
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_first_ctrl_c_or_sigterm_saves_and_stops_after_the_step_the_second_aborts(number):
     # Python's default handler, or SIG_IGN where a shell started the tests in the background: restored either way.
-    before = signal.getsignal(signal.SIGINT)
+    before = {sent: signal.getsignal(sent) for sent in (signal.SIGINT, signal.SIGTERM)}
     interrupt = GracefulInterrupt()
     interrupt.install()
     try:
         control = interrupt.on_step_end(None, state(), TrainerControl())
         assert not control.should_save and not control.should_training_stop
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), number)
         control = interrupt.on_step_end(None, state(), TrainerControl())
-        assert control.should_save and control.should_training_stop
+        assert control.should_save and control.should_training_stop and interrupt.signal_number == number
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), number)
     finally:
         interrupt.uninstall()
-    assert signal.getsignal(signal.SIGINT) is before
+    assert {sent: signal.getsignal(sent) for sent in (signal.SIGINT, signal.SIGTERM)} == before
 
 
 def test_the_seeded_transform_learns_the_epoch_including_after_a_resume():
