@@ -19,7 +19,7 @@ from transformers.utils import logging
 
 from ..errors import UsageError
 from ..outputs import DATA_ROOTS, SPLITS
-from .images import IMAGE_EXTENSIONS, is_image_file
+from .images import TRAINING_IMAGE_EXTENSIONS, is_image_file, is_left_out_file
 from .report import DataReport, Duplicates, LabelledFile, build_report, find_duplicates
 from .scan import scan_files
 
@@ -36,6 +36,8 @@ class ClassFolders:
     files_by_class: dict[str, list[Path]]
     empty_classes: list[str] = field(default_factory=list)
     ignored_folders: list[str] = field(default_factory=list)
+    # Files in the class folders left out by their type that may have been meant as images (`is_left_out_file`).
+    left_out_files: list[Path] = field(default_factory=list)
 
     @property
     def class_names(self) -> list[str]:
@@ -106,11 +108,15 @@ def split_folders_hint(root: Path) -> str:
     return f" It holds split folders, not classes: give {options}."
 
 
-def scan_class_folders(root: str | Path, what: str = "--train_dir") -> ClassFolders:
-    """Lists the image files of a folder with one sub-folder per class.
+def scan_class_folders(
+    root: str | Path, what: str = "--train_dir", extensions: frozenset[str] = TRAINING_IMAGE_EXTENSIONS
+) -> ClassFolders:
+    """Lists the image files (by `extensions`: by default those training's imagefolder loads) of a folder with one
+    sub-folder per class.
 
     Folders whose names start with a dot (`.hidden`, `..dots`) are not classes (hidden by convention, and
-    imagefolder skips them too): they are left out and listed as ignored.
+    imagefolder skips them too): they are left out and listed as ignored. Other files in the class folders are left
+    out; those that may have been meant as images are listed in `left_out_files`.
 
     Raises:
         UsageError: when the folder is missing, holds no class sub-folders, holds no images, or a class folder's
@@ -128,7 +134,7 @@ def scan_class_folders(root: str | Path, what: str = "--train_dir") -> ClassFold
             f"Folders in {root} whose names start with '.' are not classes and are ignored: {', '.join(ignored)}."
         )
     check_class_folder_names(root, [p.name for p in class_dirs])
-    loose_images = [p for p in root.iterdir() if p.is_file() and is_image_file(p)]
+    loose_images = [p for p in root.iterdir() if p.is_file() and is_image_file(p, extensions)]
     if not class_dirs:
         hint = f" It holds {len(loose_images)} images directly:" if loose_images else ""
         raise UsageError(
@@ -137,10 +143,11 @@ def scan_class_folders(root: str | Path, what: str = "--train_dir") -> ClassFold
         )
     if loose_images:
         logger.warning(f"{len(loose_images)} images directly in {root} (outside any class folder) are ignored.")
-    files_by_class, empty, nested = {}, [], 0
+    files_by_class, empty, nested, left_out = {}, [], 0, []
     for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.iterdir() if p.is_file() and is_image_file(p))
-        nested += sum(1 for p in class_dir.glob("*/**/*") if p.is_file() and is_image_file(p))
+        files = sorted(p for p in class_dir.iterdir() if p.is_file() and is_image_file(p, extensions))
+        left_out += sorted(p for p in class_dir.iterdir() if p.is_file() and is_left_out_file(p, extensions))
+        nested += sum(1 for p in class_dir.glob("*/**/*") if p.is_file() and is_image_file(p, extensions))
         if files:
             files_by_class[class_dir.name] = files
         else:
@@ -156,9 +163,9 @@ def scan_class_folders(root: str | Path, what: str = "--train_dir") -> ClassFold
     if not files_by_class:
         raise UsageError(
             f"{what} {root} holds no images in its class sub-folders "
-            f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS)[:8])}, ...).{split_folders_hint(root)}"
+            f"(looked for {', '.join(sorted(extensions)[:8])}, ...).{split_folders_hint(root)}"
         )
-    return ClassFolders(root=root, files_by_class=files_by_class, empty_classes=empty, ignored_folders=ignored)
+    return ClassFolders(root, files_by_class, empty_classes=empty, ignored_folders=ignored, left_out_files=left_out)
 
 
 def same_folder(first: str | Path, second: str | Path) -> bool:

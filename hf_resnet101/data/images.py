@@ -13,15 +13,55 @@ from PIL import Image, ImageOps
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms import v2
 
-# What counts as an image file (by name): what Pillow opens, hidden files (macOS's ._ resource forks) left out.
+# What counts as an image file (by name): the formats people keep photos and pictures in that the installed Pillow
+# opens without plugins (HEIC/HEIF needs pillow-heif, so it is not here), hidden files (macOS's ._ resource forks)
+# left out. predict and evaluate read every one of them.
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp"}
-    | {".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".pcx", ".sgi", ".psd", ".icns"}
+    | {".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".jpf", ".jpx", ".j2c", ".jpc", ".pcx"}
+    | {".sgi", ".psd", ".icns", ".avif", ".avifs", ".qoi"}
 )
+# Read by Pillow, but skipped by `datasets`' imagefolder, which loads training's folders: training leaves them out
+# (a scanned file imagefolder then skipped would be counted in the data report but never trained on).
+NOT_LOADED_BY_IMAGEFOLDER = frozenset({".avif", ".avifs", ".qoi"})
+TRAINING_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS - NOT_LOADED_BY_IMAGEFOLDER
+
+# Files kept beside images that nobody means as images: notes, lists, metadata, and what operating systems leave
+# (Thumbs.db, desktop.ini). A folder scan leaves them out without a word; any other file it leaves out is counted.
+NOTE_SUFFIXES = frozenset({".txt", ".md", ".rst", ".csv", ".tsv", ".json", ".jsonl", ".yaml", ".yml", ".xml", ".lst"})
+NOTE_NAMES = frozenset({"readme", "license", "notes", "thumbs.db", "desktop.ini", "ehthumbs.db"})
 
 
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+def is_image_file(path: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> bool:
+    return path.suffix.lower() in extensions and not path.name.startswith(".")
+
+
+def is_note_file(path: Path) -> bool:
+    """A hidden file (.DS_Store, ._photo.jpg), a note (README, .txt, .csv, .json, ...) or an OS file (Thumbs.db)."""
+    name = path.name.lower()
+    return (
+        name.startswith(".")
+        or path.suffix.lower() in NOTE_SUFFIXES
+        or name in NOTE_NAMES
+        or path.stem.lower() in NOTE_NAMES
+    )
+
+
+def is_left_out_file(path: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> bool:
+    """A file that a folder scan leaves out by its extension and that may have been meant as an image (a .heic
+    photo, a .raw, a video): the user is told about these, not about notes or hidden files."""
+    return not is_image_file(path, extensions) and not is_note_file(path)
+
+
+def left_out_files_note(files: list[Path], where: str, shown: int = 3) -> str | None:
+    """One line counting the files of `where` left out by their type, with the first few names; None for none."""
+    if not files:
+        return None
+    names = ", ".join(path.name for path in files[:shown]) + (", ..." if len(files) > shown else "")
+    return (
+        f"{len(files)} file(s) in {where} are not of an image type read here ({names}): convert them to JPEG or PNG "
+        "to include them."
+    )
 
 
 # Transparent areas are composited on mid-grey: neither black nor white, so no class gets a background cue.

@@ -21,7 +21,7 @@ from hf_resnet101.data.folders import (
     scan_class_folders,
     stratified_split_indices,
 )
-from hf_resnet101.data.images import to_rgb
+from hf_resnet101.data.images import IMAGE_EXTENSIONS, to_rgb
 
 
 def test_split_folders_are_found_under_the_data_folder(tmp_path):
@@ -78,6 +78,19 @@ def test_upper_case_extensions_are_images(tmp_path):
     for image in (tmp_path / "data").rglob("*.png"):
         image.rename(image.with_suffix(".PNG"))
     assert scan_class_folders(tmp_path / "data").num_images == 4
+
+
+def test_training_leaves_out_what_imagefolder_cannot_load_and_evaluate_reads_it(tmp_path):
+    """imagefolder skips .avif and .qoi: a training scan that counted them would report images never trained on."""
+    write_class_images(tmp_path / "data", per_class=2, classes={"a": (0, 0, 0), "b": (9, 9, 9)})
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "a" / "photo.avif")
+    (tmp_path / "data" / "a" / "photo.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    (tmp_path / "data" / "a" / "notes.txt").write_text("x")
+    training = scan_class_folders(tmp_path / "data")
+    assert training.num_images == 4
+    assert [p.name for p in training.left_out_files] == ["photo.avif", "photo.heic"]
+    evaluation = scan_class_folders(tmp_path / "data", "DATA", extensions=IMAGE_EXTENSIONS)
+    assert evaluation.num_images == 5 and [p.name for p in evaluation.left_out_files] == ["photo.heic"]
 
 
 def test_scan_reports_each_unusable_file_with_its_reason(tmp_path):

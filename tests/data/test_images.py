@@ -6,7 +6,7 @@ import numpy as np
 from messy_data import coloured, exif_rotated_jpeg, ramp16
 from PIL import Image
 
-from hf_resnet101.data.images import NEUTRAL_BACKGROUND, to_rgb
+from hf_resnet101.data.images import IMAGE_EXTENSIONS, NEUTRAL_BACKGROUND, TRAINING_IMAGE_EXTENSIONS, to_rgb
 
 
 def test_sixteen_bit_ramp_keeps_its_gradient():
@@ -39,3 +39,13 @@ def test_cmyk_palette_bilevel_and_grey_become_rgb():
         assert converted.mode == "RGB" and converted.size == red.size
     r, g, b = np.asarray(to_rgb(red.convert("CMYK"))).reshape(-1, 3).mean(axis=0)
     assert r > 150 and g < 90 and b < 90
+
+
+def test_every_image_extension_is_one_pillow_opens_and_trainings_are_ones_imagefolder_loads():
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    Image.init()
+    opened = {ext for ext, image_format in Image.registered_extensions().items() if image_format in Image.OPEN}
+    assert sorted(IMAGE_EXTENSIONS - opened) == []
+    assert {".avif", ".qoi", ".jfif", ".jpe", ".dib", ".jp2", ".j2k", ".tga"} <= IMAGE_EXTENSIONS
+    assert sorted(TRAINING_IMAGE_EXTENSIONS - set(ImageFolder.EXTENSIONS)) == []
