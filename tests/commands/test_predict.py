@@ -68,7 +68,7 @@ def test_jsonl_output_and_printed_table(trained_run, capsys, tmp_path):
     assert all(r["predictions"][0]["label"] in CLASS_NAMES for r in records)
 
     out, _ = run_cli(capsys, ["predict", model, str(validation / "élan vital" / "img_000.png")])
-    assert "img_000.png" in out and "top 5" in out
+    assert "img_000.png" in out and "top 3" in out and "top 5" not in out  # --top_k 5, but the model has 3 classes
     assert any(name in out for name in CLASS_NAMES)
 
 
@@ -87,6 +87,101 @@ def test_bad_input_gets_a_message(trained_run, tmp_path, capsys, argv, expected)
     values = {"tmp": tmp_path, "model": trained_run["output"], "images": trained_run["validation"]}
     _, err = run_cli(capsys, [arg.format(**values) for arg in argv], expected_code=2)
     assert expected in err
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("{tmp}/taken.csv", "--output {tmp}/taken.csv is a folder: give a file name in it instead"),
+        ("{tmp}/a-file/preds.csv", "{tmp}/a-file is a file, so no folder can be made there"),
+        ("{tmp}/a-file/deeper/preds.jsonl", "{tmp}/a-file is a file, so no folder can be made there"),
+    ],
+)
+def test_output_that_cannot_be_written_is_refused_before_the_model_loads(tmp_path, capsys, output, expected):
+    (tmp_path / "taken.csv").mkdir()
+    (tmp_path / "a-file").write_text("not a folder")
+    write_class_images(tmp_path / "images", per_class=1)
+    # A model that does not exist: had it been loaded first, its error would be the one said.
+    argv = ["predict", str(tmp_path / "no-model"), str(tmp_path / "images"), "--output", output.format(tmp=tmp_path)]
+    _, err = run_cli(capsys, argv, expected_code=2)
+    assert err.count("error:") == 1 and expected.format(tmp=tmp_path) in err
+    assert "does not exist" not in err
+
+
+def test_list_files_from_windows_with_folders_are_read(trained_run, tmp_path, capsys):
+    """A list saved by Windows Notepad (UTF-8 with a byte-order mark, CRLF) naming an image and a folder."""
+    images = write_class_images(tmp_path / "new", per_class=2)
+    listed = tmp_path / "list.txt"
+    listed.write_bytes("new/cat/img_000.png\r\nnew/élan vital\r\n".encode("utf-8-sig"))
+    output = tmp_path / "preds.csv"
+    run_cli(capsys, ["predict", str(trained_run["output"]), str(listed), "--output", str(output)])
+    rows = list(csv.DictReader(output.open(newline="", encoding="utf-8")))
+    assert [row["path"] for row in rows] == [
+        str(images / "cat" / "img_000.png"),
+        str(images / "élan vital" / "img_000.png"),
+        str(images / "élan vital" / "img_001.png"),
+    ]
+    assert all(row["error"] == "" and row["label_1"] in CLASS_NAMES for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        (["https://example.com/cat.jpg"], "Input https://example.com/cat.jpg is a URL: predict reads local image"),
+        (["{tmp}/urls.txt"], "Line 2 of list file {tmp}/urls.txt: http://example.com/a%20b.jpg is a URL"),
+        (
+            ["{tmp}/latin1.txt"],
+            "List file {tmp}/latin1.txt is not UTF-8 text (byte 0xe9 on line 2): save it as UTF-8",
+        ),
+    ],
+)
+def test_urls_and_other_encodings_get_a_message(tmp_path, capsys, inputs, expected):
+    write_class_images(tmp_path / "images", per_class=1)
+    (tmp_path / "urls.txt").write_text("images/cat/img_000.png\nhttp://example.com/a%20b.jpg\n", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("# from Windows\nélan vital/img_000.png\n".encode("latin-1"))
+    argv = ["predict", str(tmp_path / "no-model"), *(item.format(tmp=tmp_path) for item in inputs)]
+    _, err = run_cli(capsys, argv, expected_code=2)
+    assert expected.format(tmp=tmp_path) in err
+    assert "download the image first" in err.lower() or "UTF-8" in err
+
+
+def test_every_readable_image_type_in_a_folder_is_classified_and_others_are_counted(trained_run, tmp_path, capsys):
+    """AVIF and QOI (read by Pillow 11+) are classified; a HEIC photo (needs a plugin) is counted in a note; notes,
+    hidden and system files are left out without a word."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.avif", "b.qoi", "c.jfif"):
+        Image.new("RGB", (32, 32), (200, 60, 40)).save(folder / name, "JPEG" if name.endswith("jfif") else None)
+    (folder / "IMG_0001.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    for other in ("README", "labels.csv", ".DS_Store", "Thumbs.db", "notes.txt", ".git/objects/3f/a1b2c3"):
+        (folder / other).parent.mkdir(parents=True, exist_ok=True)
+        (folder / other).write_text("not an image")
+    out, err = run_cli(capsys, ["predict", str(trained_run["output"]), str(folder), "--top_k", "1"])
+    assert all(name in out for name in ("a.avif", "b.qoi", "c.jfif")) and "IMG_0001" not in out
+    assert f"note: 1 file(s) in {folder} are not of an image type read here (IMG_0001.heic)" in err
+    assert not any(name in err for name in ("README", "labels.csv", ".DS_Store", "Thumbs.db", "notes.txt", "a1b2c3"))
+
+
+def test_exit_status_is_1_when_no_image_could_be_read(trained_run, tmp_path, capsys):
+    from hf_resnet101.commands.cli import main
+
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    model = str(trained_run["output"])
+    with pytest.raises(SystemExit) as ended:
+        main(["predict", model, str(empty), str(broken)])
+    out, err = capsys.readouterr()
+    assert ended.value.code == 1 and "Traceback" not in err
+    assert "error: none of the 2 images could be read" in err and "broken.jpg" in out and "empty.png" in out
+
+    with pytest.raises(SystemExit) as ended:  # one image classified: a success
+        main(["predict", model, str(broken), str(trained_run["validation"] / "cat" / "img_000.png")])
+    _, err = capsys.readouterr()
+    assert ended.value.code == 0 and "1 of 2 images could not be read" in err
 
 
 @pytest.mark.parametrize(("cpu_bf16", "cpu_bf16_auto"), [(True, True), (True, False), (False, False)],
