@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +19,24 @@ from datasets import ClassLabel, load_dataset
 from transformers import EvalPrediction, Pipeline
 from transformers.utils import logging
 
-from ..data.folders import scan_class_folders
+from ..data.folders import is_same_or_inside, scan_class_folders
+from ..data.images import IMAGE_EXTENSIONS, left_out_files_note
 from ..errors import UsageError
 from ..evaluation.confusion import plot_confusion_matrix
 from ..evaluation.metrics import build_compute_metrics, per_class_report
 from ..inference import classify, describe_inference, load_classifier, precision_hint_for
-from ..outputs import CONFUSION_MATRIX, EVALUATION_METRICS, EVALUATION_MISTAKES, EVALUATION_PER_CLASS
+from ..outputs import (
+    CONFUSION_MATRIX,
+    EVALUATION_METRICS,
+    EVALUATION_MISTAKES,
+    EVALUATION_PER_CLASS,
+    MODEL_CONFIG,
+    MODEL_WEIGHTS,
+    ONNX_MODEL,
+    RUN_IDENTITY,
+    RUN_MANIFEST,
+)
+from .predict import file_in_the_way
 from .tables import format_table, print_note, progress_bar
 
 logger = logging.get_logger(__name__)
@@ -38,6 +51,7 @@ class LabelledImages:
     labels: list[int]
     description: str
     excluded_classes: dict[str, int] = field(default_factory=dict)  # class name -> images left out
+    left_out_files: list[Path] = field(default_factory=list)  # files of other types in the class folders
 
 
 @dataclass
@@ -60,44 +74,69 @@ def model_label_names(classifier: Pipeline) -> list[str]:
     return [id2label[i] for i in range(len(id2label))]
 
 
+def composed(name: str) -> str:
+    """`name` in composed Unicode (NFC): "é" as one character, as most systems write it; macOS writes file names
+    decomposed (NFD: "e" and a combining accent), which look the same but compare unequal."""
+    return unicodedata.normalize("NFC", name)
+
+
+def match_labels(found: Sequence[str], label_names: Sequence[str]) -> dict[str, str]:
+    """The data's class names that are labels of the model, each with that label, compared in composed Unicode."""
+    labels = {composed(label): label for label in label_names}
+    return {name: labels[composed(name)] for name in found if composed(name) in labels}
+
+
+def with_case_hint(name: str, label_names: Sequence[str]) -> str:
+    """`name`, and the model's label it differs from only in letter case, if any (Cat and cat)."""
+    same = [label for label in label_names if composed(label).casefold() == composed(name).casefold()]
+    return f"{name} (differs only in case from the model's label {same[0]})" if same else name
+
+
 def split_known_classes(
     found: Sequence[str], label_names: Sequence[str], where: str, ignore_unknown: bool
-) -> tuple[list[str], list[str]]:
+) -> tuple[dict[str, str], list[str]]:
     """Separates the data's class names into those the model knows and the rest.
+
+    Returns:
+        (known, unknown): each known class name with the model's label it is (the same name in composed Unicode,
+        see `composed`), and the other names.
 
     Raises:
         UsageError: for unknown classes unless `ignore_unknown`, or when no class is known at all.
     """
-    known = [name for name in found if name in label_names]
-    unknown = [name for name in found if name not in label_names]
+    known = match_labels(found, label_names)
+    unknown = [name for name in found if name not in known]
+    described = ", ".join(with_case_hint(name, label_names) for name in unknown)
     if not known:
         raise UsageError(
-            f"None of the classes of {where} ({', '.join(found)}) is a label of the model "
+            f"None of the classes of {where} ({described}) is a label of the model "
             f"({', '.join(label_names)}). Is this the data the model was trained for?"
         )
     if unknown and not ignore_unknown:
         raise UsageError(
-            f"{where} has classes that the model does not know: {', '.join(unknown)} (the model's labels: "
+            f"{where} has classes that the model does not know: {described} (the model's labels: "
             f"{', '.join(label_names)}). Rename or remove those folders, or pass --ignore_unknown_classes to "
             "evaluate on the known classes only."
         )
     if unknown:
-        logger.warning(f"Left out of the evaluation, unknown to the model: {', '.join(unknown)}.")
+        logger.warning(f"Left out of the evaluation, unknown to the model: {described}.")
     return known, unknown
 
 
 def labelled_folder(data_dir: str | Path, label_names: Sequence[str], ignore_unknown: bool = False) -> LabelledImages:
-    """The images of a folder with one sub-folder per class, labelled by folder name."""
-    folders = scan_class_folders(data_dir, "DATA")
+    """The images (of every type `IMAGE_EXTENSIONS` names) of a folder with one sub-folder per class, labelled by
+    folder name."""
+    folders = scan_class_folders(data_dir, "DATA", extensions=IMAGE_EXTENSIONS)
     known, unknown = split_known_classes(folders.class_names, label_names, f"DATA {data_dir}", ignore_unknown)
     label2id = {name: i for i, name in enumerate(label_names)}
-    paths = [(str(path), label2id[name]) for name in known for path in folders.files_by_class[name]]
+    paths = [(str(path), label2id[label]) for name, label in known.items() for path in folders.files_by_class[name]]
     return LabelledImages(
         sources=[path for path, _ in paths],
         names=[path for path, _ in paths],
         labels=[label for _, label in paths],
         description=str(data_dir),
         excluded_classes={name: len(folders.files_by_class[name]) for name in unknown},
+        left_out_files=folders.left_out_files,
     )
 
 
@@ -140,14 +179,13 @@ def labelled_hub_split(
     names = [feature.int2str(v) for v in values] if isinstance(feature, ClassLabel) else [str(v) for v in values]
     where = f"dataset {dataset_name} ({split})"
     known, unknown = split_known_classes(sorted(set(names)), label_names, where, ignore_unknown)
-    known_names = set(known)
-    keep = [i for i, name in enumerate(names) if name in known_names]
+    keep = [i for i, name in enumerate(names) if name in known]
     label2id = {name: i for i, name in enumerate(label_names)}
     kept = dataset.select(keep).select_columns([image_column])
     return LabelledImages(
         sources=ColumnImages(kept, image_column),
         names=[f"{dataset_name}/{split}/{i}" for i in keep],
-        labels=[label2id[names[i]] for i in keep],
+        labels=[label2id[known[names[i]]] for i in keep],
         description=where,
         excluded_classes={name: names.count(name) for name in unknown},
     )
@@ -299,6 +337,86 @@ def write_evaluation(
     return files
 
 
+# What evaluate writes in --output_dir, and the files that mark a folder as a model's (a training run's: its
+# manifest, identity, config and weights; an export's model.onnx).
+EVALUATION_FILES = (EVALUATION_METRICS, EVALUATION_PER_CLASS, EVALUATION_MISTAKES, CONFUSION_MATRIX)
+MODEL_FOLDER_FILES = (RUN_MANIFEST, RUN_IDENTITY, MODEL_CONFIG, MODEL_WEIGHTS, ONNX_MODEL)
+EVALUATION_SUMMARY_KEYS = frozenset({"model", "data", "num_images"})
+
+
+def written_by_evaluate(metrics_file: Path) -> bool:
+    """`metrics_file` is a metrics.json as evaluate writes it (with model, data and num_images), not another tool's
+    file of that name."""
+    try:
+        summary = json.loads(metrics_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and summary.keys() >= EVALUATION_SUMMARY_KEYS
+
+
+def files_evaluate_would_replace(folder: Path) -> list[str]:
+    """The files of `folder` that an evaluation would write over though no evaluation wrote them: evaluate's file
+    names present, unless the folder's metrics.json is an earlier evaluation's (then they are its files)."""
+    present = [name for name in EVALUATION_FILES if (folder / name).exists()]
+    return [] if written_by_evaluate(folder / EVALUATION_METRICS) else present
+
+
+def folder_of_its_own(folder: str | Path) -> Path:
+    """A new folder beside `folder` for its evaluation: `runs/birds` -> `runs/birds-evaluation`."""
+    resolved = Path(folder).expanduser().resolve()
+    return resolved.parent / f"{resolved.name}-evaluation"
+
+
+def check_output_dir(output_dir: str | Path, data_folders: Sequence[tuple[str, str]] = ()) -> None:
+    """Refuses an --output_dir evaluate must not write to, before anything is loaded: a file, a folder inside the
+    data (its confusion_matrix.png would be read as an image by the next evaluation), a model's folder (a training
+    run's confusion_matrix.png is its model card's figure), or one holding files of evaluate's names that no
+    evaluation wrote. A new or empty folder, or an earlier evaluation's, is fine.
+
+    Args:
+        data_folders: (option, folder) pairs of the local data evaluated, e.g. ("DATA", "data/test").
+
+    Raises:
+        UsageError: saying what the folder is and which folder to give instead.
+    """
+    output_dir = Path(output_dir)
+    blocking = file_in_the_way(output_dir)
+    if blocking is not None:
+        raise UsageError(
+            f"--output_dir {output_dir}: {blocking} is a file, not a folder. Give a folder (new, empty or an earlier "
+            f"evaluation's) for {', '.join(EVALUATION_FILES)}."
+        )
+    for option, folder in data_folders:
+        if is_same_or_inside(output_dir, folder):
+            raise UsageError(
+                f"--output_dir {output_dir} is inside {option} {folder}: the next evaluation of {folder} would read "
+                f"{CONFUSION_MATRIX} as an image. Give a folder outside the data, e.g. --output_dir "
+                f"{folder_of_its_own(folder)}."
+            )
+    if not output_dir.is_dir():
+        return
+    model_files = [name for name in MODEL_FOLDER_FILES if (output_dir / name).exists()]
+    if model_files:
+        raise UsageError(
+            f"--output_dir {output_dir} is a model's folder (it holds {', '.join(model_files)}): evaluate would "
+            f"replace a training run's {CONFUSION_MATRIX}, the figure its model card shows for the validation split. "
+            f"Give a folder of its own, e.g. --output_dir {folder_of_its_own(output_dir)}."
+        )
+    replaced = files_evaluate_would_replace(output_dir)
+    if replaced:
+        raise UsageError(
+            f"--output_dir {output_dir} holds {', '.join(replaced)}, which no evaluation wrote and evaluate would "
+            "replace. Give a folder that is new, empty or an earlier evaluation's."
+        )
+
+
+def local_data_folders(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The local folders evaluated: DATA, or a --dataset_name that is a folder on this machine."""
+    if args.data is not None:
+        return [("DATA", args.data)]
+    return [("--dataset_name", args.dataset_name)] if Path(args.dataset_name).is_dir() else []
+
+
 def load_evaluation_data(args: argparse.Namespace, label_names: list[str]):
     if args.data is not None:
         return labelled_folder(args.data, label_names, args.ignore_unknown_classes)
@@ -318,6 +436,7 @@ def run_command(args: argparse.Namespace) -> None:
     written to --output_dir."""
     if (args.data is None) == (args.dataset_name is None):
         raise UsageError("Give either DATA (a folder of class sub-folders) or --dataset_name, not both or neither.")
+    check_output_dir(args.output_dir, local_data_folders(args))
     classifier = load_classifier(args.model, precision=args.precision)
     print_note(precision_hint_for(classifier, args.precision))
     data = load_evaluation_data(args, model_label_names(classifier))
@@ -339,4 +458,6 @@ def run_command(args: argparse.Namespace) -> None:
         print(f"left out: class {name!r} ({count} images), unknown to the model")
     if evaluation.unreadable:
         print(f"left out: {len(evaluation.unreadable)} unreadable images (listed in {files['metrics']})")
+    if data.left_out_files:
+        print(f"left out: {left_out_files_note(data.left_out_files, data.description)}")
     print("\nwritten: " + ", ".join(str(path) for path in files.values()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import unicodedata
 
 import numpy as np
 import pytest
@@ -139,10 +140,11 @@ def test_known_and_unknown_classes_are_separated_or_refused():
     from hf_resnet101.errors import UsageError
 
     labels = ["cat", "dog"]
-    assert split_known_classes(["cat", "dog"], labels, "DATA d", ignore_unknown=False) == (["cat", "dog"], [])
+    both = {"cat": "cat", "dog": "dog"}
+    assert split_known_classes(["cat", "dog"], labels, "DATA d", ignore_unknown=False) == (both, [])
     with pytest.raises(UsageError, match="classes that the model does not know: fox .*--ignore_unknown_classes"):
         split_known_classes(["cat", "fox"], labels, "DATA d", ignore_unknown=False)
-    assert split_known_classes(["cat", "fox"], labels, "DATA d", ignore_unknown=True) == (["cat"], ["fox"])
+    assert split_known_classes(["cat", "fox"], labels, "DATA d", ignore_unknown=True) == ({"cat": "cat"}, ["fox"])
     with pytest.raises(UsageError, match="None of the classes of DATA d"):
         split_known_classes(["fox"], labels, "DATA d", ignore_unknown=True)
 
@@ -190,3 +192,89 @@ def test_auto_evaluates_in_what_training_runs_on_the_cpu(trained_run, tmp_path, 
     run_on = "cpu, bfloat16" if cpu_bf16_auto else "cpu, float32"
     assert json.loads((tmp_path / "metrics.json").read_text())["run_on"] == run_on and f"({run_on})" in out
     assert ("--precision fp32 for full precision" in err) is cpu_bf16_auto
+
+
+def evaluate_argv(trained_run, data, output_dir) -> list[str]:
+    return ["evaluate", str(trained_run["output"]), str(data), "--output_dir", str(output_dir), "--precision", "fp32"]
+
+
+@pytest.mark.parametrize(
+    ("output_dir", "expected"),
+    [
+        ("{data}/cat", "--output_dir {data}/cat is inside DATA {data}: the next evaluation of {data} would read"),
+        ("{data}", "--output_dir {data} is inside DATA {data}"),
+        ("{data}/../data/new", "is inside DATA {data}: "),
+        (
+            "{run}",
+            "--output_dir {run} is a model's folder (it holds run_manifest.json, run_identity.json, config.json",
+        ),
+        ("{tmp}/a-file", "--output_dir {tmp}/a-file: {tmp}/a-file is a file, not a folder"),
+        ("{tmp}/a-file/ev", "--output_dir {tmp}/a-file/ev: {tmp}/a-file is a file, not a folder"),
+        ("{tmp}/figures", "--output_dir {tmp}/figures holds confusion_matrix.png, which no evaluation wrote"),
+    ],
+)
+def test_output_dir_that_must_not_be_written_is_refused_before_loading(
+    trained_run, tmp_path, capsys, output_dir, expected
+):
+    data = write_class_images(tmp_path / "data", per_class=1)
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "confusion_matrix.png").write_bytes(b"someone's figure")
+    run_confusion = (trained_run["output"] / "confusion_matrix.png").read_bytes()
+    values = {"data": data, "run": trained_run["output"], "tmp": tmp_path}
+    # A model that does not exist: had anything been loaded first, its error would be the one said.
+    argv = ["evaluate", str(tmp_path / "no-model"), str(data), "--output_dir", output_dir.format(**values)]
+    _, err = run_cli(capsys, argv, expected_code=2)
+    assert err.count("error:") == 1 and err.count("\n") == 1 and expected.format(**values) in err
+    assert "Give a folder" in err
+    assert sorted(p.name for p in (data / "cat").iterdir()) == ["img_000.png"]
+    assert (trained_run["output"] / "confusion_matrix.png").read_bytes() == run_confusion
+    assert (tmp_path / "figures" / "confusion_matrix.png").read_bytes() == b"someone's figure"
+
+
+def test_an_earlier_evaluations_folder_is_written_over(trained_run, tmp_path, capsys):
+    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev" / "notes.md").write_text("kept")
+    run_cli(capsys, evaluate_argv(trained_run, trained_run["validation"], tmp_path / "ev"))
+    run_cli(capsys, evaluate_argv(trained_run, trained_run["validation"], tmp_path / "ev"))
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["num_images"] == 9
+    assert (tmp_path / "ev" / "notes.md").read_text() == "kept"
+
+
+def test_class_folders_in_decomposed_unicode_are_the_models_labels(trained_run, tmp_path, capsys):
+    """macOS writes file names decomposed (NFD); the model's label "élan vital" is composed (NFC)."""
+    decomposed = unicodedata.normalize("NFD", "élan vital")
+    assert decomposed != "élan vital"
+    data = write_class_images(
+        tmp_path / "data", per_class=2, classes={decomposed: (50, 190, 60), "cat": (200, 60, 40)}
+    )
+    out, _ = run_cli(capsys, evaluate_argv(trained_run, data, tmp_path / "ev"))
+    per_class = list(csv.DictReader((tmp_path / "ev" / "per_class.csv").open(newline="", encoding="utf-8")))
+    assert {row["class"]: int(row["support"]) for row in per_class} == {"Blue Jay": 0, "cat": 2, "élan vital": 2}
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["num_images"] == 4
+
+
+def test_a_class_that_differs_only_in_case_is_named_so(trained_run, tmp_path, capsys):
+    data = write_class_images(tmp_path / "data", per_class=1, classes={"Cat": (200, 60, 40), "cat": (200, 60, 40)})
+    _, err = run_cli(capsys, evaluate_argv(trained_run, data, tmp_path / "ev"), expected_code=2)
+    assert "does not know: Cat (differs only in case from the model's label cat) (the model's labels" in err
+    write_class_images(tmp_path / "only", per_class=1, classes={"BLUE JAY": (40, 70, 200)})
+    _, err = run_cli(capsys, evaluate_argv(trained_run, tmp_path / "only", tmp_path / "ev"), expected_code=2)
+    assert "(BLUE JAY (differs only in case from the model's label Blue Jay)) is a label of the model" in err
+
+
+def test_every_readable_image_type_is_evaluated_and_others_are_counted(trained_run, tmp_path, capsys):
+    """AVIF and QOI (read by Pillow 11+) are evaluated; a HEIC photo (needs a plugin) is counted in one line; notes,
+    hidden and system files are left out without a word."""
+    data = write_class_images(tmp_path / "data", per_class=1)
+    Image.new("RGB", (32, 32), (200, 60, 40)).save(data / "cat" / "a.avif")
+    Image.new("RGB", (32, 32), (40, 70, 200)).save(data / "Blue Jay" / "b.qoi")
+    (data / "cat" / "IMG_0001.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    (data / "cat" / "IMG_0002.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    for other in ("README.md", ".DS_Store", "Thumbs.db", "labels.json"):
+        (data / "cat" / other).write_text("not an image")
+    out, _ = run_cli(capsys, evaluate_argv(trained_run, data, tmp_path / "ev"))
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["num_images"] == 5 and metrics["unreadable"] == []
+    assert f"left out: 2 file(s) in {data} are not of an image type read here (IMG_0001.heic, IMG_0002.HEIC)" in out
+    assert not any(name in out for name in ("README", ".DS_Store", "Thumbs.db", "labels.json"))
