@@ -9,7 +9,7 @@ import pathlib
 
 def run_command(args: argparse.Namespace) -> None:
     """`hf-resnet101 card OUT` and `hf-resnet101 push OUT --hub_model_id USER/NAME`."""
-    from ..publish.card import card_text_for_repo, write_model_card
+    from ..publish.card import write_model_card
     from ..publish.hub import push_output_dir
 
     if args.command == "card":
@@ -24,6 +24,5 @@ def run_command(args: argparse.Namespace) -> None:
             args.hub_model_id,
             private=args.hub_private_repo or None,
             hub_strategy=args.hub_strategy,
-            card_text=card_text_for_repo(args.output_dir, args.hub_model_id),
         )
         print(f"Pushed {args.output_dir} to {url}")

@@ -1,4 +1,5 @@
-"""Publishing a finished output folder to the Hub: checks before training, retries, a way to push again."""
+"""Publishing a finished output folder to the Hub: checks before training, the run's own outputs only, retries, a
+way to push again."""
 
 from __future__ import annotations
 
@@ -14,7 +15,17 @@ from transformers.utils import logging
 
 from ..errors import PushError, UsageError
 from ..modeling import is_onnx_export
-from ..outputs import CHECKPOINT_NAME, LOCAL_ONLY, MODEL_CARD, MODEL_CONFIG, checkpoint_folders
+from ..outputs import (
+    CHECKPOINT_COMPLETE,
+    CHECKPOINT_NAME,
+    LOCAL_ONLY,
+    MODEL_CARD,
+    MODEL_CONFIG,
+    MODEL_WEIGHTS,
+    RUN_FILES,
+    checkpoint_folders,
+)
+from ..train.output_folder import entries, is_finished, read_manifest, run_outputs
 
 logger = logging.get_logger(__name__)
 
@@ -30,6 +41,10 @@ LAST_CHECKPOINT_DIR = "last-checkpoint"
 RETRY_WAITS_S = (2.0, 8.0, 20.0, 60.0)
 RETRY_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
 COMMIT_MESSAGE = "Fine-tuned with hf_resnet101"
+# Why a file or folder in the output folder is not pushed (it is not one of the run's outputs).
+NOT_WRITTEN_BY_THE_RUN = "not written by the training run"
+CHANGED_SINCE_THE_RUN = "changed since the run wrote it"
+NOT_A_RUN_NAME = "not a name a training run writes"
 
 
 def resolve_token(token: str | None = None) -> str | None:
@@ -45,7 +60,10 @@ def check_push_settings(repo_id: str | None, token: str | None = None, before_tr
     """
     pushing = "--push_to_hub" if before_training else "Pushing"
     if not repo_id:
-        raise UsageError(f"{pushing} needs --hub_model_id USER/NAME: the repository to create or update.")
+        raise UsageError(
+            f"{pushing} needs --hub_model_id USER/NAME (or NAME, under the token's user): the repository to create "
+            "or update."
+        )
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
@@ -107,46 +125,69 @@ def token_write_problem(whoami: dict, repo_id: str) -> str | None:
     return None
 
 
-def check_write_access(repo_id: str, token: str) -> None:
-    """Asks the Hub, in one `whoami` request, whether `token` is valid and may write to `repo_id`.
+def new_token_advice() -> str:
+    """What to do about a token the Hub rejects or that may not write: the same words before training and at a push."""
+    return f"Create a token with write access at {TOKENS_PAGE}, then `hf auth login` with it or set HF_TOKEN"
 
-    Run before any data is loaded, so a wrong token is found in seconds rather than after training. When the Hub
-    cannot be reached the check is skipped with a warning (the push itself retries and, failing, keeps the folder).
+
+def check_write_access(repo_id: str, token: str, push_again: str | None = None) -> dict | None:
+    """Asks the Hub, in one `whoami` request, whether `token` is valid and may write to `repo_id`; returns the
+    answer (None when the Hub could not be reached), which names the token's user.
+
+    Run before any data is loaded, so a wrong token is found in seconds rather than after training, and again by
+    each push (`push_again` is then the command that pushes the folder once the token is fixed: a plain retry
+    cannot help). When the Hub cannot be reached the check is skipped with a warning (the push itself retries and,
+    failing, keeps the folder).
 
     Raises:
         UsageError: for a token the Hub rejects, or one that cannot write to the repo, saying what to do.
     """
+    if push_again:
+        pushing, then = f"Pushing to {repo_id}", f"Then push again with:\n  {push_again}"
+    else:
+        pushing, then = f"--push_to_hub to {repo_id}", "Run again: nothing was trained yet."
     try:
         whoami = HfApi(token=token).whoami(token=token)
     except HfHubHTTPError as error:
-        status = getattr(getattr(error, "response", None), "status_code", None)
+        status = http_status(error)
         if status == 401:
             raise UsageError(
-                f"The Hub rejected the token (401 Unauthorized): it is wrong, expired or revoked. Create a token with "
-                f"write access at {TOKENS_PAGE}, then `hf auth login` or set HF_TOKEN, and run again (nothing was "
-                "trained yet)."
+                f"The Hub rejected the token (401 Unauthorized): it is wrong, expired or revoked. "
+                f"{new_token_advice()}. {then}"
             ) from error
         if not is_transient(error):
             raise
-        logger.warning(f"Could not check the Hub token before training ({status}); the push will tell.")
-        return
+        logger.warning(f"Could not check the Hub token ({status}); the push will tell.")
+        return None
     except Exception as error:
         if not is_transient(error):
             raise
         logger.warning(f"Could not reach the Hub to check the token ({type(error).__name__}); the push will tell.")
-        return
+        return None
     problem = token_write_problem(whoami, repo_id)
     if problem:
-        raise UsageError(
-            f"--push_to_hub to {repo_id} cannot work: {problem} ({TOKENS_PAGE}). Nothing was trained yet."
-        )
+        raise UsageError(f"{pushing} cannot work: {problem} ({TOKENS_PAGE}). {then}")
+    return whoami
+
+
+def with_namespace(repo_id: str, whoami: dict | None) -> str:
+    """`NAME` as `USER/NAME` for the token's user, as the Hub (and Trainer's push_to_hub) resolves a bare name;
+    a `USER/NAME`, or a bare name whose user is unknown (the Hub was not reached), as it is."""
+    if "/" in repo_id or not whoami or not whoami.get("name"):
+        return repo_id
+    return f"{whoami['name']}/{repo_id}"
+
+
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status of a failed Hub request; None for a failure without an answer (no connection)."""
+    response = getattr(error, "response", None) if isinstance(error, HfHubHTTPError) else None
+    return getattr(response, "status_code", None)
 
 
 def is_transient(error: BaseException) -> bool:
     """True for failures worth another attempt: connection problems, time-outs, 5xx, 408 and 429 answers."""
     if isinstance(error, HfHubHTTPError):
-        response = getattr(error, "response", None)
-        return response is not None and response.status_code in RETRY_STATUS_CODES
+        return http_status(error) in RETRY_STATUS_CODES
     # httpx's TransportError covers refused connections, time-outs and dropped connections (`httpx` for
     # huggingface_hub 1.x, `httpx2` for 2.x).
     transport = any(
@@ -159,19 +200,18 @@ def _matches(path: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(path, pattern) for pattern in patterns)
 
 
-def files_to_push(output_dir: str | Path, hub_strategy: str = "end") -> list[tuple[Path, str]]:
-    """The (local file, path in the repo) pairs a push uploads.
+def publishable_files(output_dir: Path, hub_strategy: str) -> list[tuple[Path, str]]:
+    """Every (local file, path in the repo) pair a push may upload, before asking which are the run's outputs.
 
-    The final model, processor, card, plots, metrics and split lists always; checkpoints by `hub_strategy`:
-    `end` and `every_save` push none (this package pushes once, after training), `checkpoint` pushes the latest
-    one as `last-checkpoint/` (what `--resume_from_checkpoint` needs), `all_checkpoints` pushes every one.
+    All files but the local-only ones (`outputs.LOCAL_ONLY`, dot files, TensorBoard logs); checkpoints by
+    `hub_strategy`: `end` and `every_save` push none (this package pushes once, after training), `checkpoint`
+    pushes the latest one as `last-checkpoint/` (what `--resume_from_checkpoint` needs), `all_checkpoints` every one.
 
     Raises:
         UsageError: for an unknown strategy.
     """
     if hub_strategy not in HUB_STRATEGIES:
         raise UsageError(f"--hub_strategy must be one of {', '.join(HUB_STRATEGIES)}, got {hub_strategy!r}.")
-    output_dir = Path(output_dir)
     checkpoints = checkpoint_folders(output_dir)
     pushed_checkpoints = {
         "checkpoint": {c: LAST_CHECKPOINT_DIR for c in checkpoints[-1:]},
@@ -191,6 +231,116 @@ def files_to_push(output_dir: str | Path, hub_strategy: str = "end") -> list[tup
     return pairs
 
 
+def run_output_names(output_dir: Path, manifest: dict | None) -> set[str]:
+    """The names at the top of the folder that are the run's outputs: the only ones a push publishes.
+
+    With a `run_manifest.json`, those it records (`train.output_folder.run_outputs`): anything added since (an
+    `evaluate` or `export` folder, notes) or changed since is the user's, and may name local paths. A folder
+    written before manifests existed has none: there the names a training run writes (`outputs.RUN_FILES`) and
+    its checkpoint folders count, and any other name does not.
+    """
+    if manifest is not None:
+        return run_outputs(output_dir, manifest)
+    return {name for name in entries(output_dir) if name in RUN_FILES or CHECKPOINT_NAME.match(name)}
+
+
+def why_not_pushed(name: str, manifest: dict | None) -> str:
+    """Why a name at the top of the folder is not one of the run's outputs, in the words of the push's warning."""
+    if manifest is None:
+        return NOT_A_RUN_NAME
+    return CHANGED_SINCE_THE_RUN if name in manifest.get("files", {}) else NOT_WRITTEN_BY_THE_RUN
+
+
+def push_selection(output_dir: str | Path, hub_strategy: str = "end") -> tuple[list[tuple[Path, str]], dict[str, str]]:
+    """What a push uploads, as (local file, path in the repo) pairs, and what it leaves out of the folder's other
+    files: each name at the top of the folder (a folder's with a trailing `/`) with why.
+
+    Raises:
+        UsageError: for an unknown strategy.
+    """
+    output_dir = Path(output_dir)
+    manifest = read_manifest(output_dir)
+    outputs = run_output_names(output_dir, manifest)
+    pushed, left_out = [], {}
+    for local, in_repo in publishable_files(output_dir, hub_strategy):
+        name = local.relative_to(output_dir).parts[0]
+        if name in outputs:
+            pushed.append((local, in_repo))
+        else:
+            left_out[f"{name}/" if (output_dir / name).is_dir() else name] = why_not_pushed(name, manifest)
+    return pushed, left_out
+
+
+def files_to_push(output_dir: str | Path, hub_strategy: str = "end") -> list[tuple[Path, str]]:
+    """The (local file, path in the repo) pairs a push uploads: the run's own outputs (`run_output_names`), the
+    final model, processor, card, plots, metrics and split lists, and checkpoints by `hub_strategy`."""
+    return push_selection(output_dir, hub_strategy)[0]
+
+
+def left_out_note(left_out: dict[str, str], output_dir: Path, repo_id: str) -> str | None:
+    """The one warning line that names the files a push left out and why; None when it left out none."""
+    if not left_out:
+        return None
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in sorted(left_out.items()):
+        by_reason.setdefault(reason, []).append(name)
+    groups = "; ".join(f"{reason}: {', '.join(names)}" for reason, names in by_reason.items())
+    upload = shlex.join(["hf", "upload", repo_id, f"{output_dir}/NAME", "NAME"])
+    return f"Not pushed, {groups} — upload them yourself with `{upload}` if you mean to share them."
+
+
+def is_checkpoint_folder(folder: Path) -> bool:
+    """A checkpoint of a run rather than its output folder: marked complete by the run, or named `checkpoint-STEP`
+    without the manifest a run's own folder has."""
+    if (folder / CHECKPOINT_COMPLETE).is_file():
+        return True
+    return bool(CHECKPOINT_NAME.match(folder.name)) and read_manifest(folder) is None
+
+
+def check_pushable(output_dir: Path, repo_id: str) -> None:
+    """Refuses, before anything reaches the Hub, a folder that is not a finished run's output: an export, a
+    checkpoint, a folder without the model's config or weights, a run that has not finished, and a run whose
+    model files were changed since it wrote them (the push would publish a card for other weights).
+
+    Raises:
+        UsageError: saying what the folder is and what to push instead.
+    """
+    if is_onnx_export(output_dir):
+        raise UsageError(
+            f"{output_dir} is an ONNX export: no PyTorch weights for `pipeline`, and no model card. Push the training "
+            f"run's output folder it was exported from; to add the export to that repo, upload it beside the model: "
+            f"hf upload {repo_id} {shlex.quote(str(output_dir))} onnx"
+        )
+    if is_checkpoint_folder(output_dir):
+        raise UsageError(
+            f"{output_dir} is a checkpoint of a run, not its finished output: push {output_dir.parent} (the run's "
+            f"folder) once it has finished, or use --hub_strategy checkpoint there to push its latest checkpoint "
+            f"with it as {LAST_CHECKPOINT_DIR}/."
+        )
+    for name in (MODEL_CONFIG, MODEL_WEIGHTS):
+        if not (output_dir / name).is_file():
+            raise UsageError(
+                f"{output_dir} holds no model {'weights' if name == MODEL_WEIGHTS else 'config'} ({name}): give the "
+                "output folder of a finished run; a run stopped early finishes when you run the same training "
+                "command again."
+            )
+    manifest = read_manifest(output_dir)
+    if manifest is None:
+        return
+    if not manifest.get("finished"):
+        raise UsageError(
+            f"{output_dir} holds a run that has not finished (by its run_manifest.json): a run stopped early "
+            "finishes when you run the same training command again; push it then."
+        )
+    changed = [name for name in (MODEL_CONFIG, MODEL_WEIGHTS) if name not in run_outputs(output_dir, manifest)]
+    if changed:
+        raise UsageError(
+            f"{', '.join(changed)} in {output_dir} changed since the run wrote them (run_manifest.json records "
+            "another size or time): push a finished run's folder as it left it (copy folders with `cp -a`, which "
+            "keeps file times), or upload your own files with `hf upload`."
+        )
+
+
 def push_again_command(output_dir: str | Path, repo_id: str, private: bool | None, hub_strategy: str) -> str:
     """The exact `hf-resnet101 push` command that retries a failed push."""
     words = ["hf-resnet101", "push", str(output_dir), "--hub_model_id", repo_id]
@@ -201,14 +351,33 @@ def push_again_command(output_dir: str | Path, repo_id: str, private: bool | Non
     return shlex.join(words)
 
 
+def push_failure_advice(error: BaseException, output_dir: Path, again: str) -> str:
+    """What to do after a push failed for good. A plain retry is offered only for failures that pass (connection
+    problems, time-outs, 5xx); a refused token gets the token advice; the folder is said to hold a finished run
+    only when it does."""
+    state = "holds the finished run, unchanged" if is_finished(output_dir) else "is unchanged (a push only reads it)"
+    status = http_status(error)
+    if status in (401, 403):
+        advice = (
+            f"The Hub refused the token ({status}): it is wrong, expired or revoked, or may not write to this repo. "
+            f"{new_token_advice()}. Then push again with"
+        )
+    elif is_transient(error):
+        advice = "Push it again with"
+    else:
+        advice = "Pushing it again as it is fails the same way: fix what the error says, then push with"
+    return f"The output folder {state}. {advice}:\n  {again}"
+
+
 def _push_once(
-    api: HfApi, output_dir: Path, repo_id: str, private: bool | None, hub_strategy: str, card_text: str | None
+    api: HfApi, repo_id: str, private: bool | None, files: list[tuple[Path, str]], card_text: str | None
 ) -> str:
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    # The repo id the Hub answers is the one to commit to: a bare NAME is created under the token's user.
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
     # Operations are rebuilt on every attempt: they remember upload state from the previous one.
     operations = [
         CommitOperationAdd(path_in_repo=in_repo, path_or_fileobj=str(local))
-        for local, in_repo in files_to_push(output_dir, hub_strategy)
+        for local, in_repo in files
         if not (card_text is not None and in_repo == MODEL_CARD)
     ]
     if card_text is not None:
@@ -224,41 +393,44 @@ def push_output_dir(
     private: bool | None = None,
     token: str | None = None,
     hub_strategy: str = "end",
-    card_text: str | None = None,
 ) -> str:
-    """Creates the repo if needed and uploads the output folder in one commit; returns the commit URL.
+    """Creates the repo if needed and uploads the run's outputs in one commit; returns the commit URL.
 
+    Only a finished run's folder is pushed (`check_pushable`), and of it only the run's own outputs
+    (`push_selection`); what else is there is named in one warning. The token is checked first (`whoami`), which
+    also tells the user a bare `NAME` belongs to. The card is rendered again when the folder's names another repo.
     Transient failures (connection errors, time-outs, 5xx including on the commit call) are retried with growing
-    waits. The output folder is only read, so a failed push leaves it as it was. `card_text` replaces the folder's
-    README.md in the repo (a card rendered for this repo id).
+    waits. The output folder is only read, so a failed push leaves it as it was.
 
     Raises:
-        UsageError: for a missing token or an invalid repo id.
+        UsageError: for a folder that is not a finished run's, a missing or refused token, or an invalid repo id.
         PushError: when the push still fails after the retries, or fails for good (e.g. no write access); the
-            message holds the command that pushes the folder again.
+            message says what to do, and holds the command that pushes the folder again.
     """
+    from .card import card_text_for_repo  # the card's plotting libraries load only for a push
+
     output_dir = Path(output_dir)
-    if is_onnx_export(output_dir):
-        raise UsageError(
-            f"{output_dir} is an ONNX export: no PyTorch weights for `pipeline`, and no model card. Push the training "
-            f"run's output folder it was exported from; to add the export to that repo, upload it beside the model: "
-            f"hf upload {repo_id} {shlex.quote(str(output_dir))} onnx"
-        )
-    if not (output_dir / MODEL_CONFIG).is_file():
-        raise UsageError(f"{output_dir} holds no config.json: give the output folder of a finished training run.")
+    check_pushable(output_dir, repo_id)
     token = check_push_settings(repo_id, token, before_training=False)
-    files_to_push(output_dir, hub_strategy)  # fails early on an unknown strategy
+    files, left_out = push_selection(output_dir, hub_strategy)
+    whoami = check_write_access(
+        repo_id, token, push_again=push_again_command(output_dir, repo_id, private, hub_strategy)
+    )
+    repo_id = with_namespace(repo_id, whoami)
+    again = push_again_command(output_dir, repo_id, private, hub_strategy)
+    if note := left_out_note(left_out, output_dir, repo_id):
+        logger.warning(note)
+    card_text = card_text_for_repo(output_dir, repo_id)
     api = HfApi(token=token)
     attempts = len(RETRY_WAITS_S) + 1
     for attempt in range(1, attempts + 1):
         try:
-            commit_url = _push_once(api, output_dir, repo_id, private, hub_strategy, card_text)
+            commit_url = _push_once(api, repo_id, private, files, card_text)
         except Exception as error:
             if attempt == attempts or not is_transient(error):
                 raise PushError(
                     f"Pushing {output_dir} to {repo_id} failed after {attempt} attempt(s): "
-                    f"{type(error).__name__}: {error}\nThe output folder is complete and unchanged. "
-                    f"Push it again with:\n  {push_again_command(output_dir, repo_id, private, hub_strategy)}"
+                    f"{type(error).__name__}: {error}\n{push_failure_advice(error, output_dir, again)}"
                 ) from error
             wait = RETRY_WAITS_S[attempt - 1]
             logger.warning(

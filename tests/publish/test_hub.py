@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import huggingface_hub.constants as hub_constants
 import pytest
-from conftest import REPO_ROOT, point_client_at, serving_local_hub, write_class_images
+from conftest import REPO_ROOT, point_client_at, run_cli, serving_local_hub, write_class_images
 from hub_server import LocalHub
+from huggingface_hub import HfApi
 from transformers import pipeline
 
 import hf_resnet101.train.run as training_module
 from hf_resnet101.commands.cli import run_command
 from hf_resnet101.errors import UsageError
-from hf_resnet101.publish.hub import files_to_push, push_again_command
+from hf_resnet101.publish.hub import TOKENS_PAGE, files_to_push, push_again_command, push_selection
 
 # Recognisable, so a leak into any file, log or upload shows up in a byte search.
 FAKE_TOKEN = "hf_FAKEtokenNeverToBeWrittenAnywhere0123"
@@ -53,6 +56,16 @@ def finished_run(tmp_path_factory, tiny_resnet, finetune_main):
         args = ["--train_dir", str(data), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
         assert finetune_main([*args, "--eval_strategy", "epoch"]) == 0
     return out
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A copy of the finished run (with its file times, as the manifest records them) for a test to change."""
+    return shutil.copytree(finished_run, tmp_path / "run-copy", symlinks=True)
+
+
+def hub_files(hub: LocalHub, repo_id: str) -> set[str]:
+    return set(hub.state.repos[repo_id].head.files)
 
 
 def test_push_then_pipeline_downloads_the_same_model(
@@ -117,17 +130,143 @@ def test_second_push_makes_a_new_commit(finished_run, local_hub, tmp_path):
     # Pushed under a repo id the run did not know: the card on the Hub names the right one.
     assert f'model="{REPO_ID}"' in repo.head.files["README.md"].content.decode()
 
-    (finished_run / "NOTES.md").write_text("Re-trained data looked fine.\n")
-    try:
-        second = run_push_command(local_hub, finished_run, REPO_ID, tmp_path / "home")
-    finally:
-        (finished_run / "NOTES.md").unlink()
+    HfApi(endpoint=local_hub.url, token=FAKE_TOKEN).delete_file("model.safetensors", REPO_ID)  # someone's mistake
+    second = run_push_command(local_hub, finished_run, REPO_ID, tmp_path / "home")
     assert second.returncode == 0, second.stderr
-    assert len(repo.commits) == 3
-    assert "NOTES.md" in repo.head.files and "model.safetensors" in repo.head.files
+    assert len(repo.commits) == 4
+    assert "model.safetensors" in repo.head.files  # the push put it back
     assert repo.commits[-1].oid != repo.commits[-2].oid
     assert f"Pushed {finished_run} to {local_hub.url}/{REPO_ID}/commit/{repo.head.oid}" in second.stdout
     assert FAKE_TOKEN not in first.stdout + first.stderr + second.stdout + second.stderr
+
+
+def test_push_publishes_only_the_runs_outputs_and_says_what_it_left_out(
+    finished_run, run_copy, local_hub, tmp_path, capsys
+):
+    data = finished_run.parent / "train"
+    run_cli(capsys, ["evaluate", str(run_copy), str(data), "--output_dir", str(run_copy / "test-eval")])
+    run_cli(capsys, ["export", str(run_copy), str(run_copy / "onnx")])
+    (run_copy / "notes.txt").write_text(f"Trained on {data}; ask Alice before sharing.\n")
+
+    result = run_push_command(local_hub, run_copy, REPO_ID, tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    pushed = hub_files(local_hub, REPO_ID)
+    assert pushed == {".gitattributes"} | {name for _, name in files_to_push(finished_run)}
+    assert {"model.safetensors", "README.md", "confusion_matrix.png", "eval_results.json"} <= pushed
+    assert not any(name.startswith(("test-eval/", "onnx/", "notes")) for name in pushed)
+    stored = local_hub.state.repos[REPO_ID].head.files.values()
+    assert not [f for f in stored if str(tmp_path).encode() in f.content]  # evaluate's and export's local paths
+    left_out = [line for line in result.stderr.splitlines() if "Not pushed" in line]
+    assert len(left_out) == 1, result.stderr
+    assert "not written by the training run: notes.txt, onnx/, test-eval/" in left_out[0]
+    assert f"hf upload {REPO_ID} {run_copy}/NAME NAME" in left_out[0]
+
+
+def test_a_folder_from_before_manifests_pushes_only_the_names_a_run_writes(run_copy, local_hub, tmp_path):
+    (run_copy / "run_manifest.json").unlink()
+    (run_copy / "notes.txt").write_text("mine\n")
+    (run_copy / "test-eval").mkdir()
+    (run_copy / "test-eval" / "metrics.json").write_text("{}")
+
+    result = run_push_command(local_hub, run_copy, REPO_ID, tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    pushed = hub_files(local_hub, REPO_ID)
+    assert {"model.safetensors", "config.json", "README.md", "training_curves.png"} <= pushed
+    assert "notes.txt" not in pushed and "test-eval/metrics.json" not in pushed
+    assert "not a name a training run writes: notes.txt, test-eval/" in result.stderr
+
+
+def test_push_leaves_out_a_file_changed_since_the_run_wrote_it(run_copy):
+    (run_copy / "data_report.json").write_text("{}")  # edited by hand: the user's now
+    pushed, left_out = push_selection(run_copy)
+    assert "data_report.json" not in {name for _, name in pushed}
+    assert left_out == {"data_report.json": "changed since the run wrote it"}
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ("no weights", "holds no model weights (model.safetensors): give the output folder of a finished run; a run "
+         "stopped early finishes when you run the same training command again"),
+        ("checkpoint", "is a checkpoint of a run, not its finished output: push"),
+        ("renamed checkpoint", "is a checkpoint of a run, not its finished output"),
+        ("unfinished", "holds a run that has not finished"),
+        ("weights replaced", "model.safetensors in"),
+    ],
+)  # fmt: skip
+def test_push_refuses_a_folder_that_is_not_a_finished_run(run_copy, local_hub, monkeypatch, capsys, damage, expected):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    folder = run_copy
+    if damage == "no weights":
+        (run_copy / "model.safetensors").unlink()
+    elif damage == "checkpoint":
+        folder = run_copy / "checkpoint-4"
+    elif damage == "renamed checkpoint":
+        folder = (run_copy / "checkpoint-4").rename(run_copy.parent / "best-so-far")
+    elif damage == "unfinished":
+        manifest = json.loads((run_copy / "run_manifest.json").read_text())
+        (run_copy / "run_manifest.json").write_text(json.dumps(manifest | {"finished": False}))
+    else:
+        shutil.copy(run_copy / "checkpoint-4" / "model.safetensors", run_copy / "model.safetensors")
+    _, err = run_cli(capsys, ["push", str(folder), "--hub_model_id", REPO_ID], expected_code=2)
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert local_hub.state.requests == [] and local_hub.state.repos == {}  # nothing reached the Hub
+
+
+def test_a_checkpoint_refusal_names_the_runs_folder(finished_run, local_hub, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    _, err = run_cli(capsys, ["push", str(finished_run / "checkpoint-4"), "--hub_model_id", REPO_ID], 2)
+    assert f"push {finished_run} (the run's folder) once it has finished, or use --hub_strategy checkpoint" in err
+
+
+def test_a_bare_repo_name_is_pushed_under_the_tokens_user(finished_run, local_hub, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    out, _ = run_cli(capsys, ["push", str(finished_run), "--hub_model_id", "bare-name"])
+    assert set(local_hub.state.repos) == {"user/bare-name"}
+    repo = local_hub.state.repos["user/bare-name"]
+    assert "model.safetensors" in repo.head.files
+    assert 'model="user/bare-name"' in repo.head.files["README.md"].content.decode()  # the card names the real id
+    assert f"Pushed {finished_run} to {local_hub.url}/user/bare-name/commit/{repo.head.oid}" in out
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("hf_RevokedTokenNotKnownToTheHub000000", "The Hub rejected the token (401 Unauthorized)"),
+        ("hf_ReadOnlyTokenOfTheUser000000000000", f"Pushing to {REPO_ID} cannot work: the token"),
+    ],
+)
+def test_a_token_that_cannot_push_gets_token_advice_not_a_plain_retry(
+    finished_run, local_hub, monkeypatch, capsys, token, expected
+):
+    local_hub.state.add_token("hf_ReadOnlyTokenOfTheUser000000000000", "read")
+    monkeypatch.setenv("HF_TOKEN", token)
+    _, err = run_cli(capsys, ["push", str(finished_run), "--hub_model_id", REPO_ID], expected_code=2)
+    assert expected in err
+    assert "write" in err and TOKENS_PAGE in err
+    assert f"Then push again with:\n  hf-resnet101 push {finished_run} --hub_model_id {REPO_ID}" in err
+    assert "Push it again with" not in err and "trained" not in err
+    assert local_hub.state.repos == {}
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (401, "The Hub refused the token (401)"),
+        (403, "The Hub refused the token (403)"),
+        (400, "Pushing it again as it is fails the same way: fix what the error says"),
+    ],
+)
+def test_a_push_that_fails_for_good_is_not_retried_and_says_what_to_do(
+    finished_run, local_hub, monkeypatch, capsys, status, expected
+):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    local_hub.state.fail_next_commits(1, status)
+    _, err = run_cli(capsys, ["push", str(finished_run), "--hub_model_id", REPO_ID], expected_code=2)
+    assert "failed after 1 attempt(s)" in err
+    assert expected in err and "Push it again with" not in err
+    assert f"hf-resnet101 push {finished_run} --hub_model_id {REPO_ID}" in err
 
 
 def test_an_export_is_not_pushed_as_the_model_and_the_suggested_upload_puts_it_beside_it(
@@ -168,16 +307,23 @@ def test_push_survives_two_server_errors(finished_run, local_hub, monkeypatch):
             assert repo.head.files[name].content == local.read_bytes()
 
 
-def test_failing_hub_leaves_the_folder_intact_and_says_how_to_push_again(finished_run, local_hub, monkeypatch, capsys):
+@pytest.mark.parametrize("manifest", [True, False])
+def test_failing_hub_leaves_the_folder_intact_and_says_how_to_push_again(
+    run_copy, local_hub, monkeypatch, capsys, manifest
+):
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
-    before = folder_digest(finished_run)
+    if not manifest:  # a folder from before manifests: nothing says its run finished
+        (run_copy / "run_manifest.json").unlink()
+    before = folder_digest(run_copy)
     local_hub.state.fail_next_commits(100)
-    assert run_command(["push", str(finished_run), "--hub_model_id", "user/down"]) == 2
+    assert run_command(["push", str(run_copy), "--hub_model_id", "user/down"]) == 2
     message = capsys.readouterr().err
     assert "failed after 5 attempt(s)" in message
     assert "503" in message
-    assert f"hf-resnet101 push {finished_run} --hub_model_id user/down" in message
-    assert folder_digest(finished_run) == before
+    assert f"Push it again with:\n  hf-resnet101 push {run_copy} --hub_model_id user/down" in message
+    assert ("The output folder holds the finished run, unchanged." in message) == manifest
+    assert "complete" not in message
+    assert folder_digest(run_copy) == before
     assert FAKE_TOKEN not in message
 
 
@@ -250,11 +396,7 @@ def test_push_again_command_repeats_the_options():
     )
 
 
-def test_card_command_renders_again(finished_run, tmp_path):
-    readme = finished_run / "README.md"
-    before = readme.read_text()
-    assert run_command(["card", str(finished_run), "--hub_model_id", "me/renamed"]) == 0
-    try:
-        assert 'model="me/renamed"' in readme.read_text()
-    finally:
-        readme.write_text(before)
+def test_card_command_renders_again(run_copy):
+    assert run_command(["card", str(run_copy), "--hub_model_id", "me/renamed"]) == 0
+    assert 'model="me/renamed"' in (run_copy / "README.md").read_text()
+    assert push_selection(run_copy)[1] == {}  # still the run's card: pushed
