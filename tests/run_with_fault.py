@@ -49,10 +49,10 @@ def build_trainer_with_fault(*args, **kwargs):
     return trainer
 
 
-def mark_complete_or_die(checkpoint, step):
+def mark_complete_or_die(checkpoint, step, *args, **kwargs):
     if FAULT == "kill_during_save" and step == STEP:
         os.kill(os.getpid(), signal.SIGKILL)
-    mark_complete(checkpoint, step)
+    mark_complete(checkpoint, step, *args, **kwargs)
 
 
 def save_final_model_then_fill_disk(*args, **kwargs):

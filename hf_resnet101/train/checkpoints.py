@@ -9,7 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerState
 from transformers.utils import logging
 
 from ..errors import UsageError
@@ -22,11 +22,28 @@ logger = logging.get_logger(__name__)
 
 
 class CheckpointCompletionCallback(TrainerCallback):
-    """Marks a checkpoint complete once the Trainer has written all of it (model, optimizer, scheduler, RNG)."""
+    """Marks a checkpoint complete once the Trainer has written all of it (model, optimizer, scheduler, RNG), with
+    the seconds spent training up to it, the processes before a resume included (`training_seconds`)."""
+
+    def __init__(self, clock=time.perf_counter):
+        self.clock = clock
+        self.seconds_before = 0.0  # training time recorded in the checkpoint this process resumed from
+        self.started: float | None = None
+
+    def resume_from(self, checkpoint: str | Path | None) -> None:
+        self.seconds_before = recorded_training_seconds(checkpoint)
+
+    def training_seconds(self) -> float:
+        """Training time up to now, across resumes."""
+        return self.seconds_before + (self.clock() - self.started if self.started is not None else 0.0)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = self.clock()
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            mark_complete(checkpoint_folder(args.output_dir, state.global_step), state.global_step)
+            checkpoint = checkpoint_folder(args.output_dir, state.global_step)
+            mark_complete(checkpoint, state.global_step, self.training_seconds())
 
 
 class RunRecordCallback(TrainerCallback):
@@ -63,12 +80,37 @@ class TimedCheckpointCallback(TrainerCallback):
         return control
 
 
-def mark_complete(checkpoint: Path, step: int) -> None:
+def mark_complete(checkpoint: Path, step: int, training_seconds: float | None = None) -> None:
     if not checkpoint.is_dir():
         return
     tmp = checkpoint / f".{CHECKPOINT_COMPLETE}.tmp"
-    tmp.write_text(json.dumps({"step": step, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    record = {"step": step, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if training_seconds is not None:
+        record["training_seconds"] = round(training_seconds, 3)
+    tmp.write_text(json.dumps(record))
     os.replace(tmp, checkpoint / CHECKPOINT_COMPLETE)  # atomic: the marker exists whole or not at all
+
+
+def recorded_training_seconds(checkpoint: str | Path | None) -> float:
+    """The training time a checkpoint's completion marker records (0 for none, or a marker from before it did)."""
+    marker = Path(checkpoint) / CHECKPOINT_COMPLETE if checkpoint else None
+    if marker is None or not marker.is_file():
+        return 0.0
+    try:
+        return float(json.loads(marker.read_text()).get("training_seconds", 0.0))
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+
+
+def finished_training_state(checkpoint: str | Path | None) -> TrainerState | None:
+    """The checkpoint's TrainerState when it is at the run's last step: the run was stopped after training, while
+    finishing (card, pipeline check). The Trainer, resumed from it, would train one step past the end (it checks
+    for the last step only after a step), so the run finishes from it instead."""
+    state_file = Path(checkpoint) / TRAINER_STATE if checkpoint else None
+    if state_file is None or not state_file.is_file():
+        return None
+    state = TrainerState.load_from_json(str(state_file))
+    return state if state.max_steps and state.global_step >= state.max_steps else None
 
 
 def is_complete(checkpoint: Path) -> bool:

@@ -6,18 +6,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from transformers import Trainer
+from safetensors.torch import load_model
+from transformers import Trainer, TrainerState
+from transformers.trainer_utils import TrainOutput
 from transformers.utils import logging
 
 from ..config.options import FinetuneTrainingArguments
 from ..errors import TrainingInterrupted, UsageError
-from ..outputs import checkpoint_folders
+from ..outputs import MODEL_WEIGHTS, checkpoint_folders
 from .best_weights import BestWeightsKeeper
-from .checkpoints import is_complete, last_complete_checkpoint
+from .checkpoints import CheckpointCompletionCallback, finished_training_state, is_complete, last_complete_checkpoint
 from .memory import BatchPlan, is_out_of_memory, multi_process_advice, out_of_memory_advice, release_device_memory
 from .monitors import GracefulInterrupt, callback_of
 from .output_folder import is_bookkeeping
@@ -35,12 +36,16 @@ def train_with_interrupt(trainer: Trainer, resume_from: str | None):
     """
     interrupt = callback_of(trainer, GracefulInterrupt)
     callback_of(trainer, BestWeightsKeeper).resume_from(resume_from)
+    completion = callback_of(trainer, CheckpointCompletionCallback)
+    completion.resume_from(resume_from)
+    final_state = finished_training_state(resume_from)
+    if final_state is not None:
+        return finish_from_last_step(trainer, Path(resume_from), final_state), completion.seconds_before
     with contextlib.suppress(ValueError):  # outside the main thread Ctrl-C keeps its default behaviour
         interrupt.install()
     try:
-        started = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=resume_from)
-        runtime = time.perf_counter() - started
+        runtime = completion.training_seconds()  # across resumes: what the card reports as training time
     finally:
         interrupt.uninstall()
     if interrupt.requested:
@@ -50,6 +55,21 @@ def train_with_interrupt(trainer: Trainer, resume_from: str | None):
             interrupt.signal_number or signal.SIGINT,
         )
     return result, runtime
+
+
+def finish_from_last_step(trainer: Trainer, checkpoint: Path, state: TrainerState) -> TrainOutput:
+    """The Trainer as it was when training ended, from the checkpoint of the last step, without training: its
+    weights and state, then the best evaluation's weights where the run keeps those (as at the end of training)."""
+    logger.warning(
+        f"{checkpoint} is the last step of training ({state.global_step} of {state.max_steps}): the run finishes "
+        "from it without training further."
+    )
+    load_model(trainer.model, str(checkpoint / MODEL_WEIGHTS))
+    trainer.state = state
+    callback_of(trainer, BestWeightsKeeper).on_train_end(trainer.args, state, trainer.control, model=trainer.model)
+    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    training_loss = sum(losses) / len(losses) if losses else float("nan")  # the mean of the logged losses
+    return TrainOutput(state.global_step, training_loss, {"train_loss": training_loss, "epoch": state.epoch})
 
 
 def first_sentences(message: str, count: int = 2) -> str:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from hf_resnet101.config.options import FinetuneTrainingArguments
 from hf_resnet101.errors import UsageError
-from hf_resnet101.outputs import checkpoint_folder
+from hf_resnet101.outputs import CHECKPOINT_COMPLETE, checkpoint_folder
 from hf_resnet101.train.checkpoints import mark_complete
 from hf_resnet101.train.recovery import after_failed_results, check_checkpoint_readable, first_sentences
 
@@ -40,3 +43,36 @@ def test_results_written_after_the_failure_began_are_removed(tmp_path):
     message = after_failed_results(args, started)
     assert not (tmp_path / "README.md").exists() and (tmp_path / "model.safetensors").exists()
     assert "run the same command again" in message
+
+
+def test_a_run_stopped_after_its_last_step_finishes_from_it_without_training_further(
+    finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch, caplog
+):
+    # Ctrl-C while the card is written: training has ended, checkpoint-4 is the last step (mid-epoch: 6 steps make
+    # one). Run again, the Trainer would resume it and train a step past --max_steps, changing the model.
+    import hf_resnet101.train.finish as finish
+
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--max_steps", "4", "--save_steps", "2", "--eval_strategy", "no", "--seed", "1"]  # fmt: skip
+
+    def interrupted_card(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(finish, "write_model_card", interrupted_card)
+        assert finetune_main(argv) == 130
+    assert (out / "checkpoint-4").is_dir() and not (out / "README.md").exists()
+    trained_seconds = json.loads((out / "checkpoint-4" / CHECKPOINT_COMPLETE).read_text())["training_seconds"]
+    assert trained_seconds > 0
+    last_step_weights = load_file(out / "checkpoint-4" / "model.safetensors")
+
+    assert finetune_main(argv) == 0
+    assert "is the last step of training (4 of 4): the run finishes from it without training further" in caplog.text
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and not (out / "checkpoint-5").exists()
+    final = load_file(out / "model.safetensors")
+    assert all(torch.equal(final[name], tensor) for name, tensor in last_step_weights.items())
+    assert (out / "README.md").is_file()
+    card_inputs = json.loads((out / "card_inputs.json").read_text())
+    assert card_inputs["train_runtime_s"] == pytest.approx(trained_seconds, abs=0.01)  # the first process's time
