@@ -290,6 +290,8 @@ def read_image(source: ImageSource) -> Image.Image:
         return to_rgb(source)
     if not os.path.isfile(source):
         raise FileNotFoundError(f"no such file: {source}")
+    if os.path.getsize(source) == 0:  # Pillow would say "cannot identify image file", as for any non-image
+        raise ValueError(f"empty file (0 bytes): {source}")
     image = Image.open(source)
     image.load()  # decodes now, so a truncated file fails here; a single-frame image's file is then closed
     return to_rgb(image)
