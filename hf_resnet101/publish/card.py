@@ -358,8 +358,9 @@ def write_model_card(output_dir: str | Path, inputs: CardInputs | None = None, r
     return path
 
 
-def card_text_for_repo(output_dir: str | Path, repo_id: str) -> str | None:
-    """The card rendered for `repo_id` when the folder's card names another repo; None when it already fits.
+def card_text_for_repo(output_dir: str | Path, repo_id: str, always: bool = False) -> str | None:
+    """The card rendered for `repo_id` when the folder's card names another repo, or `always` (the folder's
+    README.md is not pushed: changed since the run wrote it); None when the folder's card fits.
 
     The figures already in the folder are shown; nothing in the folder is written.
     """
@@ -367,7 +368,7 @@ def card_text_for_repo(output_dir: str | Path, repo_id: str) -> str | None:
     if not (output_dir / CARD_INPUTS).is_file():
         return None
     inputs = CardInputs.load(output_dir)
-    if inputs.repo_id == repo_id:
+    if inputs.repo_id == repo_id and not always:
         return None
     kinds = {"confusion_matrix": CONFUSION_MATRIX, "training_curves": TRAINING_CURVES}
     figures = {kind: name for kind, name in kinds.items() if (output_dir / name).is_file()}

@@ -16,6 +16,7 @@ from transformers.utils import logging
 from ..errors import PushError, UsageError
 from ..modeling import is_onnx_export
 from ..outputs import (
+    CARD_INPUTS,
     CHECKPOINT_COMPLETE,
     CHECKPOINT_NAME,
     LOCAL_ONLY,
@@ -418,9 +419,12 @@ def push_output_dir(
     )
     repo_id = with_namespace(repo_id, whoami)
     again = push_again_command(output_dir, repo_id, private, hub_strategy)
+    # A README.md edited by hand is left out like any changed file; the repo still gets the run's card.
+    card_text = card_text_for_repo(output_dir, repo_id, always=MODEL_CARD in left_out)
     if note := left_out_note(left_out, output_dir, repo_id):
+        if MODEL_CARD in left_out and card_text is not None:
+            note += f" The card pushed as {MODEL_CARD} is rendered again from {CARD_INPUTS}."
         logger.warning(note)
-    card_text = card_text_for_repo(output_dir, repo_id)
     api = HfApi(token=token)
     attempts = len(RETRY_WAITS_S) + 1
     for attempt in range(1, attempts + 1):

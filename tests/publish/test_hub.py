@@ -21,6 +21,7 @@ import hf_resnet101.train.run as training_module
 from hf_resnet101.commands.cli import run_command
 from hf_resnet101.errors import UsageError
 from hf_resnet101.publish.hub import TOKENS_PAGE, files_to_push, push_again_command, push_selection
+from hf_resnet101.train.output_folder import record_rewritten
 
 # Recognisable, so a leak into any file, log or upload shows up in a byte search.
 FAKE_TOKEN = "hf_FAKEtokenNeverToBeWrittenAnywhere0123"
@@ -218,6 +219,20 @@ def test_a_checkpoint_refusal_names_the_runs_folder(finished_run, local_hub, mon
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     _, err = run_cli(capsys, ["push", str(finished_run / "checkpoint-4"), "--hub_model_id", REPO_ID], 2)
     assert f"push {finished_run} (the run's folder) once it has finished, or use --hub_strategy checkpoint" in err
+
+
+def test_a_card_edited_by_hand_is_not_pushed_but_the_runs_card_is(run_copy, local_hub, monkeypatch, capsys, caplog):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    inputs = json.loads((run_copy / "card_inputs.json").read_text())  # as a run given --hub_model_id REPO_ID
+    (run_copy / "card_inputs.json").write_text(json.dumps(inputs | {"repo_id": REPO_ID}))
+    record_rewritten(run_copy, ["card_inputs.json"])
+    (run_copy / "README.md").write_text("my notes on /home/me/data")  # the user's now, naming a local path
+    run_cli(capsys, ["push", str(run_copy), "--hub_model_id", REPO_ID])
+    card = local_hub.state.repos[REPO_ID].head.files["README.md"].content.decode()
+    assert "pipeline_tag: image-classification" in card and "/home/me" not in card
+    logged = " ".join(caplog.text.split())
+    assert "changed since the run wrote it: README.md" in logged
+    assert "The card pushed as README.md is rendered again from card_inputs.json" in logged
 
 
 def test_a_bare_repo_name_is_pushed_under_the_tokens_user(finished_run, local_hub, monkeypatch, capsys):
