@@ -9,6 +9,7 @@ import json
 import os
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,9 +217,6 @@ def check_class_sets(train_counts: dict[str, int], validation_counts: dict[str, 
             f"--validation_dir {val_root} has classes that the training folder lacks: {', '.join(unknown)}. "
             "Every validation class needs training images; fix the folder names or add the images."
         )
-    missing = sorted(name for name in present if not validation_counts.get(name))
-    if missing:
-        logger.warning(f"Classes with no validation images (their accuracy is not measured): {', '.join(missing)}.")
 
 
 def stratified_split_indices(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -347,9 +345,36 @@ def plan_image_folders(
         ]
         for split in ("train", "validation")
     }
+    check_kept_classes(data_files, files, class_names, dropped)
     kept = {path for paths in data_files.values() for path in paths}
     report.data_digest = data_digest((f.split, f.label, f.record.pixel_hash) for f in files if f.record.path in kept)
     return FolderPlan(data_files, class_names, report)
+
+
+def check_kept_classes(data_files: dict[str, list[str]], files, class_names: list[str], dropped: set[str]) -> None:
+    """After the split and `--dedupe`: every class keeps training images, and a class without validation images
+    is named (its accuracy is not measured: a class of one image, or one missing from --validation_dir).
+
+    Raises:
+        UsageError: when `--dedupe` left a class without training images (all of them copies of other classes').
+    """
+    label_of = {f.record.path: f.label for f in files}
+    counts = {split: Counter(label_of[path] for path in paths) for split, paths in data_files.items()}
+    emptied = [name for name in class_names if not counts["train"][name]]
+    if emptied:
+        raise UsageError(
+            f"--dedupe left no training images in class {', '.join(emptied)}: every one is a copy of an image "
+            f"labelled otherwise ({len(dropped)} images left out in all). Remove or rename that folder, or keep "
+            "each image under one label only."
+        )
+    unmeasured = [name for name in class_names if not counts["validation"][name]]
+    if unmeasured:
+        described = ", ".join(f"{name} ({counts['train'][name]} training images)" for name in unmeasured)
+        logger.warning(
+            f"Classes with no validation images (their accuracy is not measured, and the card shows n/a): "
+            f"{described}. Add images to them (a class needs two for the split to hold one out) or give "
+            "--validation_dir."
+        )
 
 
 def data_digest(items) -> str:
@@ -447,11 +472,33 @@ def load_hub_dataset(
     return dataset
 
 
+def stratified_order(labels: Sequence[int], seed: int) -> list[int]:
+    """Indices in an order whose every prefix holds each class in about its share of the whole: each class's
+    indices shuffled with the seed, placed at evenly spaced positions through the order (the j-th of a class of n at
+    (j + 0.5) / n), ties in a seeded random order."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    positions = np.empty(len(labels))
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        positions[members] = (np.arange(len(members)) + 0.5) / len(members)
+    return np.lexsort((rng.random(len(labels)), positions)).tolist()
+
+
 def limit_samples(dataset: DatasetDict, max_train: int | None, max_eval: int | None, seed: int) -> DatasetDict:
-    """Keeps at most `max_train`/`max_eval` images (shuffled with the seed, so classes stay mixed)."""
+    """Keeps at most `max_train`/`max_eval` images, stratified by class with the seed (`stratified_order`); names
+    any class left without training images (a limit below the number of classes, or a class too rare for it)."""
     for split, limit in (("train", max_train), ("validation", max_eval)):
         if limit is not None and limit < len(dataset[split]):
-            dataset[split] = dataset[split].shuffle(seed=seed).select(range(limit))
+            dataset[split] = dataset[split].select(stratified_order(dataset[split]["label"], seed)[:limit])
+    names = dataset["train"].features["label"].names
+    if max_train is not None:
+        lost = sorted(set(names) - {names[label] for label in dataset["train"]["label"]})
+        if lost:
+            logger.warning(
+                f"--max_train_samples {max_train} leaves no training images in class {', '.join(lost)}: the model "
+                "keeps its label but never learns it. Raise the limit, or leave it out."
+            )
     return dataset
 
 

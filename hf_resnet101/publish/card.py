@@ -216,12 +216,13 @@ def table_cell(text: str) -> str:
 
 def card_per_class_rows(inputs: CardInputs) -> list[dict[str, object]]:
     """The card's per-class table: one row per class (its name escaped for Markdown), precision, recall, F1 and
-    support on the validation split."""
+    support (a whole number of images) on the validation split; the template shows n/a for a class with none."""
     if not inputs.per_class:
         return []
-    columns = ("precision", "recall", "f1", "support")
+    columns = ("precision", "recall", "f1")
     return [
-        {"label": table_cell(name)} | {column: inputs.per_class[column][i] for column in columns}
+        {"label": table_cell(name), "support": int(inputs.per_class["support"][i])}
+        | {column: inputs.per_class[column][i] for column in columns}
         for i, name in enumerate(inputs.label_names)
     ]
 

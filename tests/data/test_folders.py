@@ -3,6 +3,7 @@ reported, duplicates and leaks found, odd files reaching the model with the righ
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from collections import Counter
@@ -19,9 +20,11 @@ from hf_resnet101.data.folders import (
     load_image_folders,
     plan_image_folders,
     scan_class_folders,
+    stratified_order,
     stratified_split_indices,
 )
 from hf_resnet101.data.images import IMAGE_EXTENSIONS, to_rgb
+from hf_resnet101.errors import UsageError
 
 
 def test_split_folders_are_found_under_the_data_folder(tmp_path):
@@ -155,6 +158,26 @@ def test_identical_images_in_two_classes_are_an_error_unless_deduped(finetune_ma
     assert len(report["dropped_conflicting"]) == 2
 
 
+def test_dedupe_that_empties_a_class_says_so(tmp_path):
+    data = write_class_images(tmp_path / "data", per_class=6)
+    (data / "kitty").mkdir()
+    for i in range(2):  # every image of kitty is a copy of a cat
+        shutil.copy(data / "cat" / f"img_00{i}.png", data / "kitty" / f"k{i}.png")
+    with pytest.raises(UsageError, match="--dedupe left no training images in class kitty: every one is a copy"):
+        plan_image_folders(str(data), None, 0.15, seed=0, dedupe=True, progress=False)
+
+
+def test_a_class_without_validation_images_is_named(tmp_path, caplog):
+    data = write_class_images(tmp_path / "data", per_class=6)
+    (data / "rare").mkdir()
+    shutil.copy(data / "cat" / "img_000.png", data / "rare" / "only.png")  # one image: it stays in training
+    (data / "cat" / "img_000.png").unlink()
+    plan = plan_image_folders(str(data), None, 0.15, seed=0, progress=False)
+    assert "rare" in plan.class_names and not any("/rare/" in p for p in plan.data_files["validation"])
+    assert "Classes with no validation images (their accuracy is not measured" in caplog.text
+    assert "rare (1 training images)" in caplog.text
+
+
 def test_leakage_between_train_and_validation(tmp_path):
     train = write_class_images(tmp_path / "train", per_class=6, seed=1)
     validation = write_class_images(tmp_path / "val", per_class=3, seed=2)
@@ -175,3 +198,26 @@ def test_file_names_with_glob_characters(tmp_path, name):
     (data / "cat" / "img_000.png").rename(data / "cat" / name)
     dataset, _ = load_image_folders(str(data), None, 0.3, seed=0, progress=False)
     assert len(dataset["train"]) + len(dataset["validation"]) == 9
+
+
+def test_a_sample_limit_keeps_the_classes_in_their_shares():
+    labels = [0] * 5 + [1] * 5 + [2] * 5
+    order = stratified_order(labels, seed=0)
+    assert sorted(order) == list(range(15)) and {labels[i] for i in order[:3]} == {0, 1, 2}
+    many = [0] * 80 + [1] * 20
+    kept = [many[i] for i in stratified_order(many, seed=1)[:10]]
+    assert kept.count(0) == 8 and kept.count(1) == 2
+    assert stratified_order(many, seed=1) == stratified_order(many, seed=1) != stratified_order(many, seed=2)
+
+
+def test_max_train_samples_keeps_every_class_or_says_which_it_lost(
+    finetune_main, image_folder, tiny_resnet, tmp_path, caplog
+):
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--max_steps", "1", "--eval_strategy", "no", "--per_device_train_batch_size", "2"]  # fmt: skip
+    assert finetune_main([*argv, "--max_train_samples", "3"]) == 0
+    trained = [row["label"] for row in csv.DictReader((out / "splits.csv").open()) if row["split"] == "train"]
+    assert len(trained) == 3 and len(set(trained)) == 3  # one of each class, not three of one
+    assert finetune_main([*argv, "--max_train_samples", "2", "--overwrite_output_dir"]) == 0
+    assert "--max_train_samples 2 leaves no training images in class" in caplog.text

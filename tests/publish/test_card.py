@@ -183,3 +183,11 @@ def test_card_of_random_initial_weights_says_so():
     assert "base_model" not in yaml.safe_load(text.split("---")[1])
     assert "ResNetForImageClassification **trained from random initialisation, not fine-tuned**" in text
     assert "fine-tuned for image classification" not in text
+
+
+def test_a_class_without_validation_images_is_not_measured_rather_than_zero():
+    # scikit-learn's support comes back as floats when every prediction is wrong; a count is shown as one.
+    per_class = {"precision": [0.9, 0.0], "recall": [1.0, 0.0], "f1": [0.947, 0.0], "support": [8.0, 0.0]}
+    text = str(render_model_card(card_inputs(per_class=per_class)))
+    assert "| Blue Jay | 0.9000 | 1.0000 | 0.9470 | 8 |" in text
+    assert "| cat | n/a | n/a | n/a | 0 (not measured: no validation images) |" in text
