@@ -522,9 +522,12 @@ def relative_image_path(image_path: str | None, roots: list[Path]) -> str:
     """
     if not image_path:
         return ""
-    path = Path(image_path).resolve()
-    root = next((root for root in roots if path.is_relative_to(root)), None)
-    return path.relative_to(root).as_posix() if root else path.name
+    # The path as the folder shows it first: a class folder that is a link to elsewhere stays `train/birds/1.jpg`.
+    for path in (Path(os.path.abspath(image_path)), Path(image_path).resolve()):
+        root = next((root for root in roots if path.is_relative_to(root)), None)
+        if root is not None:
+            return path.relative_to(root).as_posix()
+    return Path(image_path).name
 
 
 def write_split_files(dataset: DatasetDict, output_dir: str | os.PathLike, roots: list[Path] | None = None) -> Path:

@@ -221,3 +221,16 @@ def test_max_train_samples_keeps_every_class_or_says_which_it_lost(
     assert len(trained) == 3 and len(set(trained)) == 3  # one of each class, not three of one
     assert finetune_main([*argv, "--max_train_samples", "2", "--overwrite_output_dir"]) == 0
     assert "--max_train_samples 2 leaves no training images in class" in caplog.text
+
+
+def test_splits_name_images_of_a_linked_class_folder_by_their_place_in_the_data(finetune_main, tiny_resnet, tmp_path):
+    data = write_class_images(tmp_path / "data" / "train", per_class=6)
+    elsewhere = tmp_path / "store" / "birds"
+    shutil.move(str(data / "cat"), str(elsewhere))
+    (data / "cat").symlink_to(elsewhere, target_is_directory=True)  # a class kept on another disk, linked in
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(data), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--max_steps", "1", "--eval_strategy", "no"]  # fmt: skip
+    assert finetune_main(argv) == 0
+    cats = [row["path"] for row in csv.DictReader((out / "splits.csv").open()) if row["label"] == "cat"]
+    assert cats and all(path.startswith("train/cat/img_") for path in cats), cats
