@@ -7,6 +7,7 @@ so `hf-resnet101 card OUT` can render it again, for instance after the template 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata, resources
 from pathlib import Path
@@ -214,6 +215,14 @@ def table_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def code_span(text: str) -> str:
+    """A class name as inline code: fenced with more backticks than any run of them inside it (`a`, ``a`b``)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    padding = " " if longest else ""  # a name that starts or ends with a backtick needs the space
+    return f"{fence}{padding}{text}{padding}{fence}"
+
+
 def card_per_class_rows(inputs: CardInputs) -> list[dict[str, object]]:
     """The card's per-class table: one row per class (its name escaped for Markdown), precision, recall, F1 and
     support (a whole number of images) on the validation split; the template shows n/a for a class with none."""
@@ -318,6 +327,7 @@ def render_model_card(
         dataset_description=f"`{inputs.dataset_name}`" if inputs.dataset_name else "a folder of images",
         data_source=inputs.data_source,
         label_names=inputs.label_names,
+        label_codes=[code_span(name) for name in inputs.label_names],
         eval_metrics=shown_metrics,
         num_validation_images=sum(inputs.images_per_class.get("validation", {}).values()),
         splits=splits,
@@ -331,6 +341,7 @@ def render_model_card(
         tier=tier,
         unusable_files=inputs.unusable_files,
         empty_classes=inputs.empty_classes,
+        empty_class_codes=[code_span(name) for name in inputs.empty_classes],
         per_class_rows=card_per_class_rows(inputs),
         figures=figures or {},
         train_accuracy=inputs.train_accuracy,

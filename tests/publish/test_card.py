@@ -191,3 +191,9 @@ def test_a_class_without_validation_images_is_not_measured_rather_than_zero():
     text = str(render_model_card(card_inputs(per_class=per_class)))
     assert "| Blue Jay | 0.9000 | 1.0000 | 0.9470 | 8 |" in text
     assert "| cat | n/a | n/a | n/a | 0 (not measured: no validation images) |" in text
+
+
+def test_a_class_name_with_a_backtick_stays_one_code_span():
+    text = str(render_model_card(card_inputs(label_names=["Blue Jay", "back`tick"], empty_classes=["`odd"])))
+    assert "Labels (2): `Blue Jay`, `` back`tick ``" in text
+    assert "Class folders without usable images (left out): `` `odd ``." in text
