@@ -88,8 +88,12 @@ def composite_on_background(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba).convert("RGB")
 
 
+# Modes with an alpha channel (a palette or RGB image may also name a transparent colour in its `info`).
+ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
+
+
 def has_transparency(image: Image.Image) -> bool:
-    return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+    return image.mode in ALPHA_MODES or "transparency" in image.info
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

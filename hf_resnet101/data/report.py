@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from ..outputs import DATA_REPORT
-from .images import HIGH_BIT_MODES
+from .images import ALPHA_MODES, HIGH_BIT_MODES
 from .scan import FileRecord
 
 MAX_LISTED = 20
 # Modes the package converts to RGB unlike transformers' `load_image` (Pillow's convert("RGB")), which a pipeline
 # given a file path uses: 16-bit and wider grey is rescaled here, clipped there (nearly white); transparency is
 # composited on grey here, dropped there.
-CONVERTED_UNLIKE_PIPELINE = HIGH_BIT_MODES | {"RGBA", "LA", "PA", "La", "RGBa"}
+CONVERTED_UNLIKE_PIPELINE = HIGH_BIT_MODES | ALPHA_MODES
 
 
 @dataclass(frozen=True)
