@@ -52,6 +52,7 @@ class LabelledImages:
     description: str
     excluded_classes: dict[str, int] = field(default_factory=dict)  # class name -> images left out
     left_out_files: list[Path] = field(default_factory=list)  # files of other types in the class folders
+    nested_images: int = 0  # images in sub-folders of the class folders, left out
 
 
 @dataclass
@@ -137,6 +138,7 @@ def labelled_folder(data_dir: str | Path, label_names: Sequence[str], ignore_unk
         description=str(data_dir),
         excluded_classes={name: len(folders.files_by_class[name]) for name in unknown},
         left_out_files=folders.left_out_files,
+        nested_images=folders.nested_images,
     )
 
 
@@ -460,4 +462,9 @@ def run_command(args: argparse.Namespace) -> None:
         print(f"left out: {len(evaluation.unreadable)} unreadable images (listed in {files['metrics']})")
     if data.left_out_files:
         print(f"left out: {left_out_files_note(data.left_out_files, data.description)}")
+    if data.nested_images:
+        print(
+            f"left out: {data.nested_images} images in sub-folders of the class folders (a class's images go "
+            "directly in its folder)"
+        )
     print("\nwritten: " + ", ".join(str(path) for path in files.values()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -174,6 +175,13 @@ def check_settings(
     if eval_every is not None and training_args.eval_steps < 1:  # a fraction of all steps
         eval_every = None
     global_batch = per_step * training_args.gradient_accumulation_steps
+    if global_batch > num_train:
+        warn(
+            f"The global batch ({per_step} per step x {training_args.gradient_accumulation_steps} accumulation steps "
+            f"= {global_batch}) is larger than the {num_train} training images: each epoch ends the accumulation "
+            f"early, so every optimizer step sees the {num_train} images once and accumulating more than "
+            f"{math.ceil(num_train / per_step)} steps changes nothing. Lower --gradient_accumulation_steps."
+        )
     message = evaluation_cost_warning(
         num_train, num_validation, global_batch, training_args.num_train_epochs, eval_every, training_args.max_steps
     )

@@ -21,7 +21,14 @@ from transformers.utils import logging
 from ..errors import UsageError
 from ..outputs import DATA_ROOTS, SPLITS
 from .images import TRAINING_IMAGE_EXTENSIONS, is_image_file, is_left_out_file
-from .report import DataReport, Duplicates, LabelledFile, build_report, find_duplicates
+from .report import (
+    DataReport,
+    Duplicates,
+    LabelledFile,
+    build_report,
+    find_duplicates,
+    images_per_class_of,
+)
 from .scan import scan_files
 
 logger = logging.get_logger(__name__)
@@ -39,6 +46,8 @@ class ClassFolders:
     ignored_folders: list[str] = field(default_factory=list)
     # Files in the class folders left out by their type that may have been meant as images (`is_left_out_file`).
     left_out_files: list[Path] = field(default_factory=list)
+    # Images in sub-folders of the class folders: left out (imagefolder would label them by the sub-folder).
+    nested_images: int = 0
 
     @property
     def class_names(self) -> list[str]:
@@ -153,12 +162,6 @@ def scan_class_folders(
             files_by_class[class_dir.name] = files
         else:
             empty.append(class_dir.name)
-    if nested:
-        # imagefolder labels an image by its immediate parent folder, so deeper images would get wrong labels.
-        logger.warning(
-            f"{nested} images in sub-folders of class folders under {root} are ignored: put each class's images "
-            "directly in its folder."
-        )
     if empty:
         logger.warning(f"Class folders with no images in {root} (left out): {', '.join(empty)}.")
     if not files_by_class:
@@ -166,7 +169,7 @@ def scan_class_folders(
             f"{what} {root} holds no images in its class sub-folders "
             f"(looked for {', '.join(sorted(extensions)[:8])}, ...).{split_folders_hint(root)}"
         )
-    return ClassFolders(root, files_by_class, empty_classes=empty, ignored_folders=ignored, left_out_files=left_out)
+    return ClassFolders(root, files_by_class, empty, ignored, left_out_files=left_out, nested_images=nested)
 
 
 def same_folder(first: str | Path, second: str | Path) -> bool:
@@ -332,9 +335,10 @@ def plan_image_folders(
     report = build_report(files, class_names, sorted(set(empty)), duplicates)
     report.dropped_conflicting = sorted(dropped_conflicting)
     report.dropped_from_validation = sorted(dropped_leaks)
-    report.ignored_folders = [
-        str(folders.root / name) for folders in (train, validation) if folders for name in folders.ignored_folders
-    ]
+    scanned = [folders for folders in (train, validation) if folders]
+    report.ignored_folders = [str(folders.root / name) for folders in scanned for name in folders.ignored_folders]
+    report.left_out_files = [str(path) for folders in scanned for path in folders.left_out_files]
+    report.nested_images = sum(folders.nested_images for folders in scanned)
 
     dropped = dropped_conflicting | dropped_leaks
     data_files = {
@@ -347,6 +351,14 @@ def plan_image_folders(
     }
     check_kept_classes(data_files, files, class_names, dropped)
     kept = {path for paths in data_files.values() for path in paths}
+    kept_labels = {
+        split: Counter(f.label for f in files if f.split == split and f.record.path in kept)
+        for split in report.images_per_class
+    }
+    report.record_used(
+        {split: {name: labels[name] for name in class_names} for split, labels in kept_labels.items()},
+        ["--dedupe"] if dropped else [],
+    )
     report.data_digest = data_digest((f.split, f.label, f.record.pixel_hash) for f in files if f.record.path in kept)
     return FolderPlan(data_files, class_names, report)
 
@@ -562,13 +574,8 @@ def split_image_path(output_dir: str | os.PathLike, relative: str) -> Path:
 
 def report_from_dataset(dataset: DatasetDict) -> DataReport:
     """A report with the counts of an already-built dataset (Hub datasets are not scanned file by file)."""
-    names = dataset["train"].features["label"].names
-    images_per_class = {}
-    for split_name, split in dataset.items():
-        counts = Counter(split["label"])
-        images_per_class[split_name] = {name: counts.get(i, 0) for i, name in enumerate(names)}
     return DataReport(
-        images_per_class=images_per_class,
+        images_per_class=images_per_class_of(dataset),
         unusable=[],
         empty_classes=[],
         duplicates=Duplicates(),

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..outputs import DATA_REPORT
-from .images import ALPHA_MODES, HIGH_BIT_MODES
+from .images import ALPHA_MODES, HIGH_BIT_MODES, NOT_LOADED_BY_IMAGEFOLDER, left_out_files_note
 from .scan import FileRecord
 
 MAX_LISTED = 20
@@ -74,17 +74,35 @@ class DataReport:
     dropped_from_validation: list[str] = field(default_factory=list)
     dropped_conflicting: list[str] = field(default_factory=list)
     ignored_folders: list[str] = field(default_factory=list)
+    # Files in the class folders of a type training does not read (.heic, .avif, .raw, videos), left out.
+    left_out_files: list[str] = field(default_factory=list)
+    # Images in sub-folders of class folders, left out: imagefolder would label them by the sub-folder.
+    nested_images: int = 0
+    # The images the run uses, per split and class: `images_per_class` (the usable images found) less those that
+    # `left_out_by` names (--dedupe, --max_train_samples, --max_eval_samples). Set by `record_used`.
+    images_used_per_class: dict[str, dict[str, int]] = field(default_factory=dict)
+    left_out_by: list[str] = field(default_factory=list)
     # What the run trains on (see `data_digest`): part of the run's identity, so a changed folder is noticed.
     data_digest: str = ""
 
     @property
+    def used_per_class(self) -> dict[str, dict[str, int]]:
+        """The images the run uses per split and class (those found, until `record_used`)."""
+        return self.images_used_per_class or self.images_per_class
+
+    def record_used(self, images_per_class: dict[str, dict[str, int]], left_out_by: list[str]) -> None:
+        """Records what the run uses after `left_out_by` (the options that left images out) took their share."""
+        self.images_used_per_class = images_per_class
+        self.left_out_by = list(dict.fromkeys(self.left_out_by + left_out_by))
+
+    @property
     def num_train_images(self) -> int:
-        return sum(self.images_per_class.get("train", {}).values())
+        return sum(self.used_per_class.get("train", {}).values())
 
     @property
     def imbalance_ratio(self) -> float:
-        """Largest over smallest training class (classes with no images left out)."""
-        counts = [c for c in self.images_per_class.get("train", {}).values() if c > 0]
+        """Largest over smallest training class as trained on (classes with no images left out)."""
+        counts = [c for c in self.used_per_class.get("train", {}).values() if c > 0]
         return max(counts) / min(counts) if counts else 1.0
 
     @property
@@ -109,10 +127,12 @@ class DataReport:
 
     def summary_lines(self) -> list[str]:
         lines = []
-        for split, counts in self.images_per_class.items():
+        for split, counts in self.used_per_class.items():
             total = sum(counts.values())
+            found = sum(self.images_per_class.get(split, {}).values())
             per_class = ", ".join(f"{name}={count}" for name, count in counts.items())
-            lines.append(f"{split}: {total} images in {len(counts)} classes ({per_class})")
+            used = f" (of {found} usable found; {' and '.join(self.left_out_by)} left out the rest)"
+            lines.append(f"{split}: {total} images in {len(counts)} classes ({per_class})" + used * (found != total))
         if self.imbalance_ratio >= 1.5:
             lines.append(f"class imbalance: the largest training class is {self.imbalance_ratio:.1f}x the smallest")
         if self.image_sizes:
@@ -135,6 +155,19 @@ class DataReport:
             lines += [f"  {item['path']}: {item['reason']}" for item in self.unusable[:MAX_LISTED]]
             if len(self.unusable) > MAX_LISTED:
                 lines.append(f"  ... and {len(self.unusable) - MAX_LISTED} more (see data_report.json)")
+        if self.left_out_files:
+            note = left_out_files_note([Path(path) for path in self.left_out_files], "the class folders")
+            if any(Path(path).suffix.lower() in NOT_LOADED_BY_IMAGEFOLDER for path in self.left_out_files):
+                note += (
+                    " predict and evaluate read .avif and .qoi files, but training cannot: datasets' imagefolder, "
+                    "which loads its folders, skips them."
+                )
+            lines.append(f"left out: {note}")
+        if self.nested_images:
+            lines.append(
+                f"images in sub-folders of class folders, left out: {self.nested_images} (a class's images go "
+                "directly in its folder: a sub-folder would become a label of its own)"
+            )
         if self.empty_classes:
             lines.append("class folders with no usable images (left out): " + ", ".join(self.empty_classes))
         if self.ignored_folders:
@@ -169,6 +202,18 @@ def paths_relative_to(value, roots: list[Path]):
 
 def size_stats(values: list[int]) -> dict[str, int]:
     return {"min": int(min(values)), "median": int(np.median(values)), "max": int(max(values))}
+
+
+def images_per_class_of(dataset) -> dict[str, dict[str, int]]:
+    """Images per split and class of a built dataset (a `DatasetDict` whose `label` column is a `ClassLabel`)."""
+    names = dataset["train"].features["label"].names
+    return {split_name: class_counts(split["label"], names) for split_name, split in dataset.items()}
+
+
+def class_counts(labels, names: list[str]) -> dict[str, int]:
+    """Images per class name, from label ids; every class named, with 0 for those without images."""
+    counts = Counter(labels)
+    return {name: counts.get(i, 0) for i, name in enumerate(names)}
 
 
 def build_report(

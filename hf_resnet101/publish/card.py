@@ -95,6 +95,11 @@ class CardInputs:
     data_source: str = "a folder of images"
     dataset_name: str | None = None
     unusable_files: int = 0
+    left_out_files: int = 0  # files of a type training does not read (.heic, .avif, videos) in the class folders
+    nested_images: int = 0  # images in sub-folders of class folders, left out
+    # usable images found, when options (`left_out_by`: --dedupe, --max_train_samples) left some of them out
+    images_found: int | None = None
+    left_out_by: list[str] = field(default_factory=list)
     empty_classes: list[str] = field(default_factory=list)
     overfitting_events: list[dict] = field(default_factory=list)
     framework_versions: dict[str, str] = field(default_factory=framework_versions)
@@ -340,6 +345,10 @@ def render_model_card(
         num_train_images=inputs.num_train_images,
         tier=tier,
         unusable_files=inputs.unusable_files,
+        left_out_files=inputs.left_out_files,
+        nested_images=inputs.nested_images,
+        images_found=inputs.images_found if inputs.images_found != inputs.num_images else None,
+        left_out_by=inputs.left_out_by,
         empty_classes=inputs.empty_classes,
         empty_class_codes=[code_span(name) for name in inputs.empty_classes],
         per_class_rows=card_per_class_rows(inputs),

@@ -9,11 +9,10 @@ import torch
 from transformers.utils import logging
 
 from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
-from ..data.report import DataReport
+from ..data.report import DataReport, images_per_class_of
 from ..modeling import count_parameters, is_resnet101, resolve_base_model
 from ..publish.card import CardInputs, collect_hyperparameters, describe_devices, public_inputs
 from .final_evaluation import CardEvaluation
-from .trainer import class_counts
 
 logger = logging.get_logger(__name__)
 
@@ -54,7 +53,7 @@ def build_card_inputs(
         resnet101=model is not None and is_resnet101(model),
         parameters=None if model is None else count_parameters(model),
         label_names=label_names,
-        images_per_class={name: class_counts(split, label_names) for name, split in dataset.items()},
+        images_per_class=images_per_class_of(dataset),
         eval_metrics=metrics,
         hyperparameters=collect_hyperparameters(data_args, model_args, training_args),
         precision=training_args.precision_note,
@@ -67,6 +66,10 @@ def build_card_inputs(
         data_source=describe_data_source(data_args),
         dataset_name=data_args.dataset_name,
         unusable_files=len(report.unusable),
+        left_out_files=len(report.left_out_files),
+        nested_images=report.nested_images,
+        images_found=sum(sum(counts.values()) for counts in report.images_per_class.values()),
+        left_out_by=list(report.left_out_by),
         converted_modes=report.converted_unlike_pipeline,
         empty_classes=list(report.empty_classes),
         overfitting_events=overfitting_events,

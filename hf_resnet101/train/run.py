@@ -25,7 +25,7 @@ from ..data.folders import (
     load_image_folders,
     report_from_dataset,
 )
-from ..data.report import DataReport
+from ..data.report import DataReport, images_per_class_of
 from ..data.transforms import resolve_data_config, set_image_size
 from ..errors import UsageError
 from ..inference import weight_file_bars_hidden
@@ -104,7 +104,13 @@ def load_data(
             dedupe=data_args.dedupe,
             progress=progress,
         )
-    return limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples, seed), report
+    limits = {"--max_train_samples": data_args.max_train_samples, "--max_eval_samples": data_args.max_eval_samples}
+    if any(limit is not None for limit in limits.values()):
+        dataset = limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples, seed)
+        report.record_used(
+            images_per_class_of(dataset), [f"{name} {limit}" for name, limit in limits.items() if limit is not None]
+        )
+    return dataset, report
 
 
 def load_checkpoint_to_finetune(model_args: ModelArguments, label_names: list[str]):

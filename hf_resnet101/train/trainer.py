@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections import Counter
 from functools import partial
 
 import datasets
@@ -15,6 +14,7 @@ from transformers.utils import logging
 from ..config.hardware import available_memory_bytes, held_evaluation_budget, local_process_count
 from ..config.options import FinetuneTrainingArguments
 from ..config.resolve import RunOptions
+from ..data.report import class_counts
 from ..data.transforms import (
     SeededTrainTransform,
     build_train_transform,
@@ -39,11 +39,6 @@ from .monitors import (
 from .run_state import ModelToTrain
 
 logger = logging.get_logger(__name__)
-
-
-def class_counts(split: datasets.Dataset, label_names: list[str]) -> dict[str, int]:
-    counts = Counter(split["label"])
-    return {name: counts.get(i, 0) for i, name in enumerate(label_names)}
 
 
 @contextlib.contextmanager
@@ -119,7 +114,9 @@ def build_trainer(
     names = dataset["train"].features["label"].names
     loss = None
     if options.data.class_weighting == "balanced":
-        loss = make_weighted_loss(balanced_class_weights(list(class_counts(dataset["train"], names).values())))
+        loss = make_weighted_loss(
+            balanced_class_weights(list(class_counts(dataset["train"]["label"], names).values()))
+        )
     recorder = EvaluationRecorder()
     callbacks = [
         recorder,

@@ -281,8 +281,11 @@ def test_every_readable_image_type_is_evaluated_and_others_are_counted(trained_r
     (data / "cat" / "IMG_0002.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
     for other in ("README.md", ".DS_Store", "Thumbs.db", "labels.json"):
         (data / "cat" / other).write_text("not an image")
+    (data / "cat" / "more").mkdir()
+    Image.new("RGB", (32, 32)).save(data / "cat" / "more" / "nested.png")
     out, _ = run_cli(capsys, evaluate_argv(trained_run, data, tmp_path / "ev"))
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["num_images"] == 5 and metrics["unreadable"] == []
     assert f"left out: 2 file(s) in {data} are not of an image type read here (IMG_0001.heic, IMG_0002.HEIC)" in out
+    assert "left out: 1 images in sub-folders of the class folders" in out
     assert not any(name in out for name in ("README", ".DS_Store", "Thumbs.db", "labels.json"))

@@ -72,6 +72,20 @@ def test_check_settings_stops_on_a_batch_larger_than_the_data(tmp_path):
     assert any("--learning_rate" in w for w in warnings) and any("evaluations" in w for w in warnings)
 
 
+def test_an_accumulated_batch_larger_than_the_data_is_warned_about(tmp_path):
+    _, _, training, _ = parse(["--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "100"], tmp_path)
+    warnings = []
+    check_settings(training, num_train=15, num_validation=5, warn=warnings.append)
+    assert any(
+        "(4 per step x 100 accumulation steps = 400) is larger than the 15 training images" in w for w in warnings
+    )
+    assert any("accumulating more than 4 steps changes nothing" in w for w in warnings)
+    warnings.clear()
+    _, _, training, _ = parse(["--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "3"], tmp_path)
+    check_settings(training, num_train=15, num_validation=5, warn=warnings.append)
+    assert not any("global batch" in w for w in warnings)
+
+
 def test_imbalance_switches_the_best_model_metric_unless_chosen(tmp_path):
     options = resolve(*parse([], tmp_path), imbalance_ratio=5.0)
     assert (options.training.metric_for_best_model, options.training.greater_is_better) == ("f1_macro", True)

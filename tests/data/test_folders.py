@@ -119,8 +119,13 @@ def test_strict_lists_every_unusable_file_at_once(finetune_main, capsys, tmp_pat
         assert name in err
 
 
-def test_training_on_a_messy_folder_completes_and_reports(finetune_main, tiny_resnet, tmp_path):
+def test_training_on_a_messy_folder_completes_and_reports(finetune_main, tiny_resnet, tmp_path, caplog):
     write_messy_folder(tmp_path / "data")
+    blue = tmp_path / "data" / "blue"
+    Image.new("RGB", (8, 8)).save(blue / "photo.avif")  # predict reads it; training's imagefolder cannot
+    (blue / "photo.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    (blue / "2024").mkdir()
+    Image.new("RGB", (8, 8)).save(blue / "2024" / "nested.png")
     out = tmp_path / "out"
     args = ["--train_dir", str(tmp_path / "data"), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
     assert finetune_main([*args, "--eval_strategy", "epoch"]) == 0
@@ -130,6 +135,14 @@ def test_training_on_a_messy_folder_completes_and_reports(finetune_main, tiny_re
         report["images_per_class"]["train"]["Red Things"] + report["images_per_class"]["validation"]["Red Things"]
         == 13
     )
+    # Nothing is left out without a word: the log, the report and the card say what training did not read.
+    assert sorted(report["left_out_files"]) == ["data/blue/photo.avif", "data/blue/photo.heic"]
+    assert report["nested_images"] == 1
+    assert "predict and evaluate read .avif and .qoi files, but training cannot" in caplog.text
+    assert "images in sub-folders of class folders, left out: 1" in caplog.text
+    card = (out / "README.md").read_text()
+    assert "2 files of a type training does not read" in card
+    assert "1 images in sub-folders of class folders were left out" in card
 
 
 def test_odd_files_reach_the_model_with_the_right_pixels(tmp_path):
@@ -156,6 +169,10 @@ def test_identical_images_in_two_classes_are_an_error_unless_deduped(finetune_ma
     assert finetune_main([*args, "--dedupe", "--eval_strategy", "no"]) == 0
     report = json.loads((tmp_path / "o" / "data_report.json").read_text())
     assert len(report["dropped_conflicting"]) == 2
+    found = sum(sum(counts.values()) for counts in report["images_per_class"].values())
+    used = sum(sum(counts.values()) for counts in report["images_used_per_class"].values())
+    assert (found, used, report["left_out_by"]) == (19, 17, ["--dedupe"])
+    assert "Of the 19 usable images found, --dedupe left out 2." in (tmp_path / "o" / "README.md").read_text()
 
 
 def test_dedupe_that_empties_a_class_says_so(tmp_path):
@@ -219,6 +236,13 @@ def test_max_train_samples_keeps_every_class_or_says_which_it_lost(
     assert finetune_main([*argv, "--max_train_samples", "3"]) == 0
     trained = [row["label"] for row in csv.DictReader((out / "splits.csv").open()) if row["split"] == "train"]
     assert len(trained) == 3 and len(set(trained)) == 3  # one of each class, not three of one
+    # The summary, the report and the card count the images trained on, and say what the limit left out.
+    report = json.loads((out / "data_report.json").read_text())
+    found = sum(report["images_per_class"]["train"].values())
+    assert sum(report["images_used_per_class"]["train"].values()) == 3 < found
+    assert report["left_out_by"] == ["--max_train_samples 3"] and report["num_train_images"] == 3
+    assert f"(of {found} usable found; --max_train_samples 3 left out the rest)" in caplog.text
+    assert "--max_train_samples 3 left out" in (out / "README.md").read_text()
     assert finetune_main([*argv, "--max_train_samples", "2", "--overwrite_output_dir"]) == 0
     assert "--max_train_samples 2 leaves no training images in class" in caplog.text
 

@@ -9,6 +9,7 @@ from hf_resnet101.data.report import (
     Duplicates,
     LabelledFile,
     build_report,
+    class_counts,
     find_duplicates,
     paths_relative_to,
 )
@@ -60,6 +61,23 @@ def test_report_counts_usable_images_and_lists_the_rest():
     assert "class imbalance: the largest training class is 3.0x the smallest" in lines
     assert "  /d/dog/broken.png: truncated file" in lines
     assert "class folders with no usable images (left out): empty" in lines
+
+
+def test_counts_and_imbalance_follow_the_images_the_run_uses():
+    files = [LabelledFile("train", "cat", record(f"/d/cat/{i}.png")) for i in range(6)]
+    files += [LabelledFile("train", "dog", record(f"/d/dog/{i}.png")) for i in range(2)]
+    report = build_report(files, ["cat", "dog"], [], Duplicates())
+    report.record_used({"train": {"cat": 2, "dog": 2}}, ["--max_train_samples 4"])
+    assert report.num_train_images == 4 and report.imbalance_ratio == 1.0
+    assert report.summary_lines()[0] == (
+        "train: 4 images in 2 classes (cat=2, dog=2) (of 8 usable found; --max_train_samples 4 left out the rest)"
+    )
+    report.record_used({"train": {"cat": 2, "dog": 1}}, ["--dedupe"])
+    assert report.left_out_by == ["--max_train_samples 4", "--dedupe"]
+
+
+def test_class_counts_name_every_class_even_an_empty_one():
+    assert class_counts([0, 2, 2, 0, 2], ["cat", "dog", "owl"]) == {"cat": 2, "dog": 0, "owl": 3}
 
 
 def test_long_lists_of_unusable_files_are_cut_short():

@@ -6,19 +6,23 @@ from __future__ import annotations
 import json
 import re
 import sys
+from types import SimpleNamespace
 
-import datasets
 import pytest
 from conftest import REPO_ROOT, logged_losses, run_offline
+from transformers import TrainingArguments
 
-from hf_resnet101.train.trainer import class_counts
+from hf_resnet101.train.trainer import loading_in_process
 
 RECIPE = str(REPO_ROOT / "recipes" / "finetune.py")
 
 
-def test_class_counts_name_every_class_even_an_empty_one():
-    split = datasets.Dataset.from_dict({"label": [0, 2, 2, 0, 2]})
-    assert class_counts(split, ["cat", "dog", "owl"]) == {"cat": 2, "dog": 0, "owl": 3}
+def test_loaders_made_in_process_leave_the_run_arguments_as_they_were(tmp_path):
+    args = TrainingArguments(str(tmp_path), dataloader_num_workers=2, dataloader_persistent_workers=True)
+    trainer = SimpleNamespace(args=args)
+    with loading_in_process(trainer):
+        assert (trainer.args.dataloader_num_workers, trainer.args.dataloader_persistent_workers) == (0, False)
+    assert trainer.args is args and (args.dataloader_num_workers, args.dataloader_persistent_workers) == (2, True)
 
 
 def test_two_processes_match_one_with_the_same_global_batch(image_folder, tiny_resnet, tmp_path):
