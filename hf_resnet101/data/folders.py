@@ -502,7 +502,9 @@ def limit_samples(dataset: DatasetDict, max_train: int | None, max_eval: int | N
     any class left without training images (a limit below the number of classes, or a class too rare for it)."""
     for split, limit in (("train", max_train), ("validation", max_eval)):
         if limit is not None and limit < len(dataset[split]):
-            dataset[split] = dataset[split].select(stratified_order(dataset[split]["label"], seed)[:limit])
+            # flattened here, while loading, and not by the first `cast_column` (with a progress bar, mid-set-up)
+            kept = stratified_order(dataset[split]["label"], seed)[:limit]
+            dataset[split] = dataset[split].select(kept).flatten_indices()
     names = dataset["train"].features["label"].names
     if max_train is not None:
         lost = sorted(set(names) - {names[label] for label in dataset["train"]["label"]})
