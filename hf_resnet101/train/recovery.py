@@ -40,7 +40,8 @@ def train_with_interrupt(trainer: Trainer, resume_from: str | None):
     completion.resume_from(resume_from)
     final_state = finished_training_state(resume_from)
     if final_state is not None:
-        return finish_from_last_step(trainer, Path(resume_from), final_state), completion.seconds_before
+        finished = finish_from_last_step(trainer, Path(resume_from), final_state)
+        return with_runtime_across_resumes(finished, completion.seconds_before, completion.seconds_before)
     with contextlib.suppress(ValueError):  # outside the main thread Ctrl-C keeps its default behaviour
         interrupt.install()
     try:
@@ -54,6 +55,16 @@ def train_with_interrupt(trainer: Trainer, resume_from: str | None):
             "command again to resume from it.",
             interrupt.signal_number or signal.SIGINT,
         )
+    return with_runtime_across_resumes(result, completion.seconds_before, runtime)
+
+
+def with_runtime_across_resumes(
+    result: TrainOutput, seconds_before: float, runtime: float
+) -> tuple[TrainOutput, float]:
+    """`result` and the training time across resumes; after a resume, `result`'s metrics (`train_results.json`), which
+    time this process only, gain `train_runtime_all_processes`: the time the card reports."""
+    if seconds_before > 0:
+        result.metrics["train_runtime_all_processes"] = round(runtime, 4)
     return result, runtime
 
 

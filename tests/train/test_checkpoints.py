@@ -63,6 +63,9 @@ def test_kill_and_rerun_matches_an_uninterrupted_run(fault, uninterrupted, tmp_p
     metrics = json.loads((out / "eval_results.json").read_text())
     assert metrics["eval_accuracy"] == reference_metrics["eval_accuracy"]
     assert metrics["eval_loss"] == pytest.approx(reference_metrics["eval_loss"], rel=1e-4)
+    # train_results.json times this process (steps 7-12); the time with checkpoint-6's before it is named apart
+    train_results = json.loads((out / "train_results.json").read_text())
+    assert train_results["train_runtime_all_processes"] > train_results["train_runtime"]
 
 
 @pytest.mark.parametrize(("fault", "status"), [("interrupt", 130), ("terminate", 143)])

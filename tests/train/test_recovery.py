@@ -76,3 +76,5 @@ def test_a_run_stopped_after_its_last_step_finishes_from_it_without_training_fur
     assert (out / "README.md").is_file()
     card_inputs = json.loads((out / "card_inputs.json").read_text())
     assert card_inputs["train_runtime_s"] == pytest.approx(trained_seconds, abs=0.01)  # the first process's time
+    train_results = json.loads((out / "train_results.json").read_text())
+    assert train_results["train_runtime_all_processes"] == pytest.approx(trained_seconds, abs=0.01)
