@@ -474,14 +474,51 @@ def load_hub_dataset(
         dataset = dataset.rename_column(image_column, "image")
     if label_column != "label":
         dataset = dataset.rename_column(label_column, "label")
-    if not isinstance(dataset["train"].features["label"], ClassLabel):
-        dataset = dataset.class_encode_column("label")
+    dataset = labels_encoded_as_in_training(dataset, dataset_name)
     check_dataset_label_names(dataset_name, dataset["train"].features["label"].names)
     if not isinstance(dataset["train"].features["image"], ImageFeature):
         dataset = dataset.cast_column("image", ImageFeature())
     if "validation" not in dataset:
         dataset = split_off_validation(dataset["train"], train_val_split, seed)
     return dataset
+
+
+def labels_encoded_as_in_training(dataset: DatasetDict, dataset_name: str) -> DatasetDict:
+    """Every split's labels as ids of one `ClassLabel`: the training split's, or its sorted label values when its
+    labels are plain strings or numbers. Encoded split by split, a validation split missing a class would number the
+    rest otherwise (its "élan vital" images becoming "cat").
+
+    Raises:
+        UsageError: a split holds labels that the training split does not.
+    """
+    train = dataset["train"]
+    if not isinstance(train.features["label"], ClassLabel):
+        train = train.class_encode_column("label")
+    classes = train.features["label"]
+    encoded = DatasetDict(train=train)
+    for split, data in dataset.items():
+        feature = data.features["label"]
+        if split == "train" or feature == classes:
+            encoded[split] = data if split != "train" else train
+            continue
+        values = [feature.int2str(v) if isinstance(feature, ClassLabel) else str(v) for v in data["label"]]
+        unknown = sorted(set(values) - set(classes.names))
+        if unknown:
+            raise UsageError(
+                f"The {split} split of dataset {dataset_name!r} has labels that no training image has: "
+                f"{', '.join(unknown[:10])}. A model cannot learn them: fix the labels, or leave those images out."
+            )
+        features = data.features.copy()
+        features["label"] = classes
+        ids = [classes.str2int(v) for v in values]
+        encoded[split] = data.map(  # reading the labels only: no image is decoded
+            lambda _, indices, ids=ids: {"label": [ids[i] for i in indices]},
+            input_columns="label",
+            with_indices=True,
+            batched=True,
+            features=features,
+        )
+    return encoded
 
 
 def stratified_order(labels: Sequence[int], seed: int) -> list[int]:

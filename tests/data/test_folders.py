@@ -17,6 +17,7 @@ from PIL import Image
 from hf_resnet101.data.folders import (
     find_split_folders,
     is_same_or_inside,
+    labels_encoded_as_in_training,
     load_image_folders,
     plan_image_folders,
     scan_class_folders,
@@ -44,6 +45,33 @@ def test_folders_are_compared_as_resolved_paths(tmp_path):
     assert is_same_or_inside(tmp_path / "data", tmp_path / "data")
     assert not is_same_or_inside(tmp_path / "data-out", tmp_path / "data")  # a name that only starts the same
     assert not is_same_or_inside(tmp_path, tmp_path / "data")
+
+
+def test_a_dataset_split_missing_a_class_keeps_the_training_label_ids():
+    from datasets import ClassLabel, Dataset, DatasetDict
+
+    plain = DatasetDict(
+        train=Dataset.from_dict({"label": ["cat", "owl", "dog", "owl"]}),
+        validation=Dataset.from_dict({"label": ["owl", "cat"]}),  # no dog: encoded alone, owl would become 1 (dog)
+    )
+    encoded = labels_encoded_as_in_training(plain, "birds")
+    names = encoded["train"].features["label"].names
+    assert names == ["cat", "dog", "owl"] and encoded["validation"].features["label"].names == names
+    assert [names[i] for i in encoded["validation"]["label"]] == ["owl", "cat"]
+    # Class labels of their own in validation are matched by name too
+    other = ClassLabel(names=["cat", "owl"])
+    labelled = DatasetDict(
+        train=encoded["train"], validation=Dataset.from_dict({"label": [1, 0]}).cast_column("label", other)
+    )
+    assert [names[i] for i in labels_encoded_as_in_training(labelled, "birds")["validation"]["label"]] == [
+        "owl",
+        "cat",
+    ]
+    plain["validation"] = Dataset.from_dict({"label": ["owl", "emu"]})
+    with pytest.raises(
+        UsageError, match="validation split of dataset 'birds' has labels that no training image has: emu"
+    ):
+        labels_encoded_as_in_training(plain, "birds")
 
 
 def test_split_holds_out_every_class_and_is_reproducible():

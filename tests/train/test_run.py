@@ -206,6 +206,14 @@ def test_dataset_name_with_other_column_names(finetune_main, image_folder, tiny_
     assert sorted(config.label2id) == CLASS_NAMES
     assert {row["split"] for row in read_splits(out)} == {"train", "validation"}
 
+    # A validation split without one class keeps the training split's label ids (each split encoded alone had not)
+    kept = [i for i, name in enumerate(species) if name != CLASS_NAMES[0]]
+    validation = table.select(kept).cast_column("photo", Image())
+    validation.to_parquet(str(repo / "data" / "validation-00000-of-00001.parquet"))
+    assert finetune_main([*args, "--overwrite_output_dir"]) == 0
+    counts = json.loads((out / "data_report.json").read_text())["images_per_class"]["validation"]
+    assert counts == {name: species.count(name) * (name != CLASS_NAMES[0]) for name in CLASS_NAMES}
+
 
 def run_with_two_workers(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
     """A short run with two data workers and evaluation every step; returns the Trainer it built, still referenced."""
