@@ -283,6 +283,7 @@ class FolderPlan:
     data_files: dict[str, list[str]]
     class_names: list[str]
     report: DataReport
+    labels: dict[str, str] = field(default_factory=dict)  # the class of each file of `data_files`, by path
 
 
 def plan_image_folders(
@@ -360,7 +361,8 @@ def plan_image_folders(
         ["--dedupe"] if dropped else [],
     )
     report.data_digest = data_digest((f.split, f.label, f.record.pixel_hash) for f in files if f.record.path in kept)
-    return FolderPlan(data_files, class_names, report)
+    labels = {f.record.path: f.label for f in files if f.record.path in kept}
+    return FolderPlan(data_files, class_names, report, labels)
 
 
 def check_kept_classes(data_files: dict[str, list[str]], files, class_names: list[str], dropped: set[str]) -> None:
@@ -418,16 +420,21 @@ def load_image_folders(
     )
     # data_files are glob patterns: escape names such as "img[1].jpg".
     patterns = {split: [glob.escape(path) for path in paths] for split, paths in plan.data_files.items()}
-    dataset = load_dataset("imagefolder", data_files=patterns, cache_dir=cache_dir)
-    return _force_class_names(dataset, plan.class_names), plan.report
+    # The labels are the scan's: imagefolder's own, from folder names, are dropped when the training and validation
+    # folders lie at different depths (--train_dir data/birds/train --validation_dir val).
+    dataset = load_dataset("imagefolder", data_files=patterns, cache_dir=cache_dir, drop_labels=True)
+    return with_planned_labels(dataset, plan), plan.report
 
 
-def _force_class_names(dataset: DatasetDict, names: list[str]) -> DatasetDict:
-    """Makes the label names those of the training folder (imagefolder infers them from all files)."""
-    found = dataset["train"].features["label"].names
-    if found == names:
-        return dataset
-    raise UsageError(f"Class names read by imagefolder {found} differ from the training folders {names}.")
+def with_planned_labels(dataset: DatasetDict, plan: FolderPlan) -> DatasetDict:
+    """`dataset` (imagefolder's, without labels) with a `label` column of the plan's classes, by image path."""
+    label_of = {os.path.abspath(path): plan.labels[path] for paths in plan.data_files.values() for path in paths}
+    classes = ClassLabel(names=plan.class_names)
+    labelled = DatasetDict()
+    for split, data in dataset.items():
+        labels = [classes.str2int(label_of[os.path.abspath(path)]) for path in image_paths(data)]
+        labelled[split] = data.add_column("label", labels).cast_column("label", classes)
+    return labelled
 
 
 def split_off_validation(train: Dataset, fraction: float, seed: int, label_column: str = "label") -> DatasetDict:

@@ -237,6 +237,19 @@ def test_leakage_between_train_and_validation(tmp_path):
     assert deduped.report.dropped_from_validation[0].endswith("leaked.png")
 
 
+def test_a_validation_folder_at_another_depth_than_training(finetune_main, tiny_resnet, tmp_path):
+    """imagefolder drops its labels when the files lie at different depths; the scan's labels are used instead."""
+    train = write_class_images(tmp_path / "data" / "birds" / "train", per_class=4, seed=1)
+    validation = write_class_images(tmp_path / "val", per_class=2, seed=2)
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(train), "--validation_dir", str(validation), "--output_dir", str(out),
+            "--model_name_or_path", str(tiny_resnet), "--max_steps", "1", "--eval_strategy", "no"]  # fmt: skip
+    assert finetune_main(argv) == 0
+    rows = list(csv.DictReader((out / "splits.csv").open()))
+    assert rows and all(row["path"].split("/")[-2] == row["label"] for row in rows)
+    assert Counter(row["split"] for row in rows) == {"train": 12, "validation": 6}
+
+
 @pytest.mark.parametrize("name", ["img[1].png", "a*b?.png"])
 def test_file_names_with_glob_characters(tmp_path, name):
     data = write_class_images(tmp_path / "data", per_class=3)
