@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from .presets import PRESETS, recommended_range
 DEFAULT_MODEL = "microsoft/resnet-101"
 AUGMENTATIONS = ("none", "light", "standard", "heavy")
 CLASS_WEIGHTINGS = ("none", "balanced")
+MIN_IMAGE_SIZE = 32  # a ResNet downsamples 32 times: a smaller input leaves its last stage nothing to normalise
 # `--report_to` values whose package may be missing, the importable names that serve each, and the extra to install.
 TRACKER_PACKAGES = {"tensorboard": (("tensorboard", "tensorboardX"), "dashboard"), "trackio": (("trackio",), None)}
 COMMON_TRAINING_OPTIONS = (
@@ -114,10 +116,15 @@ class DataArguments:
             raise UsageError("--validation_dir only goes with --train_dir; a Hub dataset brings its own splits.")
         if not 0.0 < self.train_val_split < 1.0:
             raise UsageError(f"--train_val_split must be between 0 and 1 (exclusive), got {self.train_val_split}.")
-        for name in ("max_train_samples", "max_eval_samples", "image_size"):
+        for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageError(f"--{name} must be a positive integer, got {value}.")
+        if self.image_size is not None and self.image_size < MIN_IMAGE_SIZE:
+            raise UsageError(
+                f"--image_size must be at least {MIN_IMAGE_SIZE} (a ResNet shrinks its input 32 times), got "
+                f"{self.image_size}."
+            )
         if self.preset not in PRESETS:
             raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}.")
         if self.class_weighting not in CLASS_WEIGHTINGS:
@@ -264,12 +271,7 @@ class FinetuneTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if not self.output_dir:
             raise UsageError("Give --output_dir: the folder that receives the model, its metrics and its card.")
-        if self.per_device_train_batch_size <= 0:
-            raise UsageError(
-                f"--per_device_train_batch_size must be positive, got {self.per_device_train_batch_size}."
-            )
-        if self.learning_rate <= 0:
-            raise UsageError(f"--learning_rate must be positive, got {self.learning_rate}.")
+        check_number_ranges(self)
         if self.max_steps == 0:  # the Trainer reads it as a limit and still runs one step; a negative means epochs
             raise UsageError(
                 "--max_steps 0 would still train one step: give a positive number of steps, or leave it out (-1, "
@@ -285,8 +287,6 @@ class FinetuneTrainingArguments(TrainingArguments):
             raise UsageError("--warmup_ratio and --warmup_steps both given: choose one.")
         if self.warmup_ratio:
             self.warmup_steps = self.warmup_ratio  # transformers 5 reads a float below 1 as a fraction of all steps
-        if self.save_every_minutes < 0:
-            raise UsageError(f"--save_every_minutes must be 0 or more, got {self.save_every_minutes}.")
         if self.early_stopping_patience is not None:
             if self.early_stopping_patience <= 0:
                 raise UsageError(f"--early_stopping_patience must be positive, got {self.early_stopping_patience}.")
@@ -315,6 +315,35 @@ class FinetuneTrainingArguments(TrainingArguments):
         super().__post_init__()
         check_trackers_installed(self.report_to)
         self.mixed_precision = "fp16" if self.fp16 else "bf16" if self.bf16 else "no"
+
+
+# Numeric training options and the values they take; any of them NaN or infinite is refused too.
+POSITIVE_OPTIONS = (
+    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "learning_rate",
+    "eval_steps", "save_steps", "logging_steps", "save_total_limit",
+)  # fmt: skip
+NON_NEGATIVE_OPTIONS = ("weight_decay", "max_grad_norm", "save_every_minutes", "label_smoothing_factor")
+FINITE_OPTIONS = (*POSITIVE_OPTIONS, *NON_NEGATIVE_OPTIONS, "num_train_epochs", "warmup_ratio", "warmup_steps")
+
+
+def check_number_ranges(args: TrainingArguments) -> None:
+    """Stops on numeric options that cannot work, before anything runs: the Trainer would accept most of them and
+    fail later or do something else (a negative --max_grad_norm flips every gradient, --gradient_accumulation_steps
+    -1 trains nothing and saves the untrained model, --eval_steps 0 becomes --logging_steps)."""
+    for name in FINITE_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"--{name} must be a finite number, got {value}.")
+    for name in POSITIVE_OPTIONS:
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name} must be positive, got {value}.")
+    for name in NON_NEGATIVE_OPTIONS:
+        value = getattr(args, name, None)
+        if value is not None and value < 0:
+            raise UsageError(f"--{name} must be 0 or more, got {value}.")
+    if not args.label_smoothing_factor < 1:
+        raise UsageError(f"--label_smoothing_factor must be below 1, got {args.label_smoothing_factor}.")
 
 
 # Options the product page (and this README) name that recent transformers renamed, keeping the old name as an alias.

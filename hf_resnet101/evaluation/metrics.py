@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from importlib import resources
 
@@ -9,6 +10,7 @@ import evaluate
 import numpy as np
 from transformers import EvalPrediction
 
+from ..errors import UsageError
 from ..library_internals import compute_in_memory
 from .confusion import compute_confusion_matrix
 
@@ -22,6 +24,32 @@ def metric_module_path(name: str) -> str:
 def load_metric(name: str) -> evaluate.EvaluationModule:
     """Loads one of the package's metric modules by path: no Hub access needed."""
     return evaluate.load(metric_module_path(name))
+
+
+def evaluation_metric_names(num_labels: int) -> tuple[str, ...]:
+    """What each evaluation reports (`build_compute_metrics`, and the loss): what --metric_for_best_model takes."""
+    names = ("loss", "accuracy", "precision_macro", "recall_macro", "f1_macro")
+    return (*names, f"top_{TOP_K}_accuracy") if num_labels > TOP_K else names
+
+
+def check_best_model_metric(name: str | None, num_labels: int) -> None:
+    """Stops before training on a --metric_for_best_model that evaluations do not report (the Trainer would fail at
+    the first evaluation, after training up to it, and save no checkpoint).
+
+    Raises:
+        UsageError: naming the metrics there are, and the closest one.
+    """
+    names = evaluation_metric_names(num_labels)
+    if name is None or name.removeprefix("eval_") in names:
+        return
+    given = name.removeprefix("eval_")
+    close = [known for known in names if known.startswith(given)] or difflib.get_close_matches(given, names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    if given == f"top_{TOP_K}_accuracy":
+        hint = f" (top-{TOP_K} accuracy is measured only with more than {TOP_K} classes)"
+    raise UsageError(
+        f"--metric_for_best_model {name} is not a metric the evaluations report{hint}: they report {', '.join(names)}."
+    )
 
 
 def build_compute_metrics(num_labels: int) -> Callable[[EvalPrediction], dict[str, float]]:

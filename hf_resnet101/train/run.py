@@ -28,6 +28,7 @@ from ..data.folders import (
 from ..data.report import DataReport, images_per_class_of
 from ..data.transforms import resolve_data_config, set_image_size
 from ..errors import UsageError
+from ..evaluation.metrics import check_best_model_metric
 from ..inference import weight_file_bars_hidden
 from ..modeling import (
     apply_gradient_checkpointing,
@@ -198,6 +199,7 @@ def run_in_locked_folder(
         data_args, model_args, training_args, explicit, data.num_train, data.num_validation,
         data.report.imbalance_ratio, push_token=start.push_token,
     )  # fmt: skip
+    check_best_model_metric(options.training.metric_for_best_model, len(data.label_names))
     manifest = record_run_start(options, data)
     model = load_model_to_train(options, data.label_names, model_and_processor)
     clock.mark("model loading")

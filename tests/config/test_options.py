@@ -74,3 +74,46 @@ def test_a_seed_out_of_range_is_refused_before_anything_runs(
     err = capsys.readouterr().err
     assert "--seed must be from 0 to 4294967295, got -1" in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--gradient_accumulation_steps", "-1", "--gradient_accumulation_steps must be positive, got -1"),
+        ("--gradient_accumulation_steps", "0", "--gradient_accumulation_steps must be positive, got 0"),
+        ("--learning_rate", "nan", "--learning_rate must be a finite number, got nan"),
+        ("--num_train_epochs", "inf", "--num_train_epochs must be a finite number, got inf"),
+        ("--per_device_eval_batch_size", "0", "--per_device_eval_batch_size must be positive, got 0"),
+        ("--eval_steps", "0", "--eval_steps must be positive, got 0"),
+        ("--save_total_limit", "0", "--save_total_limit must be positive, got 0"),
+        ("--max_grad_norm", "-1", "--max_grad_norm must be 0 or more, got -1"),
+        ("--label_smoothing_factor", "2", "--label_smoothing_factor must be below 1, got 2"),
+        ("--image_size", "3", "--image_size must be at least 32 (a ResNet shrinks its input 32 times), got 3"),
+    ],
+)
+def test_numbers_that_cannot_work_are_refused_before_anything_runs(
+    finetune_main, image_folder, tmp_path, capsys, flag, value, message
+):
+    out = tmp_path / "out"
+    assert finetune_main(["--train_dir", str(image_folder), "--output_dir", str(out), flag, value]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("metric", "message"),
+    [
+        ("f1", "--metric_for_best_model f1 is not a metric the evaluations report (did you mean f1_macro?)"),
+        ("top_5_accuracy", "(top-5 accuracy is measured only with more than 5 classes)"),
+    ],
+)
+def test_a_best_model_metric_that_evaluations_lack_is_refused_before_training(
+    finetune_main, image_folder, tiny_resnet, tmp_path, capsys, metric, message
+):
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
+    assert finetune_main([*argv, "--metric_for_best_model", metric]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not list(out.glob("checkpoint-*")) and not (out / "trainer_state.json").exists()

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, top_k_accuracy_score
 from transformers import EvalPrediction
 
-from hf_resnet101.evaluation.metrics import build_compute_metrics, load_metric
+from hf_resnet101.evaluation.metrics import build_compute_metrics, evaluation_metric_names, load_metric
 
 
 def test_modules_load_by_path_offline():
@@ -32,6 +32,7 @@ def test_compute_metrics_matches_sklearn(num_labels):
         assert metrics["top_5_accuracy"] == pytest.approx(expected)
     else:
         assert "top_5_accuracy" not in metrics
+    assert set(evaluation_metric_names(num_labels)) == {"loss", *metrics}  # what --metric_for_best_model takes
 
 
 def test_macro_averages_count_classes_only_predicted():
