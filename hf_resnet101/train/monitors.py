@@ -76,7 +76,11 @@ class OverfittingMonitor(TrainerCallback):
 
 class GracefulInterrupt(TrainerCallback):
     """The first Ctrl-C (SIGINT) or SIGTERM (what `kill`, `docker stop`, Kubernetes and batch schedulers send)
-    finishes the current step, saves a checkpoint and stops; a second one aborts at once."""
+    finishes the current step, saves a checkpoint and stops; the same signal again aborts at once.
+
+    The other signal after the first is the same stop passed on, not a second: `accelerate launch`, given Ctrl-C
+    (which the terminal also sends the script), sends its script SIGTERM, and torch's elastic agent does the same.
+    """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -97,7 +101,9 @@ class GracefulInterrupt(TrainerCallback):
 
     def _handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
+            if signum == self.signal_number:
+                raise KeyboardInterrupt
+            return  # the stop already asked for, passed on by a launcher
         self.requested, self.signal_number = True, signum
         name = "Interrupted" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
         logger.warning(f"{name}: finishing this step and saving a checkpoint (send it again to abort).")

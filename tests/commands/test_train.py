@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from conftest import REPO_ROOT
 
 from hf_resnet101.commands.train import split_launch_options
 
@@ -53,13 +54,24 @@ def test_plain_accelerate_launch_shows_the_message_too(tmp_path, quiet):
     assert ("CalledProcessError" in result.stderr) == (not quiet)
 
 
-def test_a_run_trains_and_ctrl_c_saves_a_checkpoint(image_folder, tiny_resnet, tmp_path):
+ACCELERATE_LAUNCH = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "-q",
+    str(REPO_ROOT / "recipes" / "finetune.py"),
+]
+
+
+@pytest.mark.parametrize("command", [TRAIN, ACCELERATE_LAUNCH], ids=["hf-resnet101 train", "accelerate launch"])
+def test_a_run_trains_and_ctrl_c_saves_a_checkpoint(command, image_folder, tiny_resnet, tmp_path):
+    """accelerate's launcher, given Ctrl-C, passes a SIGTERM on to the script it runs: the same stop, not a second."""
     out = tmp_path / "out"
     argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
             "--num_train_epochs", "300", "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
     # Its own session, so Ctrl-C can be sent as a terminal sends it: to the whole process group.
-    process = subprocess.Popen([*TRAIN, *argv], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen([*command, *argv], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
     seen = ""
     while "Run summary" not in seen:
         line = process.stderr.readline()

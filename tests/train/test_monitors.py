@@ -83,6 +83,9 @@ def test_first_ctrl_c_or_sigterm_saves_and_stops_after_the_step_the_second_abort
         os.kill(os.getpid(), number)
         control = interrupt.on_step_end(None, state(), TrainerControl())
         assert control.should_save and control.should_training_stop and interrupt.signal_number == number
+        passed_on = signal.SIGTERM if number == signal.SIGINT else signal.SIGINT
+        os.kill(os.getpid(), passed_on)  # a launcher passing the same stop on: the checkpoint is still saved
+        assert interrupt.requested and interrupt.signal_number == number
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), number)
     finally:
