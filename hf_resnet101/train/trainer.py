@@ -43,15 +43,17 @@ logger = logging.get_logger(__name__)
 
 @contextlib.contextmanager
 def loading_in_process(trainer: Trainer):
-    """The DataLoaders the Trainer makes inside read their data in the calling process.
+    """The DataLoaders the Trainer makes inside read their data in the calling process, every image of it.
 
     The Trainer reads its arguments for them: it gets a copy with no workers for the while, so the run's own
-    arguments (`RunOptions.training`) are never written.
+    arguments (`RunOptions.training`) are never written. `--dataloader_drop_last` is for training's batches: an
+    evaluation that dropped its last batch would score part of the validation split.
     """
     args = trainer.args
     trainer.args = copy.copy(args)
     trainer.args.dataloader_num_workers, trainer.args.dataloader_persistent_workers = 0, False
     trainer.args.dataloader_prefetch_factor = None
+    trainer.args.dataloader_drop_last = False
     try:
         yield
     finally:

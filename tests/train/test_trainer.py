@@ -9,7 +9,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from conftest import REPO_ROOT, logged_losses, run_offline
+from conftest import REPO_ROOT, logged_losses, run_offline, write_class_images
 from transformers import TrainingArguments
 
 from hf_resnet101.train.trainer import loading_in_process
@@ -18,11 +18,38 @@ RECIPE = str(REPO_ROOT / "recipes" / "finetune.py")
 
 
 def test_loaders_made_in_process_leave_the_run_arguments_as_they_were(tmp_path):
-    args = TrainingArguments(str(tmp_path), dataloader_num_workers=2, dataloader_persistent_workers=True)
+    args = TrainingArguments(
+        str(tmp_path), dataloader_num_workers=2, dataloader_persistent_workers=True, dataloader_drop_last=True
+    )
     trainer = SimpleNamespace(args=args)
     with loading_in_process(trainer):
         assert (trainer.args.dataloader_num_workers, trainer.args.dataloader_persistent_workers) == (0, False)
+        assert not trainer.args.dataloader_drop_last  # evaluations score every validation image
     assert trainer.args is args and (args.dataloader_num_workers, args.dataloader_persistent_workers) == (2, True)
+    assert args.dataloader_drop_last
+
+
+def test_drop_last_drops_training_batches_only(finetune_main, tiny_resnet, tmp_path):
+    train = write_class_images(tmp_path / "train", per_class=4, seed=1)
+    validation = write_class_images(tmp_path / "val", per_class=12, seed=2)  # 36 images: one batch of 32 and 4
+    out = tmp_path / "out"
+    argv = [
+        "--train_dir",
+        str(train),
+        "--validation_dir",
+        str(validation),
+        "--output_dir",
+        str(out),
+        "--model_name_or_path",
+        str(tiny_resnet),
+        "--dataloader_drop_last",
+        "--eval_strategy",
+        "epoch",
+    ]
+    assert finetune_main(argv) == 0
+    card_inputs = json.loads((out / "card_inputs.json").read_text())
+    assert sum(card_inputs["per_class"]["support"]) == 36
+    assert (out / "README.md").is_file()
 
 
 def test_two_processes_match_one_with_the_same_global_batch(image_folder, tiny_resnet, tmp_path):
