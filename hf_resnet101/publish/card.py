@@ -150,7 +150,8 @@ LOCAL_MODEL_NOTE = "a local folder"
 
 def public_inputs(inputs: CardInputs) -> CardInputs:
     """`inputs` with nothing local in what gets published: a base model that is not a Hub id (a path, as runs
-    before this check recorded) is left out, and a local model path among the hyperparameters is replaced."""
+    before this check recorded) is left out, a local model path among the hyperparameters is replaced, and a local
+    --dataset_name is named by its folder's name alone (and not linked as a Hub dataset)."""
     base = None if inputs.random_init or not is_hub_id(inputs.base_model) else inputs.base_model
     hyperparameters = dict(inputs.hyperparameters)
     name = hyperparameters.get("model_name_or_path")
@@ -158,7 +159,13 @@ def public_inputs(inputs: CardInputs) -> CardInputs:
         hyperparameters["model_name_or_path"] = RANDOM_INIT_NOTE
     elif isinstance(name, str) and not is_hub_id(name) and not name.startswith(LOCAL_MODEL_NOTE):
         hyperparameters["model_name_or_path"] = f"{LOCAL_MODEL_NOTE} ({base or 'origin not recorded'})"
-    return replace(inputs, base_model=base, hyperparameters=hyperparameters)
+    dataset_name, data_source = inputs.dataset_name, inputs.data_source
+    if dataset_name and not is_hub_id(dataset_name):  # a local dataset: its folder's name only, and no Hub link
+        data_source = data_source.replace(dataset_name, Path(dataset_name).name)
+        dataset_name = None
+    return replace(
+        inputs, base_model=base, hyperparameters=hyperparameters, dataset_name=dataset_name, data_source=data_source
+    )
 
 
 def collect_hyperparameters(data_args, model_args, training_args) -> dict[str, object]:

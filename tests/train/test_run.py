@@ -205,6 +205,9 @@ def test_dataset_name_with_other_column_names(finetune_main, image_folder, tiny_
     config = AutoConfig.from_pretrained(out)
     assert sorted(config.label2id) == CLASS_NAMES
     assert {row["split"] for row in read_splits(out)} == {"train", "validation"}
+    for published in ("README.md", "card_inputs.json"):  # a local dataset is named, its path on this machine not
+        text = (out / published).read_text()
+        assert str(tmp_path) not in text and "birds-repo" in text, published
 
     # A validation split without one class keeps the training split's label ids (each split encoded alone had not)
     kept = [i for i, name in enumerate(species) if name != CLASS_NAMES[0]]
