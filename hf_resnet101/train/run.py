@@ -40,7 +40,7 @@ from ..modeling import (
     unfreeze_batch_norm,
 )
 from ..outputs import EVAL_RESULTS
-from ..publish.hub import check_push_settings, check_write_access
+from ..publish.hub import check_push_settings, check_write_access, push_output_dir
 from .checkpoints import (
     RunRecordCallback,
     check_own_files,
@@ -131,15 +131,31 @@ def with_run_record(trainer: Trainer, identity: dict, manifest: RunManifest | No
     return trainer
 
 
-def finished_result(output_dir: Path, label_names: list[str]) -> FinetuneResult:
-    """What a rerun of a finished run reports, having changed nothing."""
+def finished_result(
+    output_dir: Path, label_names: list[str], training_args: FinetuneTrainingArguments, push_token: str | None
+) -> FinetuneResult:
+    """What a rerun of a finished run reports, having trained nothing; pushed, when the rerun asks for a push (the
+    first run may have had none, or been stopped during it)."""
     results = output_dir / EVAL_RESULTS
     metrics = json.loads(results.read_text()) if results.is_file() else {}
+    push = training_args.push_to_hub and training_args.process_index == 0
     logger.warning(
         f'This run already finished: the model is in {output_dir} (load it with pipeline("image-classification", '
-        f'model="{output_dir}")). Nothing was changed. Pass --overwrite_output_dir to train it again.'
+        f'model="{output_dir}")). Nothing was trained or changed'
+        + (f"; it is pushed to {training_args.hub_model_id} as asked" if push else "")
+        + ". Pass --overwrite_output_dir to train it again."
     )
-    return FinetuneResult(output_dir, label_names, {k.removeprefix("eval_"): v for k, v in metrics.items()})
+    if push:
+        strategy = getattr(training_args.hub_strategy, "value", training_args.hub_strategy)
+        push_output_dir(
+            output_dir,
+            training_args.hub_model_id,
+            private=training_args.hub_private_repo,
+            token=push_token,
+            hub_strategy=strategy,
+        )
+    metrics = {k.removeprefix("eval_"): v for k, v in metrics.items()}
+    return FinetuneResult(output_dir, label_names, metrics, hub_model_id=training_args.hub_model_id if push else None)
 
 
 def run_finetune(
@@ -194,7 +210,7 @@ def run_in_locked_folder(
     clock.mark("scan and data loading")
     output_dir = Path(training_args.output_dir)
     if start.finished:
-        return finished_result(output_dir, data.label_names)
+        return finished_result(output_dir, data.label_names, training_args, start.push_token)
     options = resolve_run_options(
         data_args, model_args, training_args, explicit, data.num_train, data.num_validation,
         data.report.imbalance_ratio, push_token=start.push_token,

@@ -415,3 +415,18 @@ def test_card_command_renders_again(run_copy):
     assert run_command(["card", str(run_copy), "--hub_model_id", "me/renamed"]) == 0
     assert 'model="me/renamed"' in (run_copy / "README.md").read_text()
     assert push_selection(run_copy)[1] == {}  # still the run's card: pushed
+
+
+def test_a_finished_run_given_again_with_push_to_hub_is_pushed_without_training(
+    finetune_main, finished_run, run_copy, tiny_resnet, local_hub, caplog
+):
+    """The first run had no push (or was stopped during it): the same command with --push_to_hub pushes the model."""
+    weights = (run_copy / "model.safetensors").read_bytes()
+    args = ["--train_dir", str(finished_run.parent / "train"), "--output_dir", str(run_copy),
+            "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "epoch"]  # fmt: skip
+    push = ["--push_to_hub", "--hub_model_id", REPO_ID, "--hub_token", FAKE_TOKEN]
+    assert finetune_main([*args, *push]) == 0
+    assert f"Nothing was trained or changed; it is pushed to {REPO_ID} as asked" in caplog.text
+    assert {"model.safetensors", "README.md", "config.json"} <= hub_files(local_hub, REPO_ID)
+    assert local_hub.state.repos[REPO_ID].head.files["model.safetensors"].content == weights
+    assert (run_copy / "model.safetensors").read_bytes() == weights
