@@ -50,6 +50,8 @@ class ConfigParser(HfArgumentParser):
         self.explicit_options = {}
         if config_path is not None:
             values = load_yaml_config(config_path, self.known_option_names())
+            actions = {action.dest: action for action in self._actions}
+            values = {key: config_value(key, value, actions[key]) for key, value in values.items()}
             self.set_defaults(**values)
             self.explicit_options.update(dict.fromkeys(values, "config file"))
             self._drop_required_given_by_config()
@@ -159,3 +161,47 @@ def load_yaml_config(path: str | Path, known_names: set[str]) -> dict:
             "Keys must be option names as in --help (e.g. learning_rate, per_device_train_batch_size)."
         )
     return values
+
+
+def takes_bool(action: argparse.Action) -> bool:
+    """A flag (`--dedupe`, `--no_channels_last`) or an option whose values are read as true or false."""
+    return action.nargs == 0 or getattr(action.type, "__name__", "") == "string_to_bool"
+
+
+def config_value(key: str, value, action: argparse.Action):
+    """A YAML config's value checked as the command line's would be: the option's type and choices apply to it.
+
+    argparse converts only string defaults, so a YAML number, true/false or null would otherwise reach the run
+    unchecked (`per_device_train_batch_size: 8.7` failing at the first step, `eval_strategy: no`, which YAML reads
+    as false). Strings are left for argparse to convert; other values are returned converted.
+
+    Raises:
+        UsageError: naming the key, the value and what the option takes.
+    """
+    if value is None:
+        if action.default is None:
+            return None
+        raise UsageError(f"Config key {key} has no value (null): give one, or leave the key out for its default.")
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        if action.nargs in ("+", "*"):
+            return [config_value(key, item, action) for item in value]
+        if action.type in (int, float):
+            raise UsageError(f"Config key {key} takes one number, got a list: {value}.")
+        return value  # options such as report_to take a list as such
+    if isinstance(value, bool) and not takes_bool(action):
+        raise UsageError(
+            f"Config key {key}: YAML reads an unquoted yes, no, on, off, true or false as {str(value).lower()}, "
+            f'which {key} does not take. Put the value in quotes ({key}: "no").'
+        )
+    if isinstance(value, bool) or action.type is None or isinstance(value, str):
+        return value  # argparse converts (and checks) string defaults itself
+    try:
+        converted = action.type(str(value))
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        kind = getattr(action.type, "__name__", "value")
+        raise UsageError(f"Config key {key}: {value!r} is not a valid {kind}.") from None
+    if action.choices and converted not in action.choices:
+        raise UsageError(f"Config key {key}: {value!r} is not one of {', '.join(map(str, action.choices))}.")
+    return converted

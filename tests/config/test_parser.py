@@ -97,3 +97,43 @@ def test_value_given_as_flag_equals_value_wins_over_preset_and_run_is_quiet(imag
     verbose = run_script([*argv[:3], str(tmp_path / "verbose"), *argv[4:], "--verbose"])
     assert verbose.returncode == 0, verbose.stderr
     assert any(m in verbose.stderr for m in silenced)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("per_device_train_batch_size: 8.7", "Config key per_device_train_batch_size: 8.7 is not a valid int."),
+        ("image_size: 40.5", "Config key image_size: 40.5 is not a valid int."),
+        ("eval_strategy: no", 'which eval_strategy does not take. Put the value in quotes (eval_strategy: "no")'),
+        ("num_train_epochs: [1, 2]", "Config key num_train_epochs takes one number, got a list: [1, 2]."),
+        ("seed: null", "Config key seed has no value (null): give one, or leave the key out for its default."),
+        ("lr_scheduler_type: 3", "Config key lr_scheduler_type: 3 is not one of linear, cosine"),
+    ],
+)
+def test_config_values_are_checked_as_the_command_line_checks_them(
+    finetune_main, image_folder, tmp_path, capsys, line, message
+):
+    config = tmp_path / "run.yaml"
+    config.write_text(line + "\n")
+    out = tmp_path / "out"
+    assert finetune_main(["--config", str(config), "--train_dir", str(image_folder), "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_config_numbers_and_flags_reach_the_run_as_their_types(tmp_path):
+    from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+    from hf_resnet101.config.parser import ConfigParser
+
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "freeze_backbone: 2\nnum_train_epochs: 3\ndedupe: true\neval_strategy: 'no'\nlearning_rate: 1e-4\n"
+    )
+    parser = ConfigParser((DataArguments, ModelArguments, FinetuneTrainingArguments))
+    data, model, training = parser.parse_args_and_config(
+        ["--config", str(config), "--train_dir", str(tmp_path), "--output_dir", str(tmp_path / "out")]
+    )
+    assert model.freeze_backbone == "2" and data.dedupe is True
+    assert training.num_train_epochs == 3.0 and training.learning_rate == 1e-4
+    assert training.eval_strategy.value == "no"
