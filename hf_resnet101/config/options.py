@@ -293,6 +293,8 @@ class FinetuneTrainingArguments(TrainingArguments):
             if self.eval_strategy in ("no", None):
                 raise UsageError("--early_stopping_patience needs evaluations: set --eval_strategy steps or epoch.")
             self.load_best_model_at_end = True  # early stopping keeps the best model, not the last
+        if self.load_best_model_at_end:
+            check_checkpoint_at_each_evaluation(self)
         if self.resume_from_checkpoint and self.overwrite_output_dir:
             raise UsageError("--resume_from_checkpoint and --overwrite_output_dir contradict each other: choose one.")
         if self.push_to_hub and not self.hub_model_id:
@@ -344,6 +346,34 @@ def check_number_ranges(args: TrainingArguments) -> None:
             raise UsageError(f"--{name} must be 0 or more, got {value}.")
     if not args.label_smoothing_factor < 1:
         raise UsageError(f"--label_smoothing_factor must be below 1, got {args.label_smoothing_factor}.")
+
+
+def check_checkpoint_at_each_evaluation(args: TrainingArguments) -> None:
+    """The best evaluation's weights can be kept only if a checkpoint is saved at every evaluation.
+
+    Raises:
+        UsageError: saying which option turned --load_best_model_at_end on and the save setting that fits.
+    """
+    evaluate, save = (getattr(value, "value", value) for value in (args.eval_strategy, args.save_strategy))
+    cause = (
+        "--early_stopping_patience keeps the best evaluation's weights (--load_best_model_at_end)"
+        if args.early_stopping_patience
+        else "--load_best_model_at_end"
+    )
+    if save == "best" or evaluate == "no":
+        return
+    if save != evaluate:
+        fit = f"--save_strategy {evaluate}" + (f" --save_steps {args.eval_steps:g}" if evaluate == "steps" else "")
+        raise UsageError(
+            f"{cause} needs a checkpoint at every evaluation: evaluation is by {evaluate}, saving by {save}. Give "
+            f"{fit}, or --save_strategy best."
+        )
+    if evaluate == "steps" and args.eval_steps >= 1 and args.save_steps >= 1 and args.save_steps % args.eval_steps:
+        multiple = args.eval_steps * max(1, round(args.save_steps / args.eval_steps))
+        raise UsageError(
+            f"{cause} needs a checkpoint at every evaluation: --save_steps {args.save_steps:g} is not a multiple "
+            f"of --eval_steps {args.eval_steps:g}. Give --save_steps {multiple:g}."
+        )
 
 
 # Options the product page (and this README) name that recent transformers renamed, keeping the old name as an alias.

@@ -117,3 +117,24 @@ def test_a_best_model_metric_that_evaluations_lack_is_refused_before_training(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not list(out.glob("checkpoint-*")) and not (out / "trainer_state.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--early_stopping_patience", "1", "--eval_strategy", "epoch"],
+         "--early_stopping_patience keeps the best evaluation's weights (--load_best_model_at_end) needs a "
+         "checkpoint at every evaluation: evaluation is by epoch, saving by steps. Give --save_strategy epoch, or "
+         "--save_strategy best."),
+        (["--load_best_model_at_end", "--eval_steps", "2", "--save_steps", "3"],
+         "--load_best_model_at_end needs a checkpoint at every evaluation: --save_steps 3 is not a multiple of "
+         "--eval_steps 2. Give --save_steps 4."),
+    ],
+)  # fmt: skip
+def test_keeping_the_best_weights_without_a_checkpoint_at_each_evaluation_is_explained(
+    finetune_main, image_folder, tmp_path, capsys, flags, message
+):
+    out = tmp_path / "out"
+    assert finetune_main(["--train_dir", str(image_folder), "--output_dir", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
