@@ -163,7 +163,8 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "Train fewer parameters on small data: all_but_last freezes every stage but the last, a number N "
-            "freezes the stem and the first N stages. The classification head always trains."
+            "freezes the stem and the first N stages, none (or 0) trains all (over a preset's choice). The "
+            "classification head always trains."
         },
     )
     channels_last: bool = field(
@@ -173,8 +174,12 @@ class ModelArguments:
 
     def __post_init__(self):
         spec = self.freeze_backbone
-        if spec is not None and spec != "all_but_last" and not (spec.isdigit() and int(spec) > 0):
-            raise UsageError(f"--freeze_backbone takes all_but_last or a positive number of stages, got {spec!r}.")
+        if spec is not None and spec.strip().lower() in ("none", "0"):  # said so, a preset's freezing is not applied
+            object.__setattr__(self, "freeze_backbone", None)
+        elif spec is not None and spec != "all_but_last" and not (spec.isdigit() and int(spec) > 0):
+            raise UsageError(
+                f"--freeze_backbone takes all_but_last, a positive number of stages, or none, got {spec!r}."
+            )
         if self.base_model_id is not None and not is_hub_id(self.base_model_id):
             raise UsageError(
                 f"--base_model_id takes a Hub id such as microsoft/resnet-101, got {self.base_model_id!r}: the card's "

@@ -138,3 +138,15 @@ def test_keeping_the_best_weights_without_a_checkpoint_at_each_evaluation_is_exp
     assert finetune_main(["--train_dir", str(image_folder), "--output_dir", str(out), *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_freezing_can_be_turned_off_over_a_preset(finetune_main, image_folder, tiny_resnet, tmp_path, caplog):
+    """--preset auto freezes the backbone on small data; --freeze_backbone none keeps every stage training."""
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--preset", "auto", "--max_steps", "1", "--eval_strategy", "no"]  # fmt: skip
+    assert finetune_main([*argv, "--freeze_backbone", "none"]) == 0
+    assert "freeze_backbone=None (command line)" in caplog.text and "parameters frozen" not in caplog.text
+    caplog.clear()
+    assert finetune_main([*argv, "--overwrite_output_dir"]) == 0
+    assert "freeze_backbone=all_but_last (preset" in caplog.text and "parameters frozen" in caplog.text
