@@ -7,6 +7,7 @@ import argparse
 import functools
 import gc
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -22,21 +23,30 @@ def exit_on_usage_error(main: Callable[..., object]) -> Callable[..., int]:
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:
+        # With several training processes each meets the same error: the main one says it.
+        say = main_process()
         try:
             main(*args, **kwargs)
         except UsageError as error:
-            # tqdm.write clears any progress bar still on the line, so the message starts on a fresh one.
-            tqdm.write(f"error: {error}", file=sys.stderr)
+            if say:  # tqdm.write clears any progress bar still on the line, so the message starts on a fresh one
+                tqdm.write(f"error: {error}", file=sys.stderr)
             return 2
         except TrainingInterrupted as interrupted:
-            print(f"interrupted: {interrupted}", file=sys.stderr)
+            if say:
+                print(f"interrupted: {interrupted}", file=sys.stderr)
             return interrupted.exit_status
         except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
+            if say:
+                print("interrupted", file=sys.stderr)
             return 130
         return 0
 
     return wrapper
+
+
+def main_process() -> bool:
+    """This process is the only one, or the first of those a launcher started (`RANK` 0)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def number_type(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,11 +69,15 @@ from .summary import log_run_summary
 from .trainer import build_trainer
 
 logger = logging.get_logger(__name__)
+PACKAGE = __name__.split(".")[0]
 
 
 def setup_logging(training_args: FinetuneTrainingArguments) -> None:
     log_level = training_args.get_process_log_level()
     logging.set_verbosity(log_level)
+    # The package's notes once, from the main process: the other processes would repeat each of them.
+    package_level = std_logging.WARNING if training_args.process_index == 0 else std_logging.ERROR
+    std_logging.getLogger(PACKAGE).setLevel(package_level)
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
@@ -179,9 +184,10 @@ def run_finetune(
     output_dir = Path(training_args.output_dir)
     main_process = training_args.process_index == 0
     made_here = main_process and not output_dir.exists()
-    if main_process:  # before the lock file is made in a folder that holds something else
-        check_writable(output_dir)
-        check_own_files(output_dir, training_args.overwrite_output_dir)
+    # Before the lock file is made in a folder that holds something else; by every process, so that all stop alike
+    # (one left waiting for the main process at its first barrier would end in a traceback).
+    check_writable(output_dir)
+    check_own_files(output_dir, training_args.overwrite_output_dir)
     with (
         locked_output_folder(output_dir, enabled=main_process, remove_if_left_empty=made_here),
         weight_file_bars_hidden(hidden=not training_args.verbose),

@@ -32,12 +32,20 @@ def test_launch_options_come_before_the_separator():
 
 
 @pytest.mark.parametrize("launch", [[], ["--multi_gpu", "--num_processes", "2", "--"]], ids=["one", "two"])
-def test_bad_input_exits_2_without_a_traceback(launch, tmp_path):
+def test_bad_input_exits_2_without_a_traceback(launch, image_folder, tmp_path):
     result = run([*launch, "--train_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "out")])
     assert result.returncode == 2, result.stderr[-3000:]
     assert f"error: --train_dir {tmp_path / 'missing'} does not exist" in result.stderr
-    for noise in ("Traceback", "CalledProcessError", "ChildFailedError", "had defaults used instead"):
-        assert noise not in result.stderr
+    # An output folder of the user's own: refused before the processes first wait for each other
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "README.md").write_text("mine")
+    own = run([*launch, "--train_dir", str(image_folder), "--output_dir", str(tmp_path / "own")])
+    assert own.returncode == 2, own.stderr[-3000:]
+    assert "holds files that are not from a training run of this package (README.md)" in own.stderr
+    for stderr in (result.stderr, own.stderr):
+        assert stderr.count("error:") == 1, stderr[-3000:]  # said once, by the main process
+        for noise in ("Traceback", "CalledProcessError", "ChildFailedError", "had defaults used instead"):
+            assert noise not in stderr
 
 
 @pytest.mark.parametrize("quiet", [False, True], ids=["plain", "quiet"])

@@ -60,11 +60,13 @@ def test_two_processes_match_one_with_the_same_global_batch(image_folder, tiny_r
     assert single.returncode == 0, single.stderr[-3000:]
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
-    two = ["--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "4"]
+    # A learning rate outside the page's range (the first logged loss comes before any update): warned about once
+    two = ["--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "4", "--learning_rate", "1e-6"]
     double = run_offline([*launch, RECIPE, *common, *two], HF_RESNET101_CACHE=str(tmp_path / "cache"))
     assert double.returncode == 0, double.stderr[-3000:]
     assert "x 2 process(es)" in double.stderr and "global 8" in double.stderr
     assert double.stderr.count("Run summary") == 1  # the main process reports, the other stays quiet
+    assert double.stderr.count("--learning_rate 1e-06 is outside") == 1
     # Scanned once (one progress bar starts); the second process finds every verdict in the cache.
     assert len(re.findall(r"Scanning images:\s+0%", double.stderr)) == 1
     one = json.loads((tmp_path / "one" / "trainer_state.json").read_text())
