@@ -207,8 +207,6 @@ def resolve_resume(
     # A run that left no checkpoint and did not finish trained nothing to mislabel: its files are simply replaced.
     if options is not None and (checkpoint is not None or is_finished(output_dir)):
         check_same_run(output_dir, checkpoint, options, keys=list(options))
-    if checkpoint is not None and not is_finished(output_dir):
-        logger.warning(f"Resuming from {checkpoint} (pass --overwrite_output_dir to start over).")
     return str(checkpoint) if checkpoint is not None else None
 
 

@@ -312,6 +312,8 @@ def load_run_data(
     if start.resume_from or start.finished:
         resumed = Path(start.resume_from) if start.resume_from else None
         check_same_run(output_dir, resumed, identity, keys=DATA_KEYS)
+    if start.resume_from and not start.finished and training_args.process_index == 0:  # the data is the run's
+        logger.warning(f"Resuming from {start.resume_from} (pass --overwrite_output_dir to start over).")
     return RunData(dataset, report, identity)
 
 

@@ -105,6 +105,20 @@ def test_changed_images_are_another_run(finetune_main, finished, tmp_path, capsy
     assert snapshot(out) == before
 
 
+def test_a_checkpoint_of_other_data_is_refused_without_saying_it_resumes(finetune_main, finished, tmp_path, caplog):
+    args, out = finished
+    (out / "model.safetensors").unlink()  # as if stopped after checkpoint-6: resumable
+    folder = Path(args[args.index("--train_dir") + 1])
+    fresh = write_class_images(tmp_path / "fresh", per_class=1, seed=99, classes={"cat": (200, 60, 40)})
+    shutil.copy(fresh / "cat" / "img_000.png", folder / "cat" / "added.png")
+    caplog.clear()
+    assert finetune_main(args) == 2
+    assert "Resuming from" not in caplog.text
+    (folder / "cat" / "added.png").unlink()
+    assert finetune_main(args) == 0
+    assert f"Resuming from {out / 'checkpoint-6'}" in caplog.text
+
+
 def test_overwrite_output_dir_starts_over(finetune_main, finished, caplog):
     args, out = finished
     caplog.clear()
