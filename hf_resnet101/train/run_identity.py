@@ -73,6 +73,8 @@ def options_identity(data_args, model_args, training_args) -> dict:
     identity = {}
     for holder, names in ((model_args, MODEL_OPTIONS), (data_args, DATA_OPTIONS), (training_args, TRAINING_OPTIONS)):
         identity |= {name: plain(getattr(holder, name)) for name in names if hasattr(holder, name)}
+    if getattr(data_args, "validation_dir", None):
+        del identity["train_val_split"]  # unused: changing it later must not keep the run from resuming
     return identity
 
 

@@ -89,6 +89,11 @@ def test_validation_dir_is_used_as_is(finetune_main, train_and_validation_folder
     # Relative to the folder holding both (published with the model: no local directory names).
     assert all(row["path"].startswith("validation/") for row in rows if row["split"] == "validation")
     assert all(row["path"].startswith("train/") for row in rows if row["split"] == "train")
+    # The split fraction is not used: not on the card, and a later other value is the same run
+    hyperparameters = json.loads((out / "card_inputs.json").read_text())["hyperparameters"]
+    assert "train_val_split" not in hyperparameters and "eval_steps" not in hyperparameters
+    again = [*args, "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "no", "--train_val_split", "0.5"]
+    assert finetune_main(again) == 0
 
 
 @pytest.mark.parametrize("family", ["resnet", "timm", "vit"])
