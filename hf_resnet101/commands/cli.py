@@ -130,7 +130,9 @@ def add_hub_commands(commands) -> None:
         help="Push a finished output folder to the Hub (token from HF_TOKEN or `hf auth login`).",
     )
     push.add_argument("output_dir", help="The output folder of a finished run.")
-    push.add_argument("--hub_model_id", required=True, help="The repository to create or update: USER/NAME.")
+    push.add_argument(
+        "--hub_model_id", "--repo_id", required=True, help="The repository to create or update: USER/NAME."
+    )
     push.add_argument("--hub_private_repo", action="store_true", help="Create the repository as private.")
     push.add_argument(
         "--hub_strategy",

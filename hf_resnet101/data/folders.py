@@ -473,6 +473,13 @@ def load_hub_dataset(
                 "Name the right ones with --image_column_name and --label_column_name."
             )
     val_name = next((name for name in VALIDATION_SPLIT_NAMES if name in raw), None)
+    unused = [name for name in raw if name not in ("train", val_name)]
+    if unused:
+        logger.warning(
+            f"Dataset {dataset_name!r} also has the split(s) {', '.join(unused)}, which training leaves alone: "
+            f"measure the model on it with `hf-resnet101 evaluate OUT --dataset_name {dataset_name} --split "
+            f"{unused[0]}`."
+        )
     dataset = DatasetDict(train=raw["train"])
     if val_name:
         dataset["validation"] = raw[val_name]

@@ -237,7 +237,8 @@ def test_a_card_edited_by_hand_is_not_pushed_but_the_runs_card_is(run_copy, loca
 
 def test_a_bare_repo_name_is_pushed_under_the_tokens_user(finished_run, local_hub, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
-    out, _ = run_cli(capsys, ["push", str(finished_run), "--hub_model_id", "bare-name"])
+    # --repo_id, huggingface_hub's name for it, is taken as --hub_model_id
+    out, _ = run_cli(capsys, ["push", str(finished_run), "--repo_id", "bare-name"])
     assert set(local_hub.state.repos) == {"user/bare-name"}
     repo = local_hub.state.repos["user/bare-name"]
     assert "model.safetensors" in repo.head.files

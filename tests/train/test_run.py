@@ -194,7 +194,7 @@ def test_accelerate_launch_subprocess(image_folder, tiny_resnet, tmp_path):
     assert set(labels) <= set(CLASS_NAMES)
 
 
-def test_dataset_name_with_other_column_names(finetune_main, image_folder, tiny_resnet, tmp_path):
+def test_dataset_name_with_other_column_names(finetune_main, image_folder, tiny_resnet, tmp_path, caplog):
     """--dataset_name on a local dataset repository (parquet files, as on the Hub); no network needed."""
     from datasets import Dataset, Image
 
@@ -218,7 +218,9 @@ def test_dataset_name_with_other_column_names(finetune_main, image_folder, tiny_
     kept = [i for i, name in enumerate(species) if name != CLASS_NAMES[0]]
     validation = table.select(kept).cast_column("photo", Image())
     validation.to_parquet(str(repo / "data" / "validation-00000-of-00001.parquet"))
+    validation.to_parquet(str(repo / "data" / "test-00000-of-00001.parquet"))
     assert finetune_main([*args, "--overwrite_output_dir"]) == 0
+    assert "also has the split(s) test, which training leaves alone" in caplog.text
     counts = json.loads((out / "data_report.json").read_text())["images_per_class"]["validation"]
     assert counts == {name: species.count(name) * (name != CLASS_NAMES[0]) for name in CLASS_NAMES}
 
