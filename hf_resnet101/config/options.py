@@ -248,6 +248,14 @@ class FinetuneTrainingArguments(TrainingArguments):
     warmup_ratio: float = field(
         default=0.0, metadata={"help": "Linear warmup over this fraction of all steps (helps slow starts)."}
     )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={
+            "help": "With several processes, search each step for parameters the forward pass left unused. Off: "
+            "every parameter of these classifiers is used (frozen ones are left out anyway), and the search costs an "
+            "extra pass over the autograd graph at every step (transformers turns it on for its models)."
+        },
+    )
     early_stopping_patience: int | None = field(
         default=None,
         metadata={"help": "Stop after this many evaluations without improvement of --metric_for_best_model."},
