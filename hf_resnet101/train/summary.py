@@ -97,7 +97,12 @@ def log_run_summary(
         describe_data_loading(training_args),
         *filter(None, [describe_compilation(training_args)]),
         describe_hardware(training_args, report, image_size[0], model),
-        f"settings: {describe_settings(options.settings)}",
+        f"settings: {describe_settings(options.settings)}"
+        + (
+            f"; length: --max_steps {training_args.max_steps} (num_train_epochs does not apply)"
+            if training_args.max_steps > 0
+            else ""
+        ),
         f"batch: {training_args.per_device_train_batch_size} per device, global {global_batch}; "
         f"class weighting {options.data.class_weighting}; evaluation: {training_args.eval_strategy.value}"
         + (describe_eval_steps(training_args.eval_steps) if training_args.eval_strategy.value == "steps" else ""),

@@ -150,3 +150,4 @@ def test_freezing_can_be_turned_off_over_a_preset(finetune_main, image_folder, t
     caplog.clear()
     assert finetune_main([*argv, "--overwrite_output_dir"]) == 0
     assert "freeze_backbone=all_but_last (preset" in caplog.text and "parameters frozen" in caplog.text
+    assert "; length: --max_steps 1 (num_train_epochs does not apply)" in caplog.text  # not the preset's epochs
