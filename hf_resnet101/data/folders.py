@@ -428,11 +428,18 @@ def load_image_folders(
 
 def with_planned_labels(dataset: DatasetDict, plan: FolderPlan) -> DatasetDict:
     """`dataset` (imagefolder's, without labels) with a `label` column of the plan's classes, by image path."""
-    label_of = {os.path.abspath(path): plan.labels[path] for paths in plan.data_files.values() for path in paths}
+    label_of = {}
+    for path, label in plan.labels.items():  # by the path as given and as resolved: imagefolder may give either
+        label_of[os.path.abspath(path)] = label_of[os.path.realpath(path)] = label
     classes = ClassLabel(names=plan.class_names)
     labelled = DatasetDict()
     for split, data in dataset.items():
-        labels = [classes.str2int(label_of[os.path.abspath(path)]) for path in image_paths(data)]
+        labels = []
+        for path in image_paths(data):
+            label = label_of.get(os.path.abspath(path)) or label_of.get(os.path.realpath(path))
+            if label is None:
+                raise UsageError(f"imagefolder loaded {path}, which the scan of the class folders did not list.")
+            labels.append(classes.str2int(label))
         labelled[split] = data.add_column("label", labels).cast_column("label", classes)
     return labelled
 
