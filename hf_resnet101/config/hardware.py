@@ -107,6 +107,18 @@ def local_process_count() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
 
 
+def processes_not_started_note(environment: dict[str, str]) -> str | None:
+    """A note when `accelerate launch --num_processes N` (N > 1) started one process: without --multi_gpu its
+    simple launcher runs the script once (it sets the address for N processes, but no world size)."""
+    launched_by_accelerate = "ACCELERATE_MIXED_PRECISION" in environment
+    if launched_by_accelerate and "MASTER_ADDR" in environment and "WORLD_SIZE" not in environment:
+        return (
+            "accelerate launch was given several processes but started one: its --num_processes N starts N "
+            "processes only with --multi_gpu (on a CPU too, with --cpu). This run trains in 1 process."
+        )
+    return None
+
+
 # The prepared evaluation images a process holds in memory: at most this, and a quarter of the memory available.
 MAX_HELD_EVALUATION_BYTES = 1 << 30
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging as std_logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import transformers
 from transformers import Trainer, set_seed
 from transformers.utils import logging
 
-from ..config.hardware import local_process_count, restore_cpu_threads
+from ..config.hardware import local_process_count, processes_not_started_note, restore_cpu_threads
 from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
 from ..config.resolve import RunOptions, resolve_run_options
 from ..data.folders import (
@@ -273,6 +274,8 @@ def check_before_loading(
         push_token = check_push_settings(training_args.hub_model_id, training_args.hub_token)
         check_write_access(training_args.hub_model_id, push_token)
     set_seed(training_args.seed)
+    if (note := processes_not_started_note(dict(os.environ))) and training_args.process_index == 0:
+        logger.warning(note)
     if training_args.device.type == "cpu":
         threads_note = restore_cpu_threads(local_process_count())
         if threads_note and training_args.process_index == 0:

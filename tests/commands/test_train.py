@@ -161,3 +161,15 @@ def test_timm_is_needed_only_for_timm_models(image_folder, tiny_models, tmp_path
                              env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "Pipeline check on" in trained.stderr and (out / "model.safetensors").is_file()
+
+
+def test_processes_accelerate_launch_did_not_start_are_named(image_folder, tiny_resnet, tmp_path):
+    """Without --multi_gpu, accelerate's launcher takes --num_processes 2 and starts one process."""
+    launch = [*ACCELERATE_LAUNCH[:4], "--num_processes", "2", "--cpu", ACCELERATE_LAUNCH[4]]
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(tmp_path / "out"), "--model_name_or_path",
+            str(tiny_resnet), "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([*launch, *argv], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "accelerate launch was given several processes but started one" in result.stderr
+    assert "x 1 process(es)" in result.stderr
