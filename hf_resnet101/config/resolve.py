@@ -102,7 +102,10 @@ def resolve_run_options(
     metric = best_model_metric(explicit, imbalance_ratio, data_args.class_weighting)
     if metric is not None:
         training.metric_for_best_model, training.greater_is_better = metric, True
-    check_settings(training, num_train_images, num_validation_images, logger.warning)
+    batch = settings.get("per_device_train_batch_size")
+    check_settings(
+        training, num_train_images, num_validation_images, logger.warning, batch_source=batch and batch.source
+    )
     push = None
     if training.push_to_hub:
         strategy = getattr(training.hub_strategy, "value", training.hub_strategy)
@@ -154,14 +157,24 @@ def best_model_metric(explicit: Mapping[str, str], ratio: float, class_weighting
 
 
 def check_settings(
-    training_args: FinetuneTrainingArguments, num_train: int, num_validation: int, warn: Callable[[str], None]
+    training_args: FinetuneTrainingArguments,
+    num_train: int,
+    num_validation: int,
+    warn: Callable[[str], None],
+    batch_source: str | None = None,
 ) -> None:
-    """Stops on values that cannot work with this data; warns about values outside the recommended ranges."""
+    """Stops on values that cannot work with this data; warns about values outside the recommended ranges.
+
+    Args:
+        batch_source: where the batch size came from ("preset small", "command line"), named when it is too large.
+    """
     per_step = training_args.per_device_train_batch_size * training_args.world_size
     if per_step > num_train:
+        chosen = f" (chosen by the {batch_source})" if batch_source and batch_source.startswith("preset") else ""
         raise UsageError(
-            f"--per_device_train_batch_size {training_args.per_device_train_batch_size} x {training_args.world_size} "
-            f"process(es) is larger than the {num_train} training images: lower the batch size."
+            f"--per_device_train_batch_size {training_args.per_device_train_batch_size}{chosen} x "
+            f"{training_args.world_size} process(es) is larger than the {num_train} training images: give a smaller "
+            "--per_device_train_batch_size."
         )
     for message in range_warnings(
         {

@@ -60,6 +60,11 @@ def architecture_of(model: torch.nn.Module) -> str:
     return type(model).__name__
 
 
+def describe_device(device: torch.device) -> str:
+    """`cuda:0`, or `cpu` (the CPU's index, which every process shares, says nothing)."""
+    return device.type if device.type == "cpu" else str(device)
+
+
 def describe_eval_steps(eval_steps: float) -> str:
     """ " every 10 steps"; a value below 1 is the Trainer's fraction of the run: " every 50% of the steps"."""
     if eval_steps < 1:
@@ -92,7 +97,7 @@ def log_run_summary(
         f"({count_parameters(model) / 1e6:.2f} M parameters, {trainable / 1e6:.2f} M trained), "
         f"input {image_size[0]}x{image_size[1]}",
         *([head_note] if head_note else []),
-        f"device: {training_args.device} x {training_args.world_size} process(es); precision: "
+        f"device: {describe_device(training_args.device)} x {training_args.world_size} process(es); precision: "
         f"{training_args.precision_note}",
         describe_data_loading(training_args),
         *filter(None, [describe_compilation(training_args)]),

@@ -9,6 +9,7 @@ from hf_resnet101.config.presets import Setting
 from hf_resnet101.train.summary import (
     describe_compilation,
     describe_data_loading,
+    describe_device,
     describe_eval_steps,
     describe_settings,
     describe_start,
@@ -48,3 +49,8 @@ def test_compilation_is_said_with_its_mode(tmp_path):
 def test_a_fractional_eval_steps_is_said_as_the_share_of_the_run():
     assert describe_eval_steps(10) == " every 10 steps"
     assert describe_eval_steps(0.5) == " every 50% of the training steps"
+
+
+def test_a_cpu_is_named_without_an_index():
+    assert describe_device(torch.device("cpu", 0)) == "cpu"
+    assert describe_device(torch.device("cuda", 1)) == "cuda:1"
