@@ -52,6 +52,7 @@ class BestWeightsKeeper(TrainerCallback):
         self._weights: dict[str, torch.Tensor] | None = None
         self.final_step: int | None = None
         self.note: str | None = None
+        self.evaluations: int | None = None  # made during training, counted when it ends
         self._training_ended = False
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
@@ -94,6 +95,8 @@ class BestWeightsKeeper(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._training_ended = True
         self.final_step = self.step_after_training(args, state, model)
+        # The evaluations the weights were chosen among: a final pass logged after training is not one of them.
+        self.evaluations = sum(1 for entry in state.log_history if metric_key(args) in entry)
 
     def step_after_training(self, args: TrainingArguments, state: TrainerState, model) -> int | None:
         if not args.load_best_model_at_end or state.best_global_step is None:
@@ -117,13 +120,16 @@ class BestWeightsKeeper(TrainerCallback):
         return final
 
 
-def model_selection(args: TrainingArguments, state: TrainerState, final_step: int | None) -> dict | None:
+def model_selection(
+    args: TrainingArguments, state: TrainerState, final_step: int | None, evaluations: int | None = None
+) -> dict | None:
     """For the card: the model was chosen among the run's evaluations on the validation split
     (`--load_best_model_at_end`, set by early stopping), so its validation figures are the best of several. None
-    when it was not chosen."""
+    when it was not chosen. `evaluations`: how many were made in training (default: those `state` logged)."""
     if not args.load_best_model_at_end or final_step is None:
         return None
     key = metric_key(args)
-    evaluations = sum(1 for entry in state.log_history if key in entry)
+    if evaluations is None:
+        evaluations = sum(1 for entry in state.log_history if key in entry)
     name = key.removeprefix("eval_")
     return {"step": final_step, "steps": state.global_step, "metric": name, "evaluations": evaluations}

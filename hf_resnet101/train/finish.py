@@ -92,11 +92,12 @@ def finish_run(
 ) -> FinetuneResult:
     """After the final model is saved: metrics, the validation pass, the card, the pipeline check and the push."""
     trainer, dataset = trained.trainer, data.dataset
+    keeper = callback_of(trainer, BestWeightsKeeper)
     output_dir = Path(options.training.output_dir)
     label_names = data.label_names
     if trainer.is_world_process_zero():
         callback_of(trainer, OverfittingMonitor).save(output_dir)
-        if (note := callback_of(trainer, BestWeightsKeeper).note) is not None:
+        if (note := keeper.note) is not None:
             logger.warning(note)
     trainer.log_metrics("train", trained.result.metrics)
     trainer.save_metrics("train", trained.result.metrics)
@@ -134,7 +135,7 @@ def finish_run(
             callback_of(trainer, OverfittingMonitor).events,
             architecture_of(trainer.model),
             random_init,
-            model_selection(trainer.args, trainer.state, callback_of(trainer, BestWeightsKeeper).final_step),
+            model_selection(trainer.args, trainer.state, keeper.final_step, keeper.evaluations),
             trainer.model,
         )
         card_inputs.save(output_dir)

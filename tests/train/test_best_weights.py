@@ -181,3 +181,6 @@ def test_a_run_resumed_after_its_best_evaluation_still_ends_with_it(tmp_path):
     assert "Resuming from" in resumed.stderr
     assert "The model is the best evaluation's: step 1 of 6" in resumed.stderr
     assert "made before the run resumed" not in resumed.stderr
+    # The card counts the evaluations of training (6), not the final pass the resumed run made again
+    selection = json.loads((out / "card_inputs.json").read_text())["selection"]
+    assert (selection["step"], selection["evaluations"]) == (1, 6)
