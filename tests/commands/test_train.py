@@ -78,16 +78,22 @@ def test_a_run_trains_and_ctrl_c_saves_a_checkpoint(command, image_folder, tiny_
     argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
             "--num_train_epochs", "300", "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
-    # Its own session, so Ctrl-C can be sent as a terminal sends it: to the whole process group.
-    process = subprocess.Popen([*command, *argv], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    seen = ""
-    while "Run summary" not in seen:
-        line = process.stderr.readline()
-        assert line, seen[-3000:]
-        seen += line
-    time.sleep(3)  # into the training steps
+    # Its own session, so Ctrl-C can be sent as a terminal sends it: to the whole process group. Ctrl-C does what
+    # it does in a terminal even where the tests were started in the background, with SIGINT ignored (inherited).
+    process = subprocess.Popen(
+        [*command, *argv],
+        env=env,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    seen = b""
+    while b"it/s]" not in seen.partition(b"Run summary")[2]:  # the training bar (on a busy machine, seconds later)
+        chunk = os.read(process.stderr.fileno(), 1 << 16)
+        assert chunk, seen[-3000:].decode(errors="replace")
+        seen += chunk
     os.killpg(process.pid, signal.SIGINT)
-    rest = process.communicate(timeout=300)[1]
+    seen, rest = seen.decode(errors="replace"), process.communicate(timeout=300)[1].decode(errors="replace")
     assert process.returncode == 130, (seen + rest)[-3000:]
     assert "interrupted: checkpoint saved at step" in rest
     assert "Traceback" not in seen + rest
