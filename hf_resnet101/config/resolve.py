@@ -52,6 +52,14 @@ class PushTarget:
     strategy: str
 
 
+def push_target(training_args: FinetuneTrainingArguments, token: str | None) -> PushTarget | None:
+    """Where `--push_to_hub` sends the finished run (None without it), with the token already checked."""
+    if not training_args.push_to_hub:
+        return None
+    strategy = getattr(training_args.hub_strategy, "value", training_args.hub_strategy)
+    return PushTarget(training_args.hub_model_id, token, training_args.hub_private_repo, strategy)
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """Every option of a run, resolved once, read only from here on.
@@ -106,10 +114,7 @@ def resolve_run_options(
     check_settings(
         training, num_train_images, num_validation_images, logger.warning, batch_source=batch and batch.source
     )
-    push = None
-    if training.push_to_hub:
-        strategy = getattr(training.hub_strategy, "value", training.hub_strategy)
-        push = PushTarget(training.hub_model_id, push_token, training.hub_private_repo, strategy)
+    push = push_target(training, push_token)
     # The Trainer's own push would replace the model card with its generic one: the run pushes itself.
     training.push_to_hub, training.hub_token = False, None
     flags = [flag for flag in CHECKPOINTING_FLAGS if hasattr(training, flag)]

@@ -18,7 +18,7 @@ from transformers.utils import logging
 
 from ..config.hardware import local_process_count, processes_not_started_note, restore_cpu_threads
 from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
-from ..config.resolve import RunOptions, resolve_run_options
+from ..config.resolve import RunOptions, push_target, resolve_run_options
 from ..data.folders import (
     check_folders_apart,
     data_roots,
@@ -144,24 +144,17 @@ def finished_result(
     first run may have had none, or been stopped during it)."""
     results = output_dir / EVAL_RESULTS
     metrics = json.loads(results.read_text()) if results.is_file() else {}
-    push = training_args.push_to_hub and training_args.process_index == 0
+    push = push_target(training_args, push_token) if training_args.process_index == 0 else None
     logger.warning(
         f'This run already finished: the model is in {output_dir} (load it with pipeline("image-classification", '
         f'model="{output_dir}")). Nothing was trained or changed'
-        + (f"; it is pushed to {training_args.hub_model_id} as asked" if push else "")
+        + (f"; it is pushed to {push.repo_id} as asked" if push else "")
         + ". Pass --overwrite_output_dir to train it again."
     )
     if push:
-        strategy = getattr(training_args.hub_strategy, "value", training_args.hub_strategy)
-        push_output_dir(
-            output_dir,
-            training_args.hub_model_id,
-            private=training_args.hub_private_repo,
-            token=push_token,
-            hub_strategy=strategy,
-        )
+        push_output_dir(output_dir, push.repo_id, private=push.private, token=push.token, hub_strategy=push.strategy)
     metrics = {k.removeprefix("eval_"): v for k, v in metrics.items()}
-    return FinetuneResult(output_dir, label_names, metrics, hub_model_id=training_args.hub_model_id if push else None)
+    return FinetuneResult(output_dir, label_names, metrics, hub_model_id=push.repo_id if push else None)
 
 
 def run_finetune(
