@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments, short_help_options
+from ..config.options import (
+    DataArguments,
+    FinetuneTrainingArguments,
+    ModelArguments,
+    check_given_options,
+    short_help_options,
+)
 from ..config.parser import ConfigParser
 from ..train.phase_clock import time_before_the_run
 from ..train.run import run_finetune
@@ -30,6 +36,7 @@ def main(argv: list[str] | None = None, whole_process: bool = False):
     parser = ConfigParser(
         (DataArguments, ModelArguments, FinetuneTrainingArguments),
         short_help_options=short_help_options(),
+        check_given=check_given_options,
         description=RECIPE_DOC,
         usage="accelerate launch recipes/finetune.py (--train_dir DIR | --config FILE) --output_dir OUT [options]",
     )

@@ -10,6 +10,7 @@ import dataclasses
 import importlib.util
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -337,8 +338,18 @@ POSITIVE_OPTIONS = (
     "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "learning_rate",
     "eval_steps", "save_steps", "logging_steps", "save_total_limit",
 )  # fmt: skip
-NON_NEGATIVE_OPTIONS = ("weight_decay", "max_grad_norm", "save_every_minutes", "label_smoothing_factor")
-FINITE_OPTIONS = (*POSITIVE_OPTIONS, *NON_NEGATIVE_OPTIONS, "num_train_epochs", "warmup_ratio", "warmup_steps")
+NON_NEGATIVE_OPTIONS = (
+    "weight_decay", "max_grad_norm", "save_every_minutes", "label_smoothing_factor", "adam_epsilon",
+)  # fmt: skip
+BELOW_ONE_OPTIONS = ("label_smoothing_factor", "adam_beta1", "adam_beta2")  # 0 or more, below 1
+FINITE_OPTIONS = (
+    *POSITIVE_OPTIONS,
+    *NON_NEGATIVE_OPTIONS,
+    *BELOW_ONE_OPTIONS,
+    "num_train_epochs",
+    "warmup_ratio",
+    "warmup_steps",
+)
 
 
 def check_number_ranges(args: TrainingArguments) -> None:
@@ -357,8 +368,23 @@ def check_number_ranges(args: TrainingArguments) -> None:
         value = getattr(args, name, None)
         if value is not None and value < 0:
             raise UsageError(f"--{name} must be 0 or more, got {value}.")
-    if not args.label_smoothing_factor < 1:
-        raise UsageError(f"--label_smoothing_factor must be below 1, got {args.label_smoothing_factor}.")
+    for name in BELOW_ONE_OPTIONS:
+        value = getattr(args, name, None)
+        if value is not None and not 0 <= value < 1:
+            raise UsageError(f"--{name} must be 0 or more and below 1, got {value}.")
+
+
+def check_given_options(given: Mapping[str, object]) -> None:
+    """Stops on options the user gave that contradict each other, before defaults and presets fill the rest in.
+
+    Args:
+        given: option name -> value, for the options given on the command line or in the config file.
+    """
+    if given.get("early_stopping_patience") and given.get("load_best_model_at_end") is False:
+        raise UsageError(
+            "--early_stopping_patience ends training on the best evaluation's weights (--load_best_model_at_end), "
+            "and --load_best_model_at_end False was given: leave that out, or drop --early_stopping_patience."
+        )
 
 
 def check_checkpoint_at_each_evaluation(args: TrainingArguments) -> None:

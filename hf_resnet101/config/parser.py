@@ -7,6 +7,7 @@ import dataclasses
 import difflib
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -21,16 +22,24 @@ class ConfigParser(HfArgumentParser):
     Values in the YAML file become the parser's defaults, so any flag given on the command line overrides them.
     A key of the YAML file that names no option is an error, as is a file that does not hold a mapping.
     After parsing, `explicit_options` maps each option the user gave to "command line" or "config file", so
-    presets can fill in only what the user left open.
+    presets can fill in only what the user left open. `check_given`, if set, sees the values the user gave
+    (option name -> value) before the dataclasses are built, whose `__post_init__` may change them.
     """
 
     explicit_options: dict[str, str]
 
-    def __init__(self, dataclass_types, short_help_options: tuple[str, ...] = (), **kwargs):
+    def __init__(
+        self,
+        dataclass_types,
+        short_help_options: tuple[str, ...] = (),
+        check_given: Callable[[dict[str, object]], None] | None = None,
+        **kwargs,
+    ):
         # Abbreviations would take `--learning_rat` as `--learning_rate` and hide typos: every flag is spelt out.
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(dataclass_types, **kwargs)
         self.short_help_options = short_help_options
+        self.check_given = check_given
         self.add_argument(
             "--config", metavar="FILE.yaml", default=argparse.SUPPRESS, help="YAML file of options; flags given win."
         )
@@ -55,11 +64,13 @@ class ConfigParser(HfArgumentParser):
             self.set_defaults(**values)
             self.explicit_options.update(dict.fromkeys(values, "config file"))
             self._drop_required_given_by_config()
-        _, unknown = self.parse_known_args(args)
+        namespace, unknown = self.parse_known_args(args)
         check_unknown_flags(unknown, self._option_string_actions)
         self.explicit_options.update(
             dict.fromkeys(command_line_option_names(args, self._option_string_actions), "command line")
         )
+        if self.check_given is not None:
+            self.check_given({name: getattr(namespace, name) for name in self.explicit_options})
         try:
             return self.parse_args_into_dataclasses(args=args, look_for_args_file=False)
         except UsageError:

@@ -87,7 +87,9 @@ def test_a_seed_out_of_range_is_refused_before_anything_runs(
         ("--eval_steps", "0", "--eval_steps must be positive, got 0"),
         ("--save_total_limit", "0", "--save_total_limit must be positive, got 0"),
         ("--max_grad_norm", "-1", "--max_grad_norm must be 0 or more, got -1"),
-        ("--label_smoothing_factor", "2", "--label_smoothing_factor must be below 1, got 2"),
+        ("--label_smoothing_factor", "2", "--label_smoothing_factor must be 0 or more and below 1, got 2"),
+        ("--adam_beta2", "1", "--adam_beta2 must be 0 or more and below 1, got 1"),
+        ("--adam_epsilon", "-0.1", "--adam_epsilon must be 0 or more, got -0.1"),
         ("--image_size", "3", "--image_size must be at least 32 (a ResNet shrinks its input 32 times), got 3"),
     ],
 )
@@ -129,6 +131,9 @@ def test_a_best_model_metric_that_evaluations_lack_is_refused_before_training(
         (["--load_best_model_at_end", "--eval_steps", "2", "--save_steps", "3"],
          "--load_best_model_at_end needs a checkpoint at every evaluation: --save_steps 3 is not a multiple of "
          "--eval_steps 2. Give --save_steps 4."),
+        (["--early_stopping_patience", "2", "--load_best_model_at_end", "False"],
+         "--early_stopping_patience ends training on the best evaluation's weights (--load_best_model_at_end), and "
+         "--load_best_model_at_end False was given"),
     ],
 )  # fmt: skip
 def test_keeping_the_best_weights_without_a_checkpoint_at_each_evaluation_is_explained(
