@@ -50,13 +50,14 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 def resolve_precision(
-    requested: str, cuda_available: bool, cpu_bf16: bool, cpu_bf16_auto: bool = False
+    requested: str, cuda_available: bool, cpu_bf16: bool, cpu_bf16_auto: bool = False, asked_by: str = ""
 ) -> tuple[bool, bool, str]:
     """Chooses the mixed precision that the hardware runs best.
 
     `auto` means fp16 on a CUDA GPU (as the design asks); on a CPU, bf16 autocast where `cpu_bf16_auto`
     (`cpu_bf16_is_auto`), else fp32. An explicit choice is kept where the hardware can run it; `cpu_bf16` says
-    whether the CPU has bf16 instructions at all (`cpu_supports_bf16`).
+    whether the CPU has bf16 instructions at all (`cpu_supports_bf16`). `asked_by` names where a half precision
+    was asked for in the note (default `--fp16` or `--bf16`).
 
     Returns:
         (fp16, bf16, note): the flags to use and a sentence saying what was chosen and why.
@@ -77,18 +78,19 @@ def resolve_precision(
             )
         hint = "; --bf16 to try bf16 autocast, which this CPU supports" if cpu_bf16 else ""
         return False, False, f"fp32 on CPU (auto{hint})"
+    asked_by = asked_by or f"--{requested}"
     if requested == "fp16":
         if cpu_bf16:
             return (
                 False,
                 True,
-                "bf16 autocast on CPU (--fp16 asked for, but fp16 is slow on CPUs; bf16 is native here)",
+                f"bf16 autocast on CPU ({asked_by} asked for, but fp16 is slow on CPUs; bf16 is native here)",
             )
-        return False, False, "fp32 on CPU (--fp16 asked for, but this CPU has no fast half precision)"
+        return False, False, f"fp32 on CPU ({asked_by} asked for, but this CPU has no fast half precision)"
     if requested == "bf16":
         if cpu_bf16:
             return False, True, "bf16 autocast on CPU"
-        return False, False, "fp32 on CPU (--bf16 asked for, but this CPU lacks native bf16)"
+        return False, False, f"fp32 on CPU ({asked_by} asked for, but this CPU lacks native bf16)"
     return False, False, "fp32 on CPU (--precision fp32)"
 
 
@@ -250,10 +252,12 @@ def choose_hardware(
         workers, persistent_workers: --dataloader_num_workers and --dataloader_persistent_workers, None when not
             given.
     """
+    asked_by = ""
     if requested_precision == "auto" and machine.launcher_precision in ("fp16", "bf16"):
         requested_precision = machine.launcher_precision
+        asked_by = f"accelerate launch --mixed_precision {requested_precision}"
     fp16, bf16, note = resolve_precision(
-        requested_precision, machine.cuda_available, machine.cpu_bf16, machine.cpu_bf16_auto
+        requested_precision, machine.cuda_available, machine.cpu_bf16, machine.cpu_bf16_auto, asked_by
     )
     if workers is None:
         workers = auto_dataloader_workers(machine.cuda_available, machine.cpu_count, machine.local_processes)

@@ -92,6 +92,9 @@ def test_hardware_choices_follow_the_machine_and_keep_what_was_set():
     launched = choose_hardware("auto", 3, False, machine(cuda=True, launcher="bf16"))
     assert (launched.bf16, launched.dataloader_num_workers, launched.dataloader_persistent_workers) == (True, 3, False)
     assert "bf16" in launched.precision_note
+    launched_cpu = choose_hardware("auto", None, None, machine(cuda=False, launcher="fp16"))
+    assert "fp32 on CPU (accelerate launch --mixed_precision fp16 asked for" in launched_cpu.precision_note
+    assert "fp32 on CPU (--fp16 asked for" in choose_hardware("fp16", None, None, machine(cuda=False)).precision_note
 
 
 @pytest.mark.parametrize(
