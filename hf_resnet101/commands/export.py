@@ -130,7 +130,24 @@ def check_images_for(model: str, given: Sequence[str | Path] | None, count: int 
     found = validation_images_of(Path(model), count) if Path(model).is_dir() else []
     if found:
         return [read_image(str(p)) for p in found], f"validation images from {Path(model) / SPLITS}"
-    return synthetic_images(count), "random-pixel images (no splits.csv with validation images; give --check_images)"
+    return synthetic_images(
+        count
+    ), f"random-pixel images ({no_validation_files_reason(Path(model))}; give --check_images)"
+
+
+def no_validation_files_reason(model_dir: Path) -> str:
+    """Why a run's validation images cannot be read back: no splits.csv, images that were never files (a dataset
+    of parquet or arrow rows lists no paths), or files no longer where the run read them."""
+    splits = model_dir / SPLITS
+    if not splits.is_file():
+        return f"no {SPLITS} in {model_dir}"
+    with splits.open(newline="", encoding="utf-8") as f:
+        paths = [row["path"] for row in csv.DictReader(f) if row["split"] == "validation"]
+    if not paths:
+        return f"{SPLITS} lists no validation images"
+    if not any(paths):
+        return f"the validation images in {SPLITS} are rows of a dataset, not files"
+    return f"the validation images {SPLITS} lists are no longer where the run read them"
 
 
 def compare_outputs(

@@ -57,6 +57,26 @@ def test_trained_run_is_checked_on_its_validation_images(trained_run, finetune_m
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("rows", "reason"),
+    [
+        (None, "no splits.csv in "),
+        (["train,cat,train/cat/1.png"], "splits.csv lists no validation images"),
+        (["train,cat,", "validation,cat,"], "the validation images in splits.csv are rows of a dataset, not files"),
+        (["validation,cat,validation/cat/9.png"], "the validation images splits.csv lists are no longer where"),
+    ],
+)
+def test_export_says_why_it_checks_on_random_pixels(tiny_resnet, tmp_path, capsys, rows, reason):
+    """A run on a Hub dataset's parquet rows lists no image files: the export names that, not a missing file."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_resnet, run_dir)
+    if rows is not None:
+        (run_dir / "splits.csv").write_text("\n".join(["split,label,path", *rows]) + "\n")
+    run_cli(capsys, ["export", str(run_dir), str(tmp_path / "onnx")])
+    source = json.loads((tmp_path / "onnx" / "export_check.json").read_text())["image_source"]
+    assert source.startswith("random-pixel images (") and reason in source and "give --check_images" in source
+
+
 def test_an_export_that_differs_from_pytorch_fails_loudly(tiny_resnet, tmp_path, capsys, monkeypatch):
     forward = LogitsOnly.forward
     monkeypatch.setattr(LogitsOnly, "forward", lambda self, pixel_values: forward(self, pixel_values) + 0.01)
