@@ -1,9 +1,10 @@
 """Runs recipes/finetune.py in this process with a fault injected at a training step (used by the tests).
 
-    FAULT=kill|kill_during_save|interrupt|terminate FAULT_STEP=N python tests/run_with_fault.py [finetune options]
+    FAULT=NAME FAULT_STEP=N python tests/run_with_fault.py [finetune options]
 
 kill: SIGKILL at the end of step N (a crash); kill_during_save: SIGKILL while checkpoint N is being finished,
-before it is marked complete; interrupt: SIGINT (Ctrl-C) at the end of step N; terminate: SIGTERM there;
+before it is marked complete; interrupt: SIGINT (Ctrl-C) at the end of step N; interrupt_during_eval: SIGINT during
+the evaluation after step N; terminate: SIGTERM at the end of step N;
 disk_full: from the end of step N (0: once training has ended; -1: once the final model is saved) no file can grow
 past 64 bytes (RLIMIT_FSIZE, so every write that follows fails in the kernel as on a full disk, with EFBIG instead
 of ENOSPC).
@@ -32,11 +33,18 @@ def fill_disk():
 
 
 class InjectFault(TrainerCallback):
+    sent = False
+
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == STEP and FAULT in SIGNALS:
             os.kill(os.getpid(), SIGNALS[FAULT])
         if state.global_step == STEP and FAULT == "disk_full":
             fill_disk()
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        if state.global_step == STEP and FAULT == "interrupt_during_eval" and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
 
     def on_train_end(self, args, state, control, **kwargs):
         if STEP == 0 and FAULT == "disk_full":

@@ -76,7 +76,7 @@ class OverfittingMonitor(TrainerCallback):
 
 class GracefulInterrupt(TrainerCallback):
     """The first Ctrl-C (SIGINT) or SIGTERM (what `kill`, `docker stop`, Kubernetes and batch schedulers send)
-    finishes the current step, saves a checkpoint and stops; the same signal again aborts at once.
+    finishes the current step (or evaluation), saves a checkpoint and stops; the same signal again aborts at once.
 
     The other signal after the first is the same stop passed on, not a second: `accelerate launch`, given Ctrl-C
     (which the terminal also sends the script), sends its script SIGTERM, and torch's elastic agent does the same.
@@ -87,6 +87,7 @@ class GracefulInterrupt(TrainerCallback):
     def __init__(self):
         self.requested = False
         self.signal_number: int | None = None  # the signal that asked, for the exit status (128 + number)
+        self.saved_step: int | None = None  # the step of the last checkpoint saved
         self._previous: dict[int, object] = {}
 
     def install(self) -> None:
@@ -112,6 +113,25 @@ class GracefulInterrupt(TrainerCallback):
         if self.requested:
             control.should_save = True
             control.should_training_stop = True
+        return control
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        # Asked during an evaluation: save once it ends, not after another step (and, evaluating every step, its
+        # evaluation too), which under `accelerate launch` (it kills its script 5 s after a stop) would be lost.
+        return self.on_step_end(args, state, control)
+
+    def on_save(self, args, state, control, **kwargs):
+        self.saved_step = state.global_step
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # The Trainer ends its loop through this, then evaluates and saves as the flags say. The checkpoint may not
+        # be saved yet: with --save_strategy best it saves after an evaluation only a new best. An evaluation
+        # "at the end of the epoch" where the stop cut the epoch short is one an uninterrupted run never makes.
+        if self.requested:
+            if not float(state.epoch or 0).is_integer():
+                control.should_evaluate = False
+            if self.saved_step != state.global_step:
+                control.should_save = True
         return control
 
 

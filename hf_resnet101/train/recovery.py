@@ -51,11 +51,19 @@ def train_with_interrupt(trainer: Trainer, resume_from: str | None):
         interrupt.uninstall()
     if interrupt.requested:
         raise TrainingInterrupted(
-            f"checkpoint saved at step {trainer.state.global_step} in {trainer.args.output_dir}; run the same "
-            "command again to resume from it.",
-            interrupt.signal_number or signal.SIGINT,
+            interrupted_note(trainer, interrupt.saved_step), interrupt.signal_number or signal.SIGINT
         )
     return with_runtime_across_resumes(result, completion.seconds_before, runtime)
+
+
+def interrupted_note(trainer: Trainer, saved_step: int | None) -> str:
+    """Where a stopped run resumes from: the checkpoint saved at its last step or, should none have been saved
+    there, the last one saved before."""
+    step, output_dir = trainer.state.global_step, trainer.args.output_dir
+    if saved_step == step:
+        return f"checkpoint saved at step {step} in {output_dir}; run the same command again to resume from it."
+    before = f"from step {saved_step}'s checkpoint" if saved_step is not None else "from the last complete checkpoint"
+    return f"no checkpoint was saved at step {step}; run the same command again to resume {before}."
 
 
 def with_runtime_across_resumes(

@@ -82,6 +82,27 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_cleanly(uninterrupted, t
     assert resumed.returncode == 0 and json.loads((out / "trainer_state.json").read_text())["global_step"] == 12
 
 
+@pytest.mark.parametrize("save_strategy", ["steps", "best"])
+def test_ctrl_c_during_an_evaluation_saves_that_step(uninterrupted, tmp_path, save_strategy):
+    """Evaluating every step, a stop during step 4's evaluation saves checkpoint 4 as it ends (not after step 5 and
+    its evaluation); with --save_strategy best, where the Trainer saves only a new best, too."""
+    folder, model, _ = uninterrupted
+    out = tmp_path / "out"
+    # A learning rate too small to change a prediction: step 1's evaluation stays the best, step 4's is not a new one.
+    argv = ["--train_dir", str(folder), "--output_dir", str(out), "--model_name_or_path", str(model),
+            "--max_steps", "8", "--eval_steps", "1", "--save_strategy", save_strategy, "--save_steps", "100",
+            "--metric_for_best_model", "accuracy", "--learning_rate", "1e-12", "--precision", "fp32"]  # fmt: skip
+    interrupted = run_offline([sys.executable, SCRIPT, *argv], FAULT="interrupt_during_eval", FAULT_STEP="4")
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    assert f"checkpoint saved at step 4 in {out}" in interrupted.stderr
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert is_complete(out / "checkpoint-4") and state["best_global_step"] == 1
+    assert [entry["step"] for entry in state["log_history"] if "eval_loss" in entry] == [1, 2, 3, 4]
+    resumed = run_offline([sys.executable, RECIPE, *argv])
+    assert resumed.returncode == 0 and "checkpoint-4" in resumed.stderr, resumed.stderr[-3000:]
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 8
+
+
 def test_finished_run_and_foreign_folders_are_not_overwritten(
     finetune_main, capsys, image_folder, tiny_resnet, tmp_path
 ):
