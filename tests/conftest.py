@@ -192,10 +192,10 @@ def serving_local_hub(monkeypatch, tmp_path, token: str):
         yield hub
 
 
-def run_offline(command: list[str], **env) -> subprocess.CompletedProcess:
+def run_offline(command: list[str], timeout: float = 600, **env) -> subprocess.CompletedProcess:
     """A command in a subprocess as a user on a machine without network or GPU would run it."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", **env}
-    return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 def logged_losses(out: Path) -> dict[int, float]:

@@ -7,7 +7,8 @@ before it is marked complete; interrupt: SIGINT (Ctrl-C) at the end of step N; i
 the evaluation after step N; terminate: SIGTERM at the end of step N;
 disk_full: from the end of step N (0: once training has ended; -1: once the final model is saved) no file can grow
 past 64 bytes (RLIMIT_FSIZE, so every write that follows fails in the kernel as on a full disk, with EFBIG instead
-of ENOSPC).
+of ENOSPC). FAULT_RANK=R (several processes): only the process of rank R sends itself the signal, as when a signal
+reaches one process just after another has ended its step.
 """
 
 import os
@@ -27,6 +28,11 @@ STEP = int(os.environ["FAULT_STEP"])
 SIGNALS = {"kill": signal.SIGKILL, "interrupt": signal.SIGINT, "terminate": signal.SIGTERM}
 
 
+def this_rank_faults() -> bool:
+    rank = os.environ.get("FAULT_RANK")
+    return rank is None or rank == os.environ.get("RANK", "0")
+
+
 def fill_disk():
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
     resource.setrlimit(resource.RLIMIT_FSIZE, (64, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
@@ -36,7 +42,7 @@ class InjectFault(TrainerCallback):
     sent = False
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == STEP and FAULT in SIGNALS:
+        if state.global_step == STEP and FAULT in SIGNALS and this_rank_faults():
             os.kill(os.getpid(), SIGNALS[FAULT])
         if state.global_step == STEP and FAULT == "disk_full":
             fill_disk()

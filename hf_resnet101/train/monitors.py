@@ -8,6 +8,8 @@ import math
 import signal
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
 from transformers import ProgressCallback, Trainer, TrainerCallback
 from transformers.utils import logging
 
@@ -80,6 +82,11 @@ class GracefulInterrupt(TrainerCallback):
 
     The other signal after the first is the same stop passed on, not a second: `accelerate launch`, given Ctrl-C
     (which the terminal also sends the script), sends its script SIGTERM, and torch's elastic agent does the same.
+
+    With several processes, they agree at each step end whether any was asked to stop (one all-reduce of a flag),
+    so all stop after the same step: a signal that reached one process just after another had ended its step used
+    to leave one saving and leaving while the other waited for it in the next step's gradient all-reduce, until the
+    launcher killed both with nothing saved.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -109,7 +116,18 @@ class GracefulInterrupt(TrainerCallback):
         name = "Interrupted" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
         logger.warning(f"{name}: finishing this step and saving a checkpoint (send it again to abort).")
 
+    def _agree(self, args) -> None:
+        """Every process takes the stop if any was asked (training processes only, while the handlers are in)."""
+        if not self._previous or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
+            return
+        flag = torch.tensor([int(self.requested)], device=args.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and not self.requested:
+            self.requested = True
+            logger.warning("Another process was asked to stop: finishing this step and saving a checkpoint.")
+
     def on_step_end(self, args, state, control, **kwargs):
+        self._agree(args)
         if self.requested:
             control.should_save = True
             control.should_training_stop = True
@@ -127,6 +145,7 @@ class GracefulInterrupt(TrainerCallback):
         # The Trainer ends its loop through this, then evaluates and saves as the flags say. The checkpoint may not
         # be saved yet: with --save_strategy best it saves after an evaluation only a new best. An evaluation
         # "at the end of the epoch" where the stop cut the epoch short is one an uninterrupted run never makes.
+        self._agree(args)
         if self.requested:
             if not float(state.epoch or 0).is_integer():
                 control.should_evaluate = False
