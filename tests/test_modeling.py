@@ -125,6 +125,29 @@ def test_freeze_backbone_trains_only_the_last_stage(finetune_main, image_folder,
     assert "resnet.embedder.embedder.normalization.num_batches_tracked" in after  # saved as plain BatchNorm
 
 
+@pytest.mark.parametrize("family", ["timm", "vit"])
+def test_freeze_backbone_keeps_the_first_stages_of_every_family(
+    finetune_main, image_folder, tiny_models, tmp_path, family
+):
+    """The stem and first stage (ViT: embeddings and first block) keep their weights; the last one trains."""
+    from transformers import AutoModelForImageClassification
+
+    from hf_resnet101.modeling import backbone_stages
+
+    model_dir, out = tiny_models[family], tmp_path / "out"
+    model = AutoModelForImageClassification.from_pretrained(model_dir)
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    stages = [[names[id(p)] for p in stage.parameters()] for stage in backbone_stages(model)]
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(model_dir),
+            "--max_steps", "2", "--per_device_train_batch_size", "8", "--learning_rate", "1e-2"]  # fmt: skip
+    assert finetune_main([*args, "--freeze_backbone", "all_but_last"]) == 0
+    # Loaded, not read from the files: transformers may save ViT's weights under their earlier names.
+    before = dict(model.named_parameters())
+    after = dict(AutoModelForImageClassification.from_pretrained(out).named_parameters())
+    assert all(torch.equal(before[name], after[name]) for name in [*stages[0], *stages[1]])
+    assert not all(torch.equal(before[name], after[name]) for name in stages[-1])
+
+
 def test_resnet_gradient_checkpointing_gives_the_same_gradients(tiny_resnet):
     from transformers import AutoModelForImageClassification
 
