@@ -350,7 +350,7 @@ def plan_image_folders(
         ]
         for split in ("train", "validation")
     }
-    check_kept_classes(data_files, files, class_names, dropped)
+    check_kept_classes(data_files, files, class_names, dropped, validation_given=validation is not None)
     kept = {path for paths in data_files.values() for path in paths}
     kept_labels = {
         split: Counter(f.label for f in files if f.split == split and f.record.path in kept)
@@ -365,12 +365,16 @@ def plan_image_folders(
     return FolderPlan(data_files, class_names, report, labels)
 
 
-def check_kept_classes(data_files: dict[str, list[str]], files, class_names: list[str], dropped: set[str]) -> None:
-    """After the split and `--dedupe`: every class keeps training images, and a class without validation images
-    is named (its accuracy is not measured: a class of one image, or one missing from --validation_dir).
+def check_kept_classes(
+    data_files: dict[str, list[str]], files, class_names: list[str], dropped: set[str], validation_given: bool = False
+) -> None:
+    """After the split and `--dedupe`: every class keeps training images, validation keeps some, and a class without
+    validation images is named (its accuracy is not measured: a class of one image, or one missing from
+    --validation_dir).
 
     Raises:
-        UsageError: when `--dedupe` left a class without training images (all of them copies of other classes').
+        UsageError: when `--dedupe` left a class without training images (all of them copies of other classes'), or
+            no validation image is left (all unusable, or copies of training images that `--dedupe` left out).
     """
     label_of = {f.record.path: f.label for f in files}
     counts = {split: Counter(label_of[path] for path in paths) for split, paths in data_files.items()}
@@ -381,14 +385,36 @@ def check_kept_classes(data_files: dict[str, list[str]], files, class_names: lis
             f"labelled otherwise ({len(dropped)} images left out in all). Remove or rename that folder, or keep "
             "each image under one label only."
         )
+    if not data_files["validation"]:
+        raise UsageError(no_validation_left_message([f for f in files if f.split == "validation"], dropped))
     unmeasured = [name for name in class_names if not counts["validation"][name]]
     if unmeasured:
         described = ", ".join(f"{name} ({counts['train'][name]} training images)" for name in unmeasured)
+        remedy = (
+            "Add images of them to --validation_dir"
+            if validation_given
+            else "Add images to them (a class needs two for the split to hold one out) or give --validation_dir"
+        )
         logger.warning(
             f"Classes with no validation images (their accuracy is not measured, and the card shows n/a): "
-            f"{described}. Add images to them (a class needs two for the split to hold one out) or give "
-            "--validation_dir."
+            f"{described}. {remedy}."
         )
+
+
+def no_validation_left_message(validation_files, dropped: set[str]) -> str:
+    """Why no validation image is left, counted, and what to do."""
+    unusable = sum(not f.record.usable for f in validation_files)
+    copies = sum(f.record.path in dropped for f in validation_files)
+    causes = []
+    if unusable:
+        causes.append(f"{unusable} cannot be read (listed above)")
+    if copies:
+        causes.append(f"{copies} are copies of training images, which --dedupe left out")
+    found = f"of the {len(validation_files)} validation images, {' and '.join(causes)}" if causes else "none found"
+    remedy = "Give validation images that are readable and not copies of training images"
+    if copies:
+        remedy += " (or leave out --dedupe: the leak is then reported, and the card names it)"
+    return f"No image is left for validation: {found}. {remedy}."
 
 
 def data_digest(items) -> str:

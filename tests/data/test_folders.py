@@ -220,7 +220,39 @@ def test_a_class_without_validation_images_is_named(tmp_path, caplog):
     plan = plan_image_folders(str(data), None, 0.15, seed=0, progress=False)
     assert "rare" in plan.class_names and not any("/rare/" in p for p in plan.data_files["validation"])
     assert "Classes with no validation images (their accuracy is not measured" in caplog.text
-    assert "rare (1 training images)" in caplog.text
+    assert "rare (1 training images). Add images to them (a class needs two" in caplog.text
+
+
+def test_a_class_missing_from_the_validation_folder_is_named_with_its_remedy(tmp_path, caplog):
+    train = write_class_images(tmp_path / "train", per_class=4)
+    validation = write_class_images(tmp_path / "val", per_class=2, seed=1)
+    shutil.rmtree(validation / "cat")
+    plan_image_folders(str(train), str(validation), 0.15, seed=0, progress=False)
+    assert "cat (4 training images). Add images of them to --validation_dir." in caplog.text
+
+
+@pytest.mark.parametrize("validation", ["copies", "unreadable"])
+def test_no_image_left_for_validation_is_said_before_loading(finetune_main, capsys, tmp_path, validation):
+    """A validation folder of copies of training images under --dedupe, or of files that cannot be read: the run
+    says so (it ended in a traceback from `datasets`: 'Instruction "validation" corresponds to no data')."""
+    train = write_class_images(tmp_path / "train", per_class=6)
+    val = tmp_path / "validation"
+    for name in ("cat", "Blue Jay"):
+        (val / name).mkdir(parents=True)
+        if validation == "copies":
+            shutil.copy(train / name / "img_000.png", val / name / "copy.png")
+        else:
+            (val / name / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(train), "--validation_dir", str(val), "--output_dir", str(out), "--dedupe"]
+    assert finetune_main(argv) == 2
+    err = capsys.readouterr().err
+    expected = {
+        "copies": "of the 2 validation images, 2 are copies of training images, which --dedupe left out",
+        "unreadable": "of the 2 validation images, 2 cannot be read (listed above)",
+    }[validation]
+    assert f"No image is left for validation: {expected}." in err and "Traceback" not in err
+    assert not out.exists()
 
 
 def test_leakage_between_train_and_validation(tmp_path):
