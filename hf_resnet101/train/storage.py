@@ -1,9 +1,11 @@
 """Failed writes and damaged files: recognising them, cleaning up after them, and saying so in one message.
 
 A disk that fills up in the middle of a run surfaces as whatever the writing library raises: an `OSError` from
-Python, a `SafetensorError` from safetensors ("IoError ... No space left on device"), or a `RuntimeError` from
-torch's zip writer ("unexpected pos 64 vs 0", "file write failed"). These are told apart from other errors here, so
-a run can stop with what failed, why, and what is still intact, instead of a traceback.
+Python, a `SafetensorError` from safetensors ("I/O error: No space left on device (os error 28)" from 0.8,
+"IoError ... No space left on device" before), or a `RuntimeError` from torch's writers ("unexpected pos 64 vs 0",
+"file write failed", and "basic_ios::clear: iostream error" for the optimizer's state on a full tmpfs). These are
+told apart from other errors here, so a run can stop with what failed, why, and what is still intact, instead of
+a traceback.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from ..outputs import checkpoint_folders
 # errno values that mean "this write cannot succeed until the user changes something".
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
 # torch's zip writer reports a short write without an errno.
-TORCH_WRITE_FAILURE = re.compile(r"unexpected pos|file write failed|PytorchStreamWriter failed")
-SAFETENSORS_IO_ERROR = re.compile(r'IoError.*?message: "([^"]+)"')
+TORCH_WRITE_FAILURE = re.compile(r"unexpected pos|file write failed|PytorchStreamWriter failed|basic_ios::clear")
+SAFETENSORS_IO_ERROR = re.compile(r'IoError.*?message: "([^"]+)"|I/O error: (.+?) \(os error \d+\)')
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -39,9 +41,9 @@ def write_failure_reason(error: BaseException) -> str | None:
     for link in _chain(error):
         if isinstance(link, OSError) and link.errno in WRITE_ERRNOS:
             return link.strerror or str(link)
-        if type(link).__name__ == "SafetensorError" and "IoError" in str(link):
+        if type(link).__name__ == "SafetensorError" and ("IoError" in str(link) or "I/O error" in str(link)):
             match = SAFETENSORS_IO_ERROR.search(str(link))
-            return match.group(1) if match else str(link)
+            return next(group for group in match.groups() if group) if match else str(link)
         if isinstance(link, RuntimeError) and TORCH_WRITE_FAILURE.search(str(link)):
             return "the file could not be written in full (is the disk full?)"
     return None

@@ -143,6 +143,14 @@ def test_write_failures_are_recognised_through_the_libraries_wrappers():
     assert write_failure_reason(RuntimeError("[enforce fail at inline_container.cc] unexpected pos 64 vs 0")) == (
         "the file could not be written in full (is the disk full?)"
     )
+    # What safetensors 0.8 and torch 2.14 raised on a full 40-160 kB tmpfs (the checkpoint's weights, its optimizer).
+    from safetensors import SafetensorError
+
+    safetensors_full = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert write_failure_reason(safetensors_full) == "No space left on device"
+    assert write_failure_reason(RuntimeError("basic_ios::clear: iostream error")) == (
+        "the file could not be written in full (is the disk full?)"
+    )
     assert write_failure_reason(FileNotFoundError(errno.ENOENT, "No such file")) is None
     assert write_failure_reason(ValueError("a bug")) is None
 
