@@ -107,7 +107,8 @@ def resolve_run_options(
     training = copy.copy(training_args)
     for name, value in chosen["training"].items():
         setattr(training, name, value)
-    metric = best_model_metric(explicit, imbalance_ratio, data_args.class_weighting)
+    keeps_best = training.load_best_model_at_end or getattr(training.save_strategy, "value", None) == "best"
+    metric = best_model_metric(explicit, imbalance_ratio, data_args.class_weighting, keeps_best)
     if metric is not None:
         training.metric_for_best_model, training.greater_is_better = metric, True
     batch = settings.get("per_device_train_batch_size")
@@ -148,15 +149,25 @@ def preset_settings(
     return resolve_settings(current, dict(explicit), tier)
 
 
-def best_model_metric(explicit: Mapping[str, str], ratio: float, class_weighting: str = "none") -> str | None:
-    """With imbalanced classes, macro F1 picks the best model unless the user chose a metric (None: keep it); the
-    advice to weight the loss by class is given only where it is not weighted already."""
+def best_model_metric(
+    explicit: Mapping[str, str], ratio: float, class_weighting: str = "none", keeps_best: bool = False
+) -> str | None:
+    """With imbalanced classes, macro F1 judges the evaluations unless the user chose a metric (None: keep it); the
+    advice to weight the loss by class is given only where it is not weighted already. `keeps_best`: the run keeps
+    the best evaluation's weights (--load_best_model_at_end, early stopping, --save_strategy best); otherwise the
+    metric chooses nothing, and the message says so."""
     if ratio < IMBALANCE_RATIO or "metric_for_best_model" in explicit:
         return None
     advice = "" if class_weighting == "balanced" else " Consider --class_weighting balanced."
+    use = (
+        "the best model is chosen by macro F1"
+        if keeps_best
+        else "macro F1 is the metric for the best model (this run keeps its last weights: --load_best_model_at_end "
+        "keeps the best evaluation's)"
+    )
     logger.warning(
-        f"Classes are imbalanced (largest/smallest = {ratio:.1f}): the best model is chosen by macro F1, which "
-        f"weighs every class equally, rather than accuracy.{advice}"
+        f"Classes are imbalanced (largest/smallest = {ratio:.1f}): {use}, which weighs every class equally, rather "
+        f"than accuracy.{advice}"
     )
     return "f1_macro"
 

@@ -102,7 +102,19 @@ def test_class_weighting_is_advised_only_where_not_given(tmp_path, caplog):
     assert "Consider --class_weighting balanced" in caplog.text
     caplog.clear()
     resolve(*parse(["--class_weighting", "balanced"], tmp_path), imbalance_ratio=5.0)
-    assert "chosen by macro F1" in caplog.text and "Consider --class_weighting" not in caplog.text
+    assert "Consider --class_weighting" not in caplog.text
+
+
+def test_the_imbalance_note_says_whether_macro_f1_chooses_the_weights_kept(tmp_path, caplog):
+    """Macro F1 chooses the model only where the best evaluation's weights are kept; by default the last are."""
+    resolve(*parse([], tmp_path), imbalance_ratio=5.0)
+    assert "macro F1 is the metric for the best model (this run keeps its last weights" in caplog.text
+    assert "chosen by macro F1" not in caplog.text
+    caplog.clear()
+    resolve(
+        *parse(["--load_best_model_at_end", "--save_steps", "1", "--eval_steps", "1"], tmp_path), imbalance_ratio=5
+    )
+    assert "the best model is chosen by macro F1, which weighs every class equally" in caplog.text
 
 
 def test_preset_auto_end_to_end(finetune_main, image_folder, tiny_resnet, tmp_path):
