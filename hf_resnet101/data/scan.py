@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import xxhash
@@ -134,4 +134,12 @@ def scan_files(
             for record in tqdm(results, total=len(todo), desc="Scanning images", unit="file", disable=not progress):
                 fresh[record.path] = record
         _save_cache(cache_path, [fresh.get(p) or cached[p] for p in paths])
-    return [fresh.get(p) or cached[p] for p in paths]
+    return [loadable_by_datasets(fresh.get(p) or cached[p]) for p in paths]
+
+
+def loadable_by_datasets(record: FileRecord) -> FileRecord:
+    """The record, made unusable when `datasets` cannot open its path: fsspec reads `::` in a path as a chain of
+    file systems (`Unable to find '.../a::b.png'`), and no escaping gets past that."""
+    if record.usable and "::" in record.path:
+        return replace(record, usable=False, reason="its path holds '::', which datasets cannot open: rename it")
+    return record

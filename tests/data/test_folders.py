@@ -290,6 +290,16 @@ def test_file_names_with_glob_characters(tmp_path, name):
     assert len(dataset["train"]) + len(dataset["validation"]) == 9
 
 
+def test_a_file_name_that_datasets_cannot_open_is_left_out_and_named(tmp_path):
+    """fsspec reads '::' as a chain of file systems: such a file is listed as unusable, and the rest train."""
+    data = write_class_images(tmp_path / "data", per_class=3)
+    (data / "cat" / "img_000.png").rename(data / "cat" / "shot::1.png")
+    dataset, report = load_image_folders(str(data), None, 0.3, seed=0, progress=False)
+    assert len(dataset["train"]) + len(dataset["validation"]) == 8
+    [(path, reason)] = [(item["path"], item["reason"]) for item in report.unusable]
+    assert path.endswith("shot::1.png") and reason == "its path holds '::', which datasets cannot open: rename it"
+
+
 def test_a_sample_limit_keeps_the_classes_in_their_shares():
     labels = [0] * 5 + [1] * 5 + [2] * 5
     order = stratified_order(labels, seed=0)
