@@ -266,11 +266,19 @@ def conflicting_labels_error(groups: list[dict]) -> UsageError:
 
 
 def assign_validation_split(files: list[LabelledFile], fraction: float, seed: int) -> list[LabelledFile]:
-    """Moves a stratified, seeded fraction of the usable training files to the validation split."""
-    usable = [i for i, f in enumerate(files) if f.record.usable]
-    class_ids = {name: i for i, name in enumerate(sorted({files[i].label for i in usable}))}
-    _, val_idx = stratified_split_indices([class_ids[files[i].label] for i in usable], fraction, seed)
-    to_validation = {usable[i] for i in val_idx}
+    """Moves a stratified, seeded fraction of the usable training files to the validation split.
+
+    Identical images of a class move together: a copy on each side would be a train/validation leak that the split
+    itself made. Without identical images the split is that of the files one by one.
+    """
+    copies: dict[tuple[str, str], list[int]] = {}
+    for i, f in enumerate(files):
+        if f.record.usable:
+            copies.setdefault((f.label, f.record.pixel_hash or f.record.path), []).append(i)
+    groups = list(copies.values())
+    class_ids = {name: i for i, name in enumerate(sorted({label for label, _ in copies}))}
+    _, val_idx = stratified_split_indices([class_ids[label] for label, _ in copies], fraction, seed)
+    to_validation = {i for group in val_idx for i in groups[group]}
     if not to_validation:
         raise UsageError("Too few images to split off a validation set: give --validation_dir or add images.")
     return [LabelledFile("validation", f.label, f.record) if i in to_validation else f for i, f in enumerate(files)]
@@ -393,7 +401,8 @@ def check_kept_classes(
         remedy = (
             "Add images of them to --validation_dir"
             if validation_given
-            else "Add images to them (a class needs two for the split to hold one out) or give --validation_dir"
+            else "Add images to them (a class needs two different ones for the split to hold one out) or give "
+            "--validation_dir"
         )
         logger.warning(
             f"Classes with no validation images (their accuracy is not measured, and the card shows n/a): "

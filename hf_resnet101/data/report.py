@@ -54,9 +54,8 @@ def find_duplicates(files: list[LabelledFile]) -> Duplicates:
         validation = [m.record.path for m in members if m.split == "validation"]
         if train and validation:
             found.train_validation_leaks.append({"label": labels[0], "train": train, "validation": validation})
-        for split_paths in (train, validation):
-            if len(split_paths) > 1:
-                found.within_class.append(split_paths)
+        if len(train) > 1 or len(validation) > 1:  # one group, however many splits it spans
+            found.within_class.append([m.record.path for m in members])
     return found
 
 

@@ -255,6 +255,21 @@ def test_no_image_left_for_validation_is_said_before_loading(finetune_main, caps
     assert not out.exists()
 
 
+def test_the_split_keeps_identical_images_of_a_class_together(tmp_path):
+    """Six copies of one cat beside six other cats: the split holds out whole groups of copies, so it makes no leak
+    of its own (it put copies on both sides), and the copies are one group in the report."""
+    data = write_class_images(tmp_path / "data", per_class=6)
+    for i in range(6):
+        shutil.copy(data / "cat" / "img_000.png", data / "cat" / f"same_{i}.png")
+    for seed in range(5):
+        plan = plan_image_folders(str(data), None, 0.15, seed=seed, progress=False)
+        copies = [path for path in (*plan.data_files["train"], *plan.data_files["validation"]) if "same_" in path]
+        assert len(copies) == 6 and not plan.report.duplicates.train_validation_leaks
+        assert any("/cat/" in path for path in plan.data_files["validation"])
+        [group] = plan.report.duplicates.within_class
+        assert len(group) == 7
+
+
 def test_leakage_between_train_and_validation(tmp_path):
     train = write_class_images(tmp_path / "train", per_class=6, seed=1)
     validation = write_class_images(tmp_path / "val", per_class=3, seed=2)

@@ -35,7 +35,7 @@ def test_duplicates_are_told_apart_by_where_they_are():
         LabelledFile("train", "dog", record("/d/dog/unique.png")),
     ]
     found = find_duplicates(files)
-    assert found.within_class == [["/d/cat/a.png", "/d/cat/b.png"]]
+    assert found.within_class == [["/d/cat/a.png", "/d/cat/b.png", "/v/cat/c.png"]]  # one group across splits
     assert found.train_validation_leaks == [
         {"label": "cat", "train": ["/d/cat/a.png", "/d/cat/b.png"], "validation": ["/v/cat/c.png"]}
     ]
