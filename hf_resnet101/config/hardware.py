@@ -242,7 +242,11 @@ class HardwareChoice:
 
 
 def choose_hardware(
-    requested_precision: str, workers: int | None, persistent_workers: bool | None, machine: Machine
+    requested_precision: str,
+    workers: int | None,
+    persistent_workers: bool | None,
+    machine: Machine,
+    asked_by: str = "",
 ) -> HardwareChoice:
     """Precision and data-loading workers for this machine; what the user set explicitly is kept where it can run.
 
@@ -251,8 +255,8 @@ def choose_hardware(
             --mixed_precision when it asked for fp16 or bf16.
         workers, persistent_workers: --dataloader_num_workers and --dataloader_persistent_workers, None when not
             given.
+        asked_by: the flag that asked for the precision (`--precision fp16`), named in the note.
     """
-    asked_by = ""
     if requested_precision == "auto" and machine.launcher_precision in ("fp16", "bf16"):
         requested_precision = machine.launcher_precision
         asked_by = f"accelerate launch --mixed_precision {requested_precision}"

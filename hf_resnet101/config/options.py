@@ -322,8 +322,13 @@ class FinetuneTrainingArguments(TrainingArguments):
         if self.dataloader_num_workers is not None and self.dataloader_num_workers < 0:
             raise UsageError(f"--dataloader_num_workers must be 0 or more, got {self.dataloader_num_workers}.")
         requested = "fp16" if self.fp16 else "bf16" if self.bf16 else self.precision
+        asked_by = f"--{requested}" if self.fp16 or self.bf16 else f"--precision {requested}"
         choice = choose_hardware(
-            requested, self.dataloader_num_workers, self.dataloader_persistent_workers, probe_machine(self.use_cpu)
+            requested,
+            self.dataloader_num_workers,
+            self.dataloader_persistent_workers,
+            probe_machine(self.use_cpu),
+            asked_by,
         )
         for name, value in dataclasses.asdict(choice).items():  # before TrainingArguments checks them
             setattr(self, name, value)
