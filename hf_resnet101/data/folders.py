@@ -593,18 +593,26 @@ def stratified_order(labels: Sequence[int], seed: int) -> list[int]:
 def limit_samples(dataset: DatasetDict, max_train: int | None, max_eval: int | None, seed: int) -> DatasetDict:
     """Keeps at most `max_train`/`max_eval` images, stratified by class with the seed (`stratified_order`); names
     any class left without training images (a limit below the number of classes, or a class too rare for it)."""
-    for split, limit in (("train", max_train), ("validation", max_eval)):
-        if limit is not None and limit < len(dataset[split]):
-            # flattened here, while loading, and not by the first `cast_column` (with a progress bar, mid-set-up)
-            kept = stratified_order(dataset[split]["label"], seed)[:limit]
-            dataset[split] = dataset[split].select(kept).flatten_indices()
     names = dataset["train"].features["label"].names
-    if max_train is not None:
-        lost = sorted(set(names) - {names[label] for label in dataset["train"]["label"]})
+    consequence = {
+        "train": "training images in class {}: the model keeps its label but never learns it",
+        "validation": "validation images in class {}: its accuracy is not measured, and the card shows n/a",
+    }
+    for split, limit, flag in (
+        ("train", max_train, "--max_train_samples"),
+        ("validation", max_eval, "--max_eval_samples"),
+    ):
+        if limit is None or limit >= len(dataset[split]):
+            continue
+        had = {names[label] for label in dataset[split]["label"]}
+        # flattened here, while loading, and not by the first `cast_column` (with a progress bar, mid-set-up)
+        kept = stratified_order(dataset[split]["label"], seed)[:limit]
+        dataset[split] = dataset[split].select(kept).flatten_indices()
+        lost = sorted(had - {names[label] for label in dataset[split]["label"]})
         if lost:
             logger.warning(
-                f"--max_train_samples {max_train} leaves no training images in class {', '.join(lost)}: the model "
-                "keeps its label but never learns it. Raise the limit, or leave it out."
+                f"{flag} {limit} leaves no {consequence[split].format(', '.join(lost))}. Raise the limit, or leave "
+                "it out."
             )
     return dataset
 

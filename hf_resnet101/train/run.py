@@ -111,12 +111,15 @@ def load_data(
             dedupe=data_args.dedupe,
             progress=progress,
         )
-    limits = {"--max_train_samples": data_args.max_train_samples, "--max_eval_samples": data_args.max_eval_samples}
-    if any(limit is not None for limit in limits.values()):
+    limits = {
+        "train": ("--max_train_samples", data_args.max_train_samples),
+        "validation": ("--max_eval_samples", data_args.max_eval_samples),
+    }
+    # The limits below a split's size, the only ones that leave images out (and that the summary and card name).
+    cutting = [f"{flag} {limit}" for split, (flag, limit) in limits.items() if limit and limit < len(dataset[split])]
+    if cutting:
         dataset = limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples, seed)
-        report.record_used(
-            images_per_class_of(dataset), [f"{name} {limit}" for name, limit in limits.items() if limit is not None]
-        )
+        report.record_used(images_per_class_of(dataset), cutting)
     return dataset, report
 
 

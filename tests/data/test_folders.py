@@ -343,6 +343,14 @@ def test_max_train_samples_keeps_every_class_or_says_which_it_lost(
     assert "--max_train_samples 3 left out" in (out / "README.md").read_text()
     assert finetune_main([*argv, "--max_train_samples", "2", "--overwrite_output_dir"]) == 0
     assert "--max_train_samples 2 leaves no training images in class" in caplog.text
+    # A limit above the split's size leaves nothing out and is not named; one that empties a validation class is.
+    caplog.clear()
+    limits = ["--max_train_samples", "1000", "--max_eval_samples", "2", "--overwrite_output_dir"]
+    assert finetune_main([*argv, *limits]) == 0
+    assert json.loads((out / "data_report.json").read_text())["left_out_by"] == ["--max_eval_samples 2"]
+    assert "--max_train_samples 1000" not in caplog.text
+    assert "--max_eval_samples 2 leaves no validation images in class" in caplog.text
+    assert "its accuracy is not measured, and the card shows n/a" in caplog.text
 
 
 def test_splits_name_images_of_a_linked_class_folder_by_their_place_in_the_data(finetune_main, tiny_resnet, tmp_path):
