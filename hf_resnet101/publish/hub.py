@@ -8,8 +8,8 @@ import shlex
 import time
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, HfApi, get_token
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
 from transformers.utils import logging
 
@@ -72,6 +72,13 @@ def check_push_settings(repo_id: str | None, token: str | None = None, before_tr
             f"--hub_model_id {repo_id!r} is not a valid repository name: {error} "
             "Use USER/NAME (letters, digits, '-', '_' and '.'; no '--' or '..'), e.g. me/resnet101-birds."
         ) from error
+    if constants.HF_HUB_OFFLINE:
+        raise UsageError(
+            "--push_to_hub needs the Hub, and HF_HUB_OFFLINE is set (nothing was trained yet): unset it, or train "
+            "without --push_to_hub and push the finished folder later with `hf-resnet101 push OUT --hub_model_id ID`."
+            if before_training
+            else "Pushing needs the Hub, and HF_HUB_OFFLINE is set: unset it, then push again."
+        )
     resolved = resolve_token(token)
     if not resolved:
         raise UsageError(
@@ -189,6 +196,8 @@ def is_transient(error: BaseException) -> bool:
     """True for failures worth another attempt: connection problems, time-outs, 5xx, 408 and 429 answers."""
     if isinstance(error, HfHubHTTPError):
         return http_status(error) in RETRY_STATUS_CODES
+    if isinstance(error, OfflineModeIsEnabled):  # a ConnectionError that no retry fixes
+        return False
     # httpx's TransportError covers refused connections, time-outs and dropped connections (`httpx` for
     # huggingface_hub 1.x, `httpx2` for 2.x).
     transport = any(

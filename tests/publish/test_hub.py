@@ -359,9 +359,21 @@ def test_push_without_a_token_says_how_to_log_in(finished_run, local_hub, capsys
     assert "hf auth login" in message and "trained" not in message  # the push command trains nothing
 
 
+def test_push_with_the_hub_turned_off_stops_at_once(finished_run, local_hub, monkeypatch, capsys):
+    """HF_HUB_OFFLINE=1: the push says so, instead of five attempts over 100 s at an error no retry fixes."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    assert run_command(["push", str(finished_run), "--hub_model_id", REPO_ID]) == 2
+    assert "Pushing needs the Hub, and HF_HUB_OFFLINE is set: unset it, then push again." in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("repo_id", "token", "expected"),
     [
+        (
+            "offline",
+            FAKE_TOKEN,
+            "--push_to_hub needs the Hub, and HF_HUB_OFFLINE is set \\(nothing was trained yet\\): unset it",
+        ),
         (REPO_ID, None, "no.*token|token.*none was found"),
         ("user/bad--name", FAKE_TOKEN, "not a valid repository name"),
         ("a/b/c", FAKE_TOKEN, "not a valid repository name"),
@@ -372,6 +384,8 @@ def test_push_problems_stop_the_run_before_any_data_is_loaded(
 ):
     if token:
         monkeypatch.setenv("HF_TOKEN", token)
+    if repo_id == "offline":
+        monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
 
     def must_not_load(*args, **kwargs):
         raise AssertionError("the dataset was loaded before the push settings were checked")
