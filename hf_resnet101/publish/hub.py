@@ -19,6 +19,7 @@ from ..outputs import (
     CARD_INPUTS,
     CHECKPOINT_COMPLETE,
     CHECKPOINT_NAME,
+    IMAGE_PROCESSOR_CONFIG,
     LOCAL_ONLY,
     MODEL_CARD,
     MODEL_CONFIG,
@@ -307,10 +308,19 @@ def is_checkpoint_folder(folder: Path) -> bool:
     return bool(CHECKPOINT_NAME.match(folder.name)) and read_manifest(folder) is None
 
 
+# What `pipeline` loads from the repo: pushed only as the run wrote them, or not at all.
+MODEL_FILES = {
+    MODEL_CONFIG: "model config",
+    MODEL_WEIGHTS: "model weights",
+    IMAGE_PROCESSOR_CONFIG: "image processor settings",
+}
+
+
 def check_pushable(output_dir: Path, repo_id: str) -> None:
     """Refuses, before anything reaches the Hub, a folder that is not a finished run's output: an export, a
-    checkpoint, a folder without the model's config or weights, a run that has not finished, and a run whose
-    model files were changed since it wrote them (the push would publish a card for other weights).
+    checkpoint, a folder without the model's config, weights or image processor settings, a run that has not
+    finished, and a run whose model files were changed since it wrote them (the push would publish a card for other
+    weights, or leave out a changed preprocessor_config.json and publish a model `pipeline` cannot load).
 
     Raises:
         UsageError: saying what the folder is and what to push instead.
@@ -327,12 +337,11 @@ def check_pushable(output_dir: Path, repo_id: str) -> None:
             f"folder) once it has finished, or use --hub_strategy checkpoint there to push its latest checkpoint "
             f"with it as {LAST_CHECKPOINT_DIR}/."
         )
-    for name in (MODEL_CONFIG, MODEL_WEIGHTS):
+    for name, what in MODEL_FILES.items():
         if not (output_dir / name).is_file():
             raise UsageError(
-                f"{output_dir} holds no model {'weights' if name == MODEL_WEIGHTS else 'config'} ({name}): give the "
-                "output folder of a finished run; a run stopped early finishes when you run the same training "
-                "command again."
+                f"{output_dir} holds no {what} ({name}): give the output folder of a finished run; a run stopped "
+                "early finishes when you run the same training command again."
             )
     manifest = read_manifest(output_dir)
     if manifest is None:
@@ -342,7 +351,7 @@ def check_pushable(output_dir: Path, repo_id: str) -> None:
             f"{output_dir} holds a run that has not finished (by its run_manifest.json): a run stopped early "
             "finishes when you run the same training command again; push it then."
         )
-    changed = [name for name in (MODEL_CONFIG, MODEL_WEIGHTS) if name not in run_outputs(output_dir, manifest)]
+    changed = [name for name in MODEL_FILES if name not in run_outputs(output_dir, manifest)]
     if changed:
         raise UsageError(
             f"{', '.join(changed)} in {output_dir} changed since the run wrote them (run_manifest.json records "

@@ -193,6 +193,7 @@ def test_push_leaves_out_a_file_changed_since_the_run_wrote_it(run_copy):
         ("renamed checkpoint", "is a checkpoint of a run, not its finished output"),
         ("unfinished", "holds a run that has not finished"),
         ("weights replaced", "model.safetensors in"),
+        ("input size edited", "preprocessor_config.json in"),
     ],
 )  # fmt: skip
 def test_push_refuses_a_folder_that_is_not_a_finished_run(run_copy, local_hub, monkeypatch, capsys, damage, expected):
@@ -207,6 +208,9 @@ def test_push_refuses_a_folder_that_is_not_a_finished_run(run_copy, local_hub, m
     elif damage == "unfinished":
         manifest = json.loads((run_copy / "run_manifest.json").read_text())
         (run_copy / "run_manifest.json").write_text(json.dumps(manifest | {"finished": False}))
+    elif damage == "input size edited":  # left out of the push, it left a repo that `pipeline` cannot load
+        processor = json.loads((run_copy / "preprocessor_config.json").read_text())
+        (run_copy / "preprocessor_config.json").write_text(json.dumps(processor | {"size": {"shortest_edge": 224}}))
     else:
         shutil.copy(run_copy / "checkpoint-4" / "model.safetensors", run_copy / "model.safetensors")
     _, err = run_cli(capsys, ["push", str(folder), "--hub_model_id", REPO_ID], expected_code=2)
