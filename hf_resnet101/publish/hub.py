@@ -4,6 +4,7 @@ way to push again."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import shlex
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from ..outputs import (
     MODEL_CONFIG,
     MODEL_WEIGHTS,
     RUN_FILES,
+    TRAINER_STATE,
     checkpoint_folders,
 )
 from ..train.output_folder import entries, is_finished, read_manifest, run_outputs
@@ -388,6 +390,18 @@ def push_failure_advice(error: BaseException, output_dir: Path, again: str) -> s
     return f"The output folder {state}. {advice}:\n  {again}"
 
 
+def published_content(local: Path, in_repo: str) -> str | bytes:
+    """What is uploaded for a file: the file itself, except a Trainer state, whose `best_model_checkpoint` the
+    Trainer records as a local absolute path (`/home/me/runs/birds/checkpoint-500`): that is published as the
+    checkpoint's folder name, so nothing local reaches the Hub."""
+    if Path(in_repo).name != TRAINER_STATE:
+        return str(local)
+    state = json.loads(local.read_text())
+    if state.get("best_model_checkpoint"):
+        state["best_model_checkpoint"] = Path(state["best_model_checkpoint"]).name
+    return (json.dumps(state, indent=2, sort_keys=True) + "\n").encode()
+
+
 def _push_once(
     api: HfApi, repo_id: str, private: bool | None, files: list[tuple[Path, str]], card_text: str | None
 ) -> str:
@@ -395,7 +409,7 @@ def _push_once(
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
     # Operations are rebuilt on every attempt: they remember upload state from the previous one.
     operations = [
-        CommitOperationAdd(path_in_repo=in_repo, path_or_fileobj=str(local))
+        CommitOperationAdd(path_in_repo=in_repo, path_or_fileobj=published_content(local, in_repo))
         for local, in_repo in files
         if not (card_text is not None and in_repo == MODEL_CARD)
     ]

@@ -75,7 +75,8 @@ def test_push_then_pipeline_downloads_the_same_model(
     out = tmp_path / "out"
     args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
     push = ["--push_to_hub", "--hub_model_id", REPO_ID, "--hub_token", FAKE_TOKEN]
-    assert finetune_main([*args, *push, "--eval_strategy", "epoch"]) == 0
+    # A checkpoint before the end: the Trainer records it in trainer_state.json by its absolute path.
+    assert finetune_main([*args, *push, "--eval_strategy", "steps", "--eval_steps", "2", "--save_steps", "2"]) == 0
 
     repo = local_hub.state.repos[REPO_ID]
     pushed = set(repo.head.files)
@@ -83,6 +84,9 @@ def test_push_then_pipeline_downloads_the_same_model(
     assert expected | {"confusion_matrix.png", "training_curves.png", "eval_results.json"} <= pushed
     assert "training_args.bin" not in pushed and "run_manifest.json" not in pushed
     assert "run_identity.json" not in pushed  # it names local paths
+    assert not any(str(tmp_path).encode() in blob for blob in local_hub.state.all_stored_bytes())
+    best = json.loads(repo.head.files["trainer_state.json"].content)["best_model_checkpoint"]
+    assert re.fullmatch(r"checkpoint-\d+", best), best
     assert (
         'pipeline("image-classification", model="user/tiny-resnet")' in repo.head.files["README.md"].content.decode()
     )
