@@ -52,12 +52,15 @@ class PushTarget:
     strategy: str
 
 
-def push_target(training_args: FinetuneTrainingArguments, token: str | None) -> PushTarget | None:
-    """Where `--push_to_hub` sends the finished run (None without it), with the token already checked."""
+def push_target(
+    training_args: FinetuneTrainingArguments, token: str | None, repo_id: str | None = None
+) -> PushTarget | None:
+    """Where `--push_to_hub` sends the finished run (None without it), with the token already checked; `repo_id`:
+    --hub_model_id with the token's user before a bare NAME (`publish.hub.with_namespace`), where it is known."""
     if not training_args.push_to_hub:
         return None
     strategy = getattr(training_args.hub_strategy, "value", training_args.hub_strategy)
-    return PushTarget(training_args.hub_model_id, token, training_args.hub_private_repo, strategy)
+    return PushTarget(repo_id or training_args.hub_model_id, token, training_args.hub_private_repo, strategy)
 
 
 @dataclass(frozen=True)
@@ -90,12 +93,14 @@ def resolve_run_options(
     num_validation_images: int,
     imbalance_ratio: float,
     push_token: str | None = None,
+    push_repo_id: str | None = None,
 ) -> RunOptions:
     """The run's options once the data is known; the arguments given are left as they were.
 
     Args:
         explicit: the options the user gave and where ("command line", "config file"): a preset leaves them be.
         push_token: the token already checked for `--push_to_hub` (`publish.hub.check_push_settings`).
+        push_repo_id: --hub_model_id as USER/NAME where the token's user is known: the card and messages name it.
 
     Raises:
         UsageError: for values that cannot work with this data (see `check_settings`).
@@ -115,6 +120,8 @@ def resolve_run_options(
     check_settings(
         training, num_train_images, num_validation_images, logger.warning, batch_source=batch and batch.source
     )
+    if push_repo_id:
+        training.hub_model_id = push_repo_id
     push = push_target(training, push_token)
     # The Trainer's own push would replace the model card with its generic one: the run pushes itself.
     training.push_to_hub, training.hub_token = False, None

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from huggingface_hub import constants
 from transformers import Trainer
 from transformers.trainer_utils import PredictionOutput
 from transformers.utils import logging
@@ -51,7 +52,7 @@ class FinetuneResult:
         shown = {k: v for k, v in self.eval_metrics.items() if k in ("accuracy", "f1_macro", "top5_accuracy")}
         return [
             f"Model saved to {self.output_dir}"
-            + (f" and pushed to https://huggingface.co/{self.hub_model_id}" if self.hub_model_id else "")
+            + (f" and pushed to {constants.ENDPOINT}/{self.hub_model_id}" if self.hub_model_id else "")
             + (" (validation " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + ")" if shown else ""),
             f"Model card: {self.output_dir / 'README.md'}",
             f'Use it: pipeline("image-classification", model="{model}")',

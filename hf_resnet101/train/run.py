@@ -42,7 +42,7 @@ from ..modeling import (
     unfreeze_batch_norm,
 )
 from ..outputs import EVAL_RESULTS
-from ..publish.hub import check_push_settings, check_write_access, push_output_dir
+from ..publish.hub import check_push_settings, check_write_access, push_output_dir, with_namespace
 from .checkpoints import (
     RunRecordCallback,
     check_own_files,
@@ -141,13 +141,15 @@ def with_run_record(trainer: Trainer, identity: dict, manifest: RunManifest | No
 
 
 def finished_result(
-    output_dir: Path, label_names: list[str], training_args: FinetuneTrainingArguments, push_token: str | None
+    output_dir: Path, label_names: list[str], training_args: FinetuneTrainingArguments, start: RunStart
 ) -> FinetuneResult:
     """What a rerun of a finished run reports, having trained nothing; pushed, when the rerun asks for a push (the
     first run may have had none, or been stopped during it)."""
     results = output_dir / EVAL_RESULTS
     metrics = json.loads(results.read_text()) if results.is_file() else {}
-    push = push_target(training_args, push_token) if training_args.process_index == 0 else None
+    push = (
+        push_target(training_args, start.push_token, start.push_repo_id) if training_args.process_index == 0 else None
+    )
     logger.warning(
         f'This run already finished: the model is in {output_dir} (load it with pipeline("image-classification", '
         f'model="{output_dir}")). Nothing was trained or changed'
@@ -213,10 +215,10 @@ def run_in_locked_folder(
     clock.mark("scan and data loading")
     output_dir = Path(training_args.output_dir)
     if start.finished:
-        return finished_result(output_dir, data.label_names, training_args, start.push_token)
+        return finished_result(output_dir, data.label_names, training_args, start)
     options = resolve_run_options(
         data_args, model_args, training_args, explicit, data.num_train, data.num_validation,
-        data.report.imbalance_ratio, push_token=start.push_token,
+        data.report.imbalance_ratio, push_token=start.push_token, push_repo_id=start.push_repo_id,
     )  # fmt: skip
     check_best_model_metric(options.training.metric_for_best_model, len(data.label_names))
     manifest = record_run_start(options, data)
@@ -249,6 +251,7 @@ class RunStart:
     identity_options: dict  # the trajectory-changing options as given, before presets (`run_identity`)
     resume_from: str | None
     push_token: str | None
+    push_repo_id: str | None  # --hub_model_id, as USER/NAME where the Hub named the token's user
     finished: bool  # the folder holds a finished run (and --overwrite_output_dir was not given)
 
 
@@ -265,10 +268,11 @@ def check_before_loading(
     learn after hours of training that a push can't work), the output folder, the checkpoint to resume from."""
     identity_options = options_identity(data_args, model_args, training_args)
     check_model_source(model_args.model_name_or_path, give=CHECKPOINT_TO_GIVE)
-    push_token = None
+    push_token = push_repo_id = None
     if training_args.push_to_hub:
         push_token = check_push_settings(training_args.hub_model_id, training_args.hub_token)
-        check_write_access(training_args.hub_model_id, push_token)
+        whoami = check_write_access(training_args.hub_model_id, push_token)
+        push_repo_id = with_namespace(training_args.hub_model_id, whoami)
     set_seed(training_args.seed)
     if (note := processes_not_started_note(dict(os.environ))) and training_args.process_index == 0:
         logger.warning(note)
@@ -286,7 +290,7 @@ def check_before_loading(
         if resume_from is not None:
             check_checkpoint_readable(Path(resume_from))
     finished = not training_args.overwrite_output_dir and is_finished(output_dir)
-    return RunStart(identity_options, resume_from, push_token, finished)
+    return RunStart(identity_options, resume_from, push_token, push_repo_id, finished)
 
 
 def load_run_data(

@@ -254,6 +254,23 @@ def test_a_bare_repo_name_is_pushed_under_the_tokens_user(finished_run, local_hu
     assert f"Pushed {finished_run} to {local_hub.url}/user/bare-name/commit/{repo.head.oid}" in out
 
 
+def test_training_with_a_bare_repo_name_names_the_full_id_everywhere(
+    finetune_main, image_folder, tiny_resnet, local_hub, tmp_path, capsys
+):
+    """The local card, card_inputs.json and the closing lines name USER/NAME at the Hub the run pushed to."""
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--max_steps", "1", "--eval_strategy", "no", "--push_to_hub", "--hub_model_id", "bare-run",
+            "--hub_token", FAKE_TOKEN]  # fmt: skip
+    assert finetune_main(args) == 0
+    assert set(local_hub.state.repos) == {"user/bare-run"}
+    assert 'model="user/bare-run"' in (out / "README.md").read_text()
+    assert json.loads((out / "card_inputs.json").read_text())["repo_id"] == "user/bare-run"
+    printed = capsys.readouterr().out
+    assert f"and pushed to {local_hub.url}/user/bare-run" in printed
+    assert 'Use it: pipeline("image-classification", model="user/bare-run")' in printed
+
+
 @pytest.mark.parametrize(
     ("token", "expected"),
     [
