@@ -64,6 +64,9 @@ def best_device() -> torch.device:
     return torch.device("cpu")
 
 
+PYTORCH_MODEL_TO_GIVE = (
+    "the output folder of a training run (with config.json and model.safetensors) or a Hub model id (like USER/NAME)"
+)
 MODEL_TO_GIVE = (
     "the output folder of a training run (with config.json and model.safetensors), a folder written by "
     "`hf-resnet101 export` or a Hub model id (like USER/NAME)"
@@ -114,9 +117,12 @@ def load_trained_model(name_or_path: str, *, local_files_only: bool, dtype: str 
         raise UsageError(f"Could not load the model {name_or_path!r}: {error}\n{hint}") from error
 
 
-def load_model_and_processor(name_or_path: str, dtype: str | torch.dtype = "auto") -> tuple[PreTrainedModel, object]:
-    """The model (in eval mode) and its image processor, from a local folder or the Hub."""
-    check_model_source(name_or_path, give=MODEL_TO_GIVE)
+def load_model_and_processor(
+    name_or_path: str, dtype: str | torch.dtype = "auto", give: str = MODEL_TO_GIVE
+) -> tuple[PreTrainedModel, object]:
+    """The model (in eval mode) and its image processor, from a local folder or the Hub; `give` says what the
+    command takes, in the error for a source it cannot load."""
+    check_model_source(name_or_path, give=give)
     local_only = local_files_only_for(name_or_path)
     model = load_trained_model(name_or_path, local_files_only=local_only, dtype=dtype).eval()
     processor = load_image_processor(name_or_path, local_files_only=local_only)

@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..data.transforms import resolve_data_config
 from ..errors import UsageError
-from ..inference import IMAGE_ERRORS, describe_error, load_model_and_processor, read_image
+from ..inference import IMAGE_ERRORS, PYTORCH_MODEL_TO_GIVE, describe_error, load_model_and_processor, read_image
 from ..onnx_runtime import INPUT_NAME, OUTPUT_NAME, import_onnx_runtime, onnx_session, run_logits
 from ..outputs import EXPORT_CHECK, IMAGE_PROCESSOR_CONFIG, MODEL_CONFIG, ONNX_LABELS, ONNX_MODEL, SPLITS
 
@@ -225,7 +225,7 @@ def export_model(
     import_export_libraries()
     out_dir = Path(out_dir)
     check_export_folder(out_dir)
-    model, processor = load_model_and_processor(model_name_or_path, dtype=torch.float32)
+    model, processor = load_model_and_processor(model_name_or_path, dtype=torch.float32, give=PYTORCH_MODEL_TO_GIVE)
     images, image_source = check_images_for(model_name_or_path, check_images)
     pixel_values = processor(images, return_tensors="pt")["pixel_values"].float()
     data_config = resolve_data_config(processor)

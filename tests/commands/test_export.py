@@ -113,6 +113,9 @@ def test_an_earlier_exports_folder_is_written_over(tiny_resnet, tmp_path, capsys
     assert (out / "model.onnx").exists() and not (out / "model.onnx.failed").exists()
     assert json.loads((out / "export_check.json").read_text())["passed"]
     run_cli(capsys, ["export", str(tiny_resnet), str(out)])  # and again
+    # An export is not exported again; the message does not offer the export folder it refused.
+    _, err = run_cli(capsys, ["export", str(out), str(tmp_path / "again")], expected_code=2)
+    assert "is an ONNX export" in err and "written by `hf-resnet101 export`" not in err
 
 
 def test_missing_onnxruntime_says_what_to_install(tiny_resnet, tmp_path, capsys, monkeypatch):
