@@ -10,11 +10,14 @@ import pathlib
 def run_command(args: argparse.Namespace) -> None:
     """`hf-resnet101 card OUT` and `hf-resnet101 push OUT --hub_model_id USER/NAME`."""
     from ..publish.card import write_model_card
-    from ..publish.hub import push_output_dir
+    from ..publish.hub import check_repo_id, push_output_dir
 
     if args.command == "card":
         from ..outputs import CONFUSION_MATRIX, MODEL_CARD, TRAINING_CURVES
         from ..train.output_folder import record_rewritten
+
+        if args.hub_model_id is not None:  # the card's snippet names it for `pipeline`
+            check_repo_id(args.hub_model_id)
 
         print(f"Wrote {write_model_card(args.output_dir, repo_id=args.hub_model_id)}")
         record_rewritten(pathlib.Path(args.output_dir), [MODEL_CARD, CONFUSION_MATRIX, TRAINING_CURVES])

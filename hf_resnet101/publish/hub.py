@@ -56,6 +56,17 @@ def resolve_token(token: str | None = None) -> str | None:
     return token or get_token()
 
 
+def check_repo_id(repo_id: str) -> None:
+    """Raises a `UsageError` for a repository id the Hub would refuse, saying what one looks like."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise UsageError(
+            f"--hub_model_id {repo_id!r} is not a valid repository name: {error} "
+            "Use USER/NAME (letters, digits, '-', '_' and '.'; no '--' or '..'), e.g. me/resnet101-birds."
+        ) from error
+
+
 def check_push_settings(repo_id: str | None, token: str | None = None, before_training: bool = True) -> str:
     """Checks that a push can work (before any training, when `before_training`); returns the token to push with.
 
@@ -68,13 +79,7 @@ def check_push_settings(repo_id: str | None, token: str | None = None, before_tr
             f"{pushing} needs --hub_model_id USER/NAME (or NAME, under the token's user): the repository to create "
             "or update."
         )
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise UsageError(
-            f"--hub_model_id {repo_id!r} is not a valid repository name: {error} "
-            "Use USER/NAME (letters, digits, '-', '_' and '.'; no '--' or '..'), e.g. me/resnet101-birds."
-        ) from error
+    check_repo_id(repo_id)
     if constants.HF_HUB_OFFLINE:
         raise UsageError(
             "--push_to_hub needs the Hub, and HF_HUB_OFFLINE is set (nothing was trained yet): unset it, or train "
