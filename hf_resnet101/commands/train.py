@@ -34,6 +34,21 @@ def status_of_failure(error: BaseException) -> int:
     return 128 - code if code < 0 else code
 
 
+def stop_training_processes(signum, frame) -> None:
+    """Passes a SIGINT sent to this process on to the training processes it started, as SIGTERM.
+
+    A terminal's Ctrl-C reaches them already (it goes to the whole process group), and they take a SIGTERM after
+    it as the same stop passed on (`train.monitors.GracefulInterrupt`); a SIGINT sent to this process alone (`kill
+    -INT PID`, `timeout -s INT`, a supervisor) would otherwise stop nothing, and training would run on. Only direct
+    children are signalled: their own data-loading workers are theirs to stop.
+    """
+    import psutil
+
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.send_signal(signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def waiting_through_ctrl_c():
     """While the training processes run, Ctrl-C is theirs to handle (they save a checkpoint and exit 130).
@@ -41,7 +56,7 @@ def waiting_through_ctrl_c():
     The terminal sends SIGINT to the whole process group; the launcher would die of it at once and return before
     the checkpoint is written. A Python handler, unlike SIG_IGN, is not inherited by the processes it starts.
     """
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    previous = signal.signal(signal.SIGINT, stop_training_processes)
     try:
         yield
     finally:

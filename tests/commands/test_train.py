@@ -71,9 +71,14 @@ ACCELERATE_LAUNCH = [
 ]
 
 
-@pytest.mark.parametrize("command", [TRAIN, ACCELERATE_LAUNCH], ids=["hf-resnet101 train", "accelerate launch"])
-def test_a_run_trains_and_ctrl_c_saves_a_checkpoint(command, image_folder, tiny_resnet, tmp_path):
-    """accelerate's launcher, given Ctrl-C, passes a SIGTERM on to the script it runs: the same stop, not a second."""
+@pytest.mark.parametrize(
+    ("command", "sent_to", "status"),
+    [(TRAIN, "group", 130), (ACCELERATE_LAUNCH, "group", 130), (TRAIN, "launcher", 143)],
+    ids=["hf-resnet101 train", "accelerate launch", "hf-resnet101 train, SIGINT to its pid only"],
+)
+def test_a_run_trains_and_ctrl_c_saves_a_checkpoint(command, sent_to, status, image_folder, tiny_resnet, tmp_path):
+    """accelerate's launcher, given Ctrl-C, passes a SIGTERM on to the script it runs: the same stop, not a second.
+    `hf-resnet101 train` does the same with a SIGINT sent to it alone (`kill -INT PID`), which used to stop nothing."""
     out = tmp_path / "out"
     argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
             "--num_train_epochs", "300", "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
@@ -92,9 +97,12 @@ def test_a_run_trains_and_ctrl_c_saves_a_checkpoint(command, image_folder, tiny_
         chunk = os.read(process.stderr.fileno(), 1 << 16)
         assert chunk, seen[-3000:].decode(errors="replace")
         seen += chunk
-    os.killpg(process.pid, signal.SIGINT)
+    if sent_to == "group":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        os.kill(process.pid, signal.SIGINT)
     seen, rest = seen.decode(errors="replace"), process.communicate(timeout=300)[1].decode(errors="replace")
-    assert process.returncode == 130, (seen + rest)[-3000:]
+    assert process.returncode == status, (seen + rest)[-3000:]
     assert "interrupted: checkpoint saved at step" in rest
     assert "Traceback" not in seen + rest
     assert list(out.glob("checkpoint-*"))
