@@ -231,13 +231,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def per_class_csv_rows(scores: dict, label_names: Sequence[str]) -> list[dict]:
     """The rows of `per_class.csv`: precision, recall, F1 and support for every class of the model, from
-    `metrics.per_class_report`."""
-    return [
-        {"class": name, "precision": p, "recall": r, "f1": f, "support": int(s)}
-        for name, p, r, f, s in zip(
-            label_names, scores["precision"], scores["recall"], scores["f1"], scores["support"], strict=True
+    `metrics.per_class_report`. A class the images lack and the model never predicted has no scores (empty cells,
+    as the macro averages leave it out), not scikit-learn's zeros."""
+    columns = ("precision", "recall", "f1")
+    rows = []
+    for i, name in enumerate(label_names):
+        measured = scores["support"][i] > 0 or scores["predicted"][i] > 0
+        rows.append(
+            {"class": name}
+            | {column: scores[column][i] if measured else None for column in columns}
+            | {"support": int(scores["support"][i])}
         )
-    ]
+    return rows
 
 
 def most_confident_mistakes(
@@ -450,7 +455,10 @@ def run_command(args: argparse.Namespace) -> None:
     print(format_table(["metric", "value"], list(evaluation.metrics.items())))
     print()
     columns = ["class", "precision", "recall", "f1", "support"]
-    print(format_table(columns, [[row[c] for c in columns] for row in evaluation.per_class]))
+    # n/a: a class the images lack and the model never predicted (left out of the macro averages).
+    print(
+        format_table(columns, [["n/a" if row[c] is None else row[c] for c in columns] for row in evaluation.per_class])
+    )
     if evaluation.mistakes and args.show_mistakes:
         shown = evaluation.mistakes[: args.show_mistakes]
         print(f"\nMost confident mistakes ({len(shown)} of {len(evaluation.mistakes)}):")

@@ -242,12 +242,15 @@ def code_span(text: str) -> str:
 
 def card_per_class_rows(inputs: CardInputs) -> list[dict[str, object]]:
     """The card's per-class table: one row per class (its name escaped for Markdown), precision, recall, F1 and
-    support (a whole number of images) on the validation split; the template shows n/a for a class with none."""
+    support (a whole number of images) on the validation split, and how many images it was predicted for. The
+    template shows n/a for a class with no validation image that was never predicted (the macro averages leave it
+    out), and the zeros the macro averages count for one without validation images that was predicted."""
     if not inputs.per_class:
         return []
     columns = ("precision", "recall", "f1")
+    predicted = inputs.per_class.get("predicted") or [0] * len(inputs.label_names)  # older runs did not record it
     return [
-        {"label": table_cell(name), "support": int(inputs.per_class["support"][i])}
+        {"label": table_cell(name), "support": int(inputs.per_class["support"][i]), "predicted": int(predicted[i])}
         | {column: inputs.per_class[column][i] for column in columns}
         for i, name in enumerate(inputs.label_names)
     ]

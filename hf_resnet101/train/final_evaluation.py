@@ -57,7 +57,7 @@ def evaluate_for_card(
         with described_passes(trainer, f"Card: accuracy on {len(train_indices)} training images"):
             predicted = trainer.predict(sample)
         train_accuracy = float((prediction_logits(predicted).argmax(-1) == np.asarray(predicted.label_ids)).mean())
-    columns = ("precision", "recall", "f1", "support")
+    columns = ("precision", "recall", "f1", "support", "predicted")
     return CardEvaluation(
         per_class={column: report[column] for column in columns},
         confusion_matrix=report["confusion_matrix"],

@@ -170,10 +170,13 @@ def test_mistakes_are_listed_most_confident_first():
 def test_per_class_csv_rows_name_every_class_of_the_model():
     from hf_resnet101.commands.evaluate import per_class_csv_rows
 
-    scores = {"precision": [1.0, 0.5], "recall": [0.5, 1.0], "f1": [0.67, 0.67], "support": [2.0, 1.0]}
-    assert per_class_csv_rows(scores, ["cat", "dog"])[1] == {
-        "class": "dog", "precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1
-    }  # fmt: skip
+    scores = {"precision": [1.0, 0.5, 0.0, 0.0], "recall": [0.5, 1.0, 0.0, 0.0], "f1": [0.67, 0.67, 0.0, 0.0],
+              "support": [2.0, 1.0, 0.0, 0.0], "predicted": [1, 2, 0, 1]}  # fmt: skip
+    rows = per_class_csv_rows(scores, ["cat", "dog", "bird", "fox"])
+    assert rows[1] == {"class": "dog", "precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1}
+    # Not in the images and never predicted: no scores, as the macro averages leave it out; predicted: its zeros count.
+    assert rows[2] == {"class": "bird", "precision": None, "recall": None, "f1": None, "support": 0}
+    assert rows[3] == {"class": "fox", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
 
 
 def test_bf16_evaluation_says_so_and_agrees_with_fp32(trained_run, tmp_path, capsys):

@@ -191,6 +191,11 @@ def test_a_class_without_validation_images_is_not_measured_rather_than_zero():
     text = str(render_model_card(card_inputs(per_class=per_class)))
     assert "| Blue Jay | 0.9000 | 1.0000 | 0.9470 | 8 |" in text
     assert "| cat | n/a | n/a | n/a | 0 (not measured: no validation images) |" in text
+    # Predicted for some images although none is in validation: the zeros the macro averages count are shown.
+    text = str(render_model_card(card_inputs(per_class=per_class | {"predicted": [7, 1]})))
+    assert (
+        "| cat | 0.0000 | 0.0000 | 0.0000 | 0 (no validation images, but predicted for 1: counted as 0 in the " in text
+    )
 
 
 def test_a_class_name_with_a_backtick_stays_one_code_span():

@@ -17,7 +17,9 @@ Args:
     num_labels (`int`, optional): number of classes; classes never seen count with zero support.
     per_class (`bool`, optional): also return per-class lists. Defaults to False.
 Returns:
-    accuracy, precision_macro, recall_macro, f1_macro (floats); with per_class: precision, recall, f1, support.
+    accuracy, precision_macro, recall_macro, f1_macro (floats); with per_class: precision, recall, f1, support and
+    predicted (how many images each class was predicted for). A class with neither support nor predictions is left
+    out of the macro averages (its per-class scores are 0 by scikit-learn's zero_division, and mean nothing).
 """
 
 
@@ -51,6 +53,10 @@ class ClassificationMetrics(evaluate.Metric):
         }
         if per_class:
             result.update(
-                precision=precision.tolist(), recall=recall.tolist(), f1=f1.tolist(), support=support.tolist()
+                precision=precision.tolist(),
+                recall=recall.tolist(),
+                f1=f1.tolist(),
+                support=support.tolist(),
+                predicted=predicted.tolist(),
             )
         return result
