@@ -118,6 +118,36 @@ def split_folders_hint(root: Path) -> str:
     return f" It holds split folders, not classes: give {options}."
 
 
+def class_name(folder_name: str) -> str:
+    """The label a class folder gives: its name as written, in Unicode's composed form (NFC). macOS and zip files
+    write names decomposed (NFD), so the same visible name could otherwise be two labels, or a validation folder's
+    class could be unknown to training."""
+    return unicodedata.normalize("NFC", folder_name)
+
+
+def warn_about_look_alike_class_names(folder_names: list[str], root: Path) -> None:
+    """Names the class folders that are one class by their composed form, and those that differ only in case or in
+    spaces at their ends, which stay separate classes."""
+    by_label: dict[str, list[str]] = {}
+    by_look: dict[str, set[str]] = {}
+    for name in folder_names:
+        by_label.setdefault(class_name(name), []).append(name)
+        by_look.setdefault(class_name(name).strip().casefold(), set()).add(class_name(name))
+    merged = [label for label, names in by_label.items() if len(names) > 1]
+    if merged:
+        logger.warning(
+            f"Class folders in {root} whose names differ only in their Unicode form (composed or decomposed, as "
+            f"macOS and zip files write them) are one class each: {', '.join(repr(label) for label in merged)}."
+        )
+    alike = [sorted(labels) for labels in by_look.values() if len(labels) > 1]
+    if alike:
+        listing = "; ".join(", ".join(repr(label) for label in labels) for labels in alike)
+        logger.warning(
+            f"Class folders in {root} whose names differ only in case or in spaces at their ends are separate "
+            f"classes: {listing}. Merge the folders if each group is one class."
+        )
+
+
 def scan_class_folders(
     root: str | Path, what: str = "--train_dir", extensions: frozenset[str] = TRAINING_IMAGE_EXTENSIONS
 ) -> ClassFolders:
@@ -158,10 +188,13 @@ def scan_class_folders(
         files = sorted(p for p in class_dir.iterdir() if p.is_file() and is_image_file(p, extensions))
         left_out += sorted(p for p in class_dir.iterdir() if p.is_file() and is_left_out_file(p, extensions))
         nested += sum(1 for p in class_dir.glob("*/**/*") if p.is_file() and is_image_file(p, extensions))
+        name = class_name(class_dir.name)
         if files:
-            files_by_class[class_dir.name] = files
+            files_by_class[name] = sorted([*files_by_class.get(name, []), *files])
         else:
-            empty.append(class_dir.name)
+            empty.append(name)
+    empty = sorted(set(empty) - set(files_by_class))
+    warn_about_look_alike_class_names([p.name for p in class_dirs], root)
     if empty:
         logger.warning(f"Class folders with no images in {root} (left out): {', '.join(empty)}.")
     if not files_by_class:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import unicodedata
 from collections import Counter
 
 import numpy as np
@@ -303,6 +304,28 @@ def test_file_names_with_glob_characters(tmp_path, name):
     (data / "cat" / "img_000.png").rename(data / "cat" / name)
     dataset, _ = load_image_folders(str(data), None, 0.3, seed=0, progress=False)
     assert len(dataset["train"]) + len(dataset["validation"]) == 9
+
+
+def test_class_names_in_either_unicode_form_are_one_label_and_look_alikes_are_named(tmp_path, caplog):
+    """A validation folder written on macOS (decomposed names) matches training's composed names; two folders
+    that differ only in that form are one class; names that differ only in case or end spaces are named."""
+    composed = "élan"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    train = write_class_images(tmp_path / "train", per_class=3, classes={composed: (50, 190, 60), "cat": (1, 2, 3)})
+    write_class_images(tmp_path / "train", per_class=2, seed=1, classes={decomposed: (60, 180, 70)})
+    write_class_images(tmp_path / "train", per_class=2, seed=2, classes={"Cat": (9, 9, 9), " cat ": (8, 8, 8)})
+    validation = write_class_images(tmp_path / "val", per_class=2, seed=3, classes={decomposed: (50, 190, 60)})
+    write_class_images(tmp_path / "val", per_class=1, seed=4, classes={"cat": (1, 2, 3), "Cat": (9, 9, 9)})
+    write_class_images(tmp_path / "val", per_class=1, seed=5, classes={" cat ": (8, 8, 8)})
+    plan = plan_image_folders(str(train), str(validation), 0.15, seed=0, progress=False)
+    assert plan.class_names == sorted([composed, "cat", "Cat", " cat "])
+    assert plan.report.images_per_class["train"][composed] == 5
+    assert plan.report.images_per_class["validation"][composed] == 2
+    assert (
+        "differ only in their Unicode form (composed or decomposed, as macOS and zip files write them)" in caplog.text
+    )
+    assert "differ only in case or in spaces at their ends are separate classes: ' cat ', 'Cat', 'cat'" in caplog.text
 
 
 def test_a_file_name_that_datasets_cannot_open_is_left_out_and_named(tmp_path):
