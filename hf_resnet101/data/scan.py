@@ -50,6 +50,17 @@ def pixel_digest(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
+def too_many_pixels(width: int, height: int) -> str:
+    """Why an image of this size is left out: decoding it whole (a 9600x9600 photo takes 276 MB) is what Pillow's
+    guard against decompression bombs refuses; a real photo that large trains once downscaled."""
+    if width <= 0 or height <= 0:
+        return f"its header gives {width}x{height} pixels"
+    return (
+        f"{width}x{height} pixels, over Pillow's limit of {MAX_PIXELS:,} (its guard against decompression bombs): "
+        "downscale it to train on it"
+    )
+
+
 def inspect_file(path: str) -> FileRecord:
     """Opens and decodes one file; never raises for a bad file, it says why in `reason`."""
     try:
@@ -64,9 +75,7 @@ def inspect_file(path: str) -> FileRecord:
             width, height = image.size
             info = {"width": width, "height": height, "mode": image.mode, "format": image.format}
             if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
-                return FileRecord(
-                    **base, usable=False, reason=f"claims {width}x{height} pixels (over {MAX_PIXELS:,})", **info
-                )
+                return FileRecord(**base, usable=False, reason=too_many_pixels(width, height), **info)
             image.load()
             return FileRecord(**base, usable=True, pixel_hash=pixel_digest(image), **info)
     except Image.DecompressionBombError as error:
