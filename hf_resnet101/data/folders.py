@@ -28,6 +28,7 @@ from .report import (
     build_report,
     find_duplicates,
     images_per_class_of,
+    path_inside,
 )
 from .scan import scan_files
 
@@ -118,6 +119,25 @@ def split_folders_hint(root: Path) -> str:
     return f" It holds split folders, not classes: give {options}."
 
 
+def count_nested_images(class_dir: Path, extensions: frozenset[str]) -> int:
+    """Images in the sub-folders of a class folder, links followed, each real folder once; a link back to the class
+    folder or above it is not followed (it would count the class's own images, or every class's)."""
+    class_real = os.path.realpath(class_dir)
+    seen = {class_real}
+    count = 0
+    for folder, subfolders, names in os.walk(class_dir, followlinks=True):
+        if folder != str(class_dir):
+            count += sum(1 for name in names if is_image_file(Path(folder) / name, extensions))
+        kept = []
+        for name in subfolders:
+            real = os.path.realpath(os.path.join(folder, name))
+            if real not in seen and not class_real.startswith(real + os.sep):
+                seen.add(real)
+                kept.append(name)
+        subfolders[:] = kept
+    return count
+
+
 def class_name(folder_name: str) -> str:
     """The label a class folder gives: its name as written, in Unicode's composed form (NFC). macOS and zip files
     write names decomposed (NFD), so the same visible name could otherwise be two labels, or a validation folder's
@@ -185,9 +205,12 @@ def scan_class_folders(
         logger.warning(f"{len(loose_images)} images directly in {root} (outside any class folder) are ignored.")
     files_by_class, empty, nested, left_out = {}, [], 0, []
     for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.iterdir() if p.is_file() and is_image_file(p, extensions))
+        # A link that leads nowhere (or to itself) is kept: the scan lists it as unreadable rather than skip it.
+        files = sorted(
+            p for p in class_dir.iterdir() if (p.is_file() or p.is_symlink()) and is_image_file(p, extensions)
+        )
         left_out += sorted(p for p in class_dir.iterdir() if p.is_file() and is_left_out_file(p, extensions))
-        nested += sum(1 for p in class_dir.glob("*/**/*") if p.is_file() and is_image_file(p, extensions))
+        nested += count_nested_images(class_dir, extensions)
         name = class_name(class_dir.name)
         if files:
             files_by_class[name] = sorted([*files_by_class.get(name, []), *files])
@@ -670,12 +693,7 @@ def relative_image_path(image_path: str | None, roots: list[Path]) -> str:
     """
     if not image_path:
         return ""
-    # The path as the folder shows it first: a class folder that is a link to elsewhere stays `train/birds/1.jpg`.
-    for path in (Path(os.path.abspath(image_path)), Path(image_path).resolve()):
-        root = next((root for root in roots if path.is_relative_to(root)), None)
-        if root is not None:
-            return path.relative_to(root).as_posix()
-    return Path(image_path).name
+    return path_inside(image_path, roots) or Path(image_path).name
 
 
 def write_split_files(dataset: DatasetDict, output_dir: str | os.PathLike, roots: list[Path] | None = None) -> Path:

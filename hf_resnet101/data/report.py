@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -193,10 +195,24 @@ def paths_relative_to(value, roots: list[Path]):
     if isinstance(value, list):
         return [paths_relative_to(item, roots) for item in value]
     if isinstance(value, str) and Path(value).is_absolute():
-        path = Path(value).resolve()
-        root = next((root for root in roots if path.is_relative_to(root)), None)
-        return path.relative_to(root).as_posix() if root else value
+        return path_inside(value, roots) or value
     return value
+
+
+def path_inside(path_text: str, roots: list[Path]) -> str | None:
+    """`path_text` relative to the first of `roots` that holds it, POSIX style; None when none does.
+
+    The path as the folder shows it comes first (a class folder that links elsewhere stays `train/birds/1.jpg`),
+    then where its links lead; a link that loops is taken as it is.
+    """
+    candidates = [Path(os.path.abspath(path_text))]
+    with contextlib.suppress(OSError, RuntimeError):  # RuntimeError: a link loop (before Python 3.13)
+        candidates.append(Path(path_text).resolve())
+    for path in candidates:
+        root = next((root for root in roots if path.is_relative_to(root)), None)
+        if root is not None:
+            return path.relative_to(root).as_posix()
+    return None
 
 
 def size_stats(values: list[int]) -> dict[str, int]:

@@ -8,6 +8,7 @@ import json
 import shutil
 import unicodedata
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,11 +156,20 @@ def test_training_on_a_messy_folder_completes_and_reports(finetune_main, tiny_re
     (blue / "photo.heic").write_bytes(b"\0\0\0\x18ftypheic")
     (blue / "2024").mkdir()
     Image.new("RGB", (8, 8)).save(blue / "2024" / "nested.png")
+    # Links: one that leads nowhere and one to itself are listed as unreadable; a folder link back to the class
+    # folder (a loop) does not count the class's own images as nested ones.
+    (blue / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (blue / "loop.jpg").symlink_to(blue / "loop.jpg")
+    (blue / "2024" / "up").symlink_to(blue, target_is_directory=True)
     out = tmp_path / "out"
     args = ["--train_dir", str(tmp_path / "data"), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
     assert finetune_main([*args, "--eval_strategy", "epoch"]) == 0
     report = json.loads((out / "data_report.json").read_text())
-    assert len(report["unusable"]) == 4
+    unreadable = {item["path"]: item["reason"] for item in report["unusable"]}
+    assert unreadable["data/blue/gone.jpg"].startswith("unreadable: ") and unreadable["data/blue/loop.jpg"].startswith(
+        "unreadable: "
+    )
+    assert len(report["unusable"]) == 6 and not any(Path(path).is_absolute() for path in unreadable)
     assert (
         report["images_per_class"]["train"]["Red Things"] + report["images_per_class"]["validation"]["Red Things"]
         == 13
