@@ -104,7 +104,7 @@ def validation_images_of(model_dir: Path, count: int) -> list[Path]:
         return []
     with splits.open(newline="", encoding="utf-8") as f:
         rows = [row["path"] for row in csv.DictReader(f) if row["split"] == "validation" and row["path"]]
-    paths = [split_image_path(model_dir, row) for row in rows]
+    paths = [split_image_path(model_dir, row, "validation") for row in rows]
     paths = [p for p in paths if p.is_file()]
     if len(paths) <= count:
         return paths

@@ -718,10 +718,14 @@ def write_split_files(dataset: DatasetDict, output_dir: str | os.PathLike, roots
     return path
 
 
-def split_image_path(output_dir: str | os.PathLike, relative: str) -> Path:
-    """The local file a `splits.csv` path names: under the first data root the run recorded that holds it."""
+def split_image_path(output_dir: str | os.PathLike, relative: str, split: str = "train") -> Path:
+    """The local file a `splits.csv` path names: under the first data root the run recorded that holds it, the
+    validation folder's first for a validation row (`data_roots` lists the training folder's, then the validation
+    folder's: with `--train_dir a/images --validation_dir b/images` both write `images/...`)."""
     root_file = Path(output_dir) / DATA_ROOTS
     roots = [Path(root) for root in json.loads(root_file.read_text())] if root_file.is_file() else []
+    if split == "validation":
+        roots.reverse()
     candidates = [root / relative for root in roots] or [Path(output_dir) / relative]
     return next((path for path in candidates if path.is_file()), candidates[0])
 

@@ -397,3 +397,20 @@ def test_splits_name_images_of_a_linked_class_folder_by_their_place_in_the_data(
     assert finetune_main(argv) == 0
     cats = [row["path"] for row in csv.DictReader((out / "splits.csv").open()) if row["label"] == "cat"]
     assert cats and all(path.startswith("train/cat/img_") for path in cats), cats
+
+
+def test_a_validation_row_of_splits_csv_names_the_validation_folders_file(tmp_path):
+    """--train_dir a/images --validation_dir b/images: both folders write `images/...` rows in splits.csv."""
+    import json
+
+    from hf_resnet101.data.folders import data_roots, split_image_path
+    from hf_resnet101.outputs import DATA_ROOTS
+
+    for side in ("a", "b"):
+        (tmp_path / side / "images" / "cat").mkdir(parents=True)
+        (tmp_path / side / "images" / "cat" / "1.png").write_bytes(b"x")
+    roots = data_roots(str(tmp_path / "a" / "images"), str(tmp_path / "b" / "images"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / DATA_ROOTS).write_text(json.dumps([str(root) for root in roots]))
+    assert split_image_path(tmp_path / "out", "images/cat/1.png", "validation") == tmp_path / "b/images/cat/1.png"
+    assert split_image_path(tmp_path / "out", "images/cat/1.png", "train") == tmp_path / "a/images/cat/1.png"
