@@ -53,7 +53,13 @@ def inspect_folder(
     )
     report = plan.report
     num_train, num_validation = len(plan.data_files["train"]), len(plan.data_files["validation"])
-    validation_source = f"from {validation_dir}" if validation_dir else f"split off ({train_val_split:.0%} per class)"
+    total = num_train + num_validation
+    validation_source = (
+        f"from {validation_dir}"
+        if validation_dir
+        else f"split off, {num_validation} of {total} images ({num_validation / max(total, 1):.0%}; "
+        f"--train_val_split {train_val_split:g} per class, at least one image of each class)"
+    )
     lines = [
         f"training folder: {train_dir}; validation: {validation_source}",
         *report.summary_lines(),

@@ -337,6 +337,13 @@ def assign_validation_split(files: list[LabelledFile], fraction: float, seed: in
     to_validation = {i for group in val_idx for i in groups[group]}
     if not to_validation:
         raise UsageError("Too few images to split off a validation set: give --validation_dir or add images.")
+    share = len(to_validation) / sum(len(group) for group in groups)
+    if share > max(2 * fraction, fraction + 0.1):
+        logger.warning(
+            f"The split holds out {share:.0%} of the images for validation, not the {fraction:.0%} "
+            f"--train_val_split asks: each class keeps at least one validation image, and these classes are small. "
+            "Give --validation_dir, or add images, to train on more of them."
+        )
     return [LabelledFile("validation", f.label, f.record) if i in to_validation else f for i, f in enumerate(files)]
 
 

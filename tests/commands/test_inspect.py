@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from conftest import write_class_images
 
 from hf_resnet101.commands.cli import main as cli_main
 
@@ -41,6 +44,20 @@ def test_inspection_lines_describe_the_split_and_the_tier(image_folder):
     from hf_resnet101.commands.inspect import inspect_folder
 
     inspection = inspect_folder(image_folder, train_val_split=0.3)
-    assert inspection.lines[0] == f"training folder: {image_folder}; validation: split off (30% per class)"
+    split = inspection.lines[0].removeprefix(f"training folder: {image_folder}; validation: ")
+    assert re.fullmatch(
+        r"split off, \d+ of \d+ images \(\d+%; --train_val_split 0.3 per class, at least one .*\)", split
+    )
+
+
+def test_a_split_that_holds_out_far_more_than_asked_says_so(tmp_path, caplog):
+    """Twenty classes of two images: --train_val_split 0.15, but each class holds one out (50%)."""
+    from hf_resnet101.commands.inspect import inspect_folder
+
+    colours = {f"class {i:02d}": (10 * i, 255 - 10 * i, 5 * i) for i in range(20)}
+    write_class_images(tmp_path / "data", per_class=2, classes=colours)
+    inspection = inspect_folder(tmp_path / "data", train_val_split=0.15)
+    assert "split off, 20 of 40 images (50%; --train_val_split 0.15 per class" in inspection.lines[0]
+    assert "The split holds out 50% of the images for validation, not the 15% --train_val_split asks" in caplog.text
     assert inspection.report.num_train_images + len(inspection.report.images_per_class) > 0
     assert any("tiny" in line for line in inspection.lines)
