@@ -176,11 +176,16 @@ def collect_hyperparameters(data_args, model_args, training_args) -> dict[str, o
     values["total_train_batch_size"] = accumulated * training_args.world_size
     for holder, names in ((data_args, DATA_HYPERPARAMETERS), (model_args, MODEL_HYPERPARAMETERS)):
         values |= {name: getattr(holder, name) for name in names if hasattr(holder, name)}
-    # Only what shaped this run: no split fraction beside a validation folder, no step count beside epochs
+    # Only what shaped this run: no split fraction beside a validation folder, no evaluation step count beside
+    # evaluation by epoch, and the length as given: --max_steps, or else --num_train_epochs
     if getattr(data_args, "validation_dir", None):
         values.pop("train_val_split", None)
     if values.get("eval_strategy") != "steps":
         values.pop("eval_steps", None)
+    if (values.get("max_steps") or -1) > 0:  # the run's length, which --num_train_epochs then does not set
+        values.pop("num_train_epochs", None)
+    else:
+        values.pop("max_steps", None)
     return values
 
 

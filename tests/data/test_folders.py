@@ -374,6 +374,8 @@ def test_max_train_samples_keeps_every_class_or_says_which_it_lost(
     assert report["left_out_by"] == ["--max_train_samples 3"] and report["num_train_images"] == 3
     assert f"(of {found} usable found; --max_train_samples 3 left out the rest)" in caplog.text
     assert "--max_train_samples 3 left out" in (out / "README.md").read_text()
+    hyperparameters = json.loads((out / "card_inputs.json").read_text())["hyperparameters"]
+    assert hyperparameters["max_steps"] == 1 and "num_train_epochs" not in hyperparameters  # not the unused default
     assert finetune_main([*argv, "--max_train_samples", "2", "--overwrite_output_dir"]) == 0
     assert "--max_train_samples 2 leaves no training images in class" in caplog.text
     # A limit above the split's size leaves nothing out and is not named; one that empties a validation class is.

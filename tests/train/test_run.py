@@ -92,6 +92,7 @@ def test_validation_dir_is_used_as_is(finetune_main, train_and_validation_folder
     # The split fraction is not used: not on the card, and a later other value is the same run
     hyperparameters = json.loads((out / "card_inputs.json").read_text())["hyperparameters"]
     assert "train_val_split" not in hyperparameters and "eval_steps" not in hyperparameters
+    assert hyperparameters["num_train_epochs"] == 1 and "max_steps" not in hyperparameters  # the length as given
     again = [*args, "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "no", "--train_val_split", "0.5"]
     assert finetune_main(again) == 0
 
