@@ -335,6 +335,9 @@ def render_model_card(
         repo_id: where the model is published, for the usage snippet; defaults to the one the run was given.
     """
     inputs = public_inputs(inputs)
+    repo_id = repo_id or inputs.repo_id
+    if repo_id:  # the card's title and model-index name are the repository's, not the local folder's
+        inputs = replace(inputs, model_name=repo_id.split("/")[-1])
     shown_metrics = {name: inputs.eval_metrics[name] for name in CARD_METRICS if name in inputs.eval_metrics}
     tier = tier_for(inputs.num_train_images)  # as the run's preset chose it: by the training images
     splits = list(inputs.images_per_class)
@@ -342,7 +345,7 @@ def render_model_card(
         build_card_data(inputs, shown_metrics),
         template_path=str(template_path()),
         model_name=inputs.model_name,
-        repo_id=repo_id or inputs.repo_id or inputs.model_name,
+        repo_id=repo_id or inputs.model_name,
         base_model=inputs.base_model,
         random_init=inputs.random_init,
         architecture=inputs.architecture or "image-classification model",

@@ -454,6 +454,7 @@ def test_push_again_command_repeats_the_options():
 def test_card_command_renders_again(run_copy, capsys):
     assert run_command(["card", str(run_copy), "--hub_model_id", "me/renamed"]) == 0
     assert 'model="me/renamed"' in (run_copy / "README.md").read_text()
+    assert "\n# renamed\n" in (run_copy / "README.md").read_text()  # titled by the repository, not the folder
     assert push_selection(run_copy)[1] == {}  # still the run's card: pushed
     assert run_command(["card", str(run_copy), "--hub_model_id", "bad id!"]) == 2  # not written into the snippet
     assert "--hub_model_id 'bad id!' is not a valid repository name" in capsys.readouterr().err
