@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import huggingface_hub.constants as hub_constants
 import torch
-from huggingface_hub import ModelCard
+from huggingface_hub import ModelCard, try_to_load_from_cache
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from transformers import (
@@ -168,6 +168,29 @@ def recorded_base_model(folder: str | Path) -> str | None:
         if is_hub_id(base):
             return base
     return None
+
+
+# Licenses of the base models the package names in its docs, as their Hub cards give them (all apache-2.0).
+KNOWN_LICENSES = {"microsoft/resnet-": "apache-2.0", "google/vit-": "apache-2.0"}
+
+
+def base_model_license(model_name_or_path: str, base_model: str | None) -> str:
+    """The license a fine-tuned model inherits: the one the base model's card records (in its local folder, or in
+    the Hub cache, with no request made), else that of a known base model family, else "other" (unknown here)."""
+    cards = [Path(model_name_or_path) / MODEL_CARD] if os.path.isdir(model_name_or_path) else []
+    if base_model:
+        cached = try_to_load_from_cache(base_model, MODEL_CARD)
+        cards += [Path(cached)] if isinstance(cached, str) else []
+    for card in cards:
+        if card.is_file():
+            try:
+                license_id = ModelCard.load(card).data.to_dict().get("license")
+            except Exception:  # an unreadable card records nothing
+                license_id = None
+            if isinstance(license_id, str) and license_id:
+                return license_id
+    family = next((prefix for prefix in KNOWN_LICENSES if (base_model or "").startswith(prefix)), None)
+    return KNOWN_LICENSES[family] if family else "other"
 
 
 def resolve_base_model(model_name_or_path: str, base_model_id: str | None = None) -> str | None:

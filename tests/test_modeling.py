@@ -175,3 +175,12 @@ def test_gradient_checkpointing_run(finetune_main, image_folder, tiny_models, tm
     assert (out / "model.safetensors").is_file()
     expected = {"resnet": "gradient checkpointing of 2 residual blocks", "timm": "built-in gradient checkpointing"}
     assert f"--gradient_checkpointing: {expected[family]}" in caplog.text
+
+
+def test_the_card_license_of_a_known_base_model_family_without_its_card_here():
+    from hf_resnet101.modeling import base_model_license
+
+    assert base_model_license("microsoft/resnet-101", "microsoft/resnet-101") == "apache-2.0"
+    assert base_model_license("google/vit-base-patch16-224", "google/vit-base-patch16-224") == "apache-2.0"
+    assert base_model_license("someone/unknown-model", "someone/unknown-model") == "other"
+    assert base_model_license("/no/such/folder", None) == "other"

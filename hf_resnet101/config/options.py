@@ -160,6 +160,14 @@ class ModelArguments:
             "(default: what the folder records, else none)."
         },
     )
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "The model card's license, as a Hub license id (apache-2.0, mit, cc-by-nc-4.0, other, ...). "
+            "Default: the base model's, as its card records it (a local folder, or the Hub cache), else apache-2.0 "
+            "for microsoft/resnet-* and google/vit-* (theirs), else other."
+        },
+    )
     freeze_backbone: str | None = field(
         default=None,
         metadata={

@@ -10,7 +10,7 @@ from transformers.utils import logging
 
 from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
 from ..data.report import DataReport, images_per_class_of
-from ..modeling import count_parameters, is_resnet101, resolve_base_model
+from ..modeling import base_model_license, count_parameters, is_resnet101, resolve_base_model
 from ..publish.card import CardInputs, collect_hyperparameters, describe_devices, public_inputs
 from .final_evaluation import CardEvaluation
 
@@ -48,6 +48,7 @@ def build_card_inputs(
         model_name=Path(training_args.output_dir).name,
         repo_id=training_args.hub_model_id,
         base_model=base_model,
+        license=model_args.license or base_model_license(model_args.model_name_or_path, base_model),
         random_init=random_init,
         architecture=architecture,
         resnet101=model is not None and is_resnet101(model),

@@ -101,9 +101,21 @@ def test_base_model_comes_from_the_checkpoint_record_or_the_option(finetune_main
     assert "[microsoft/resnet-50](https://huggingface.co/microsoft/resnet-50) fine-tuned" in card
     assert str(tmp_path) not in card
 
+    assert card_metadata(card)["license"] == "apache-2.0"  # the base model's, as its card records it
+
     given = ["--base_model_id", "timm/resnet101.a1h_in1k", "--output_dir", str(tmp_path / "given")]
-    assert finetune_main([*args, *given]) == 0
-    assert card_metadata((tmp_path / "given" / "README.md").read_text())["base_model"] == "timm/resnet101.a1h_in1k"
+    assert finetune_main([*args, *given, "--license", "cc-by-nc-4.0"]) == 0
+    given_card = card_metadata((tmp_path / "given" / "README.md").read_text())
+    assert given_card["base_model"] == "timm/resnet101.a1h_in1k" and given_card["license"] == "cc-by-nc-4.0"
+    # A base model whose license is recorded nowhere here: "other", not a license guessed for it.
+    unrecorded = [
+        "--model_name_or_path",
+        str(save_tiny_resnet(tmp_path / "plain")),
+        "--output_dir",
+        str(tmp_path / "u"),
+    ]
+    assert finetune_main([*args, *unrecorded]) == 0
+    assert card_metadata((tmp_path / "u" / "README.md").read_text())["license"] == "other"
 
     capsys.readouterr()
     assert finetune_main([*args, "--base_model_id", str(model), "--output_dir", str(tmp_path / "bad")]) == 2
@@ -260,9 +272,9 @@ def test_class_names_like_yaml_or_table_syntax_keep_the_card_whole(finetune_main
     data = write_class_images(tmp_path / "data", per_class=6, classes=classes)
     out = tmp_path / "out"
     args = ["--train_dir", str(data), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
-    assert finetune_main([*args, "--eval_strategy", "no"]) == 0
+    assert finetune_main([*args, "--eval_strategy", "no", "--license", "mit"]) == 0
     card = (out / "README.md").read_text()
-    assert card_metadata(card)["license"] == "apache-2.0"
+    assert card_metadata(card)["license"] == "mit"
     lines = card.splitlines()
     rows = [i for i, line in enumerate(lines) if line.startswith("| a \\| b |")]
     assert len(rows) == 2  # the per-class and the data tables, the pipe escaped
