@@ -27,5 +27,6 @@ def run_command(args: argparse.Namespace) -> None:
             args.hub_model_id,
             private=args.hub_private_repo or None,
             hub_strategy=args.hub_strategy,
+            announce=False,
         )
         print(f"Pushed {args.output_dir} to {url}")

@@ -227,8 +227,8 @@ def overfitting_note(inputs: CardInputs) -> str | None:
         return None
     return (
         f"Signs of overfitting: {'; '.join(signs)}. The model has memorised part of its training set and will do "
-        f"worse on new images than training suggests; ResNet-101 has a lot of capacity for "
-        f"{inputs.num_images:,} images. To close the gap, {OVERFITTING_ADVICE}."
+        f"worse on new images than training suggests; {'ResNet-101' if inputs.resnet101 is not False else 'the model'}"
+        f" has a lot of capacity for {inputs.num_images:,} images. To close the gap, {OVERFITTING_ADVICE}."
     )
 
 

@@ -332,6 +332,11 @@ def check_pushable(output_dir: Path, repo_id: str) -> None:
     Raises:
         UsageError: saying what the folder is and what to push instead.
     """
+    if not output_dir.is_dir():
+        raise UsageError(
+            f"{output_dir} {'is not a folder' if output_dir.exists() else 'does not exist'}: give the output folder "
+            "of a finished run."
+        )
     if is_onnx_export(output_dir):
         raise UsageError(
             f"{output_dir} is an ONNX export: no PyTorch weights for `pipeline`, and no model card. Push the training "
@@ -431,8 +436,10 @@ def push_output_dir(
     private: bool | None = None,
     token: str | None = None,
     hub_strategy: str = "end",
+    announce: bool = True,
 ) -> str:
-    """Creates the repo if needed and uploads the run's outputs in one commit; returns the commit URL.
+    """Creates the repo if needed and uploads the run's outputs in one commit; returns the commit URL, which is
+    logged unless not `announce` (the push command prints it itself).
 
     Only a finished run's folder is pushed (`check_pushable`), and of it only the run's own outputs
     (`push_selection`); what else is there is named in one warning. The token is checked first (`whoami`), which
@@ -480,5 +487,6 @@ def push_output_dir(
             )
             time.sleep(wait)
         else:
-            logger.warning(f"Pushed {output_dir} to {commit_url}")
+            if announce:
+                logger.warning(f"Pushed {output_dir} to {commit_url}")
             return commit_url

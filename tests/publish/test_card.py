@@ -137,6 +137,9 @@ def test_large_train_validation_gap_earns_the_page_advice():
     assert "**Overfitting.** Signs of overfitting: training accuracy (100.0% on 16" in text
     assert "18.8 percentage points above validation accuracy" in text
     assert "microsoft/resnet-50" in text and "1e-5" in text
+    assert "ResNet-101 has a lot of capacity" in text
+    other = str(render_model_card(card_inputs(train_accuracy=1.0, resnet101=False)))
+    assert "the model has a lot of capacity" in other and "ResNet-101 has" not in other
 
 
 def test_overfitting_monitor_events_earn_the_note_too():

@@ -198,6 +198,7 @@ def test_push_leaves_out_a_file_changed_since_the_run_wrote_it(run_copy):
         ("unfinished", "holds a run that has not finished"),
         ("weights replaced", "model.safetensors in"),
         ("input size edited", "preprocessor_config.json in"),
+        ("missing", "does not exist: give the output folder of a finished run."),
     ],
 )  # fmt: skip
 def test_push_refuses_a_folder_that_is_not_a_finished_run(run_copy, local_hub, monkeypatch, capsys, damage, expected):
@@ -212,6 +213,8 @@ def test_push_refuses_a_folder_that_is_not_a_finished_run(run_copy, local_hub, m
     elif damage == "unfinished":
         manifest = json.loads((run_copy / "run_manifest.json").read_text())
         (run_copy / "run_manifest.json").write_text(json.dumps(manifest | {"finished": False}))
+    elif damage == "missing":
+        folder = run_copy.parent / "no-such-run"
     elif damage == "input size edited":  # left out of the push, it left a repo that `pipeline` cannot load
         processor = json.loads((run_copy / "preprocessor_config.json").read_text())
         (run_copy / "preprocessor_config.json").write_text(json.dumps(processor | {"size": {"shortest_edge": 224}}))
@@ -246,12 +249,13 @@ def test_a_card_edited_by_hand_is_not_pushed_but_the_runs_card_is(run_copy, loca
 def test_a_bare_repo_name_is_pushed_under_the_tokens_user(finished_run, local_hub, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     # --repo_id, huggingface_hub's name for it, is taken as --hub_model_id
-    out, _ = run_cli(capsys, ["push", str(finished_run), "--repo_id", "bare-name"])
+    out, err = run_cli(capsys, ["push", str(finished_run), "--repo_id", "bare-name"])
     assert set(local_hub.state.repos) == {"user/bare-name"}
     repo = local_hub.state.repos["user/bare-name"]
     assert "model.safetensors" in repo.head.files
     assert 'model="user/bare-name"' in repo.head.files["README.md"].content.decode()  # the card names the real id
     assert f"Pushed {finished_run} to {local_hub.url}/user/bare-name/commit/{repo.head.oid}" in out
+    assert "Pushed" not in err  # said once
 
 
 def test_training_with_a_bare_repo_name_names_the_full_id_everywhere(
