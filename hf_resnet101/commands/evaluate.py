@@ -25,6 +25,7 @@ from ..errors import UsageError
 from ..evaluation.confusion import plot_confusion_matrix
 from ..evaluation.metrics import build_compute_metrics, per_class_report
 from ..inference import classify, describe_inference, load_classifier, precision_hint_for
+from ..modeling import is_onnx_export
 from ..outputs import (
     CONFUSION_MATRIX,
     EVALUATION_METRICS,
@@ -404,10 +405,15 @@ def check_output_dir(output_dir: str | Path, data_folders: Sequence[tuple[str, s
         return
     model_files = [name for name in MODEL_FOLDER_FILES if (output_dir / name).exists()]
     if model_files:
+        why = (
+            "its files are the model, and evaluation results are kept apart from them"
+            if is_onnx_export(output_dir)
+            else f"evaluate would replace a training run's {CONFUSION_MATRIX}, the figure its model card shows "
+            "for the validation split"
+        )
         raise UsageError(
-            f"--output_dir {output_dir} is a model's folder (it holds {', '.join(model_files)}): evaluate would "
-            f"replace a training run's {CONFUSION_MATRIX}, the figure its model card shows for the validation split. "
-            f"Give a folder of its own, e.g. --output_dir {folder_of_its_own(output_dir)}."
+            f"--output_dir {output_dir} is a model's folder (it holds {', '.join(model_files)}): {why}. Give a folder "
+            f"of its own, e.g. --output_dir {folder_of_its_own(output_dir)}."
         )
     replaced = files_evaluate_would_replace(output_dir)
     if replaced:

@@ -222,8 +222,10 @@ def evaluate_argv(trained_run, data, output_dir) -> list[str]:
         ("{tmp}/a-file", "--output_dir {tmp}/a-file: {tmp}/a-file is a file, not a folder"),
         ("{tmp}/a-file/ev", "--output_dir {tmp}/a-file/ev: {tmp}/a-file is a file, not a folder"),
         ("{tmp}/figures", "--output_dir {tmp}/figures holds confusion_matrix.png, which no evaluation wrote"),
+        ("{tmp}/onnx", "--output_dir {tmp}/onnx is a model's folder (it holds config.json, model.onnx): its files are "
+         "the model, and evaluation results are kept apart from them."),
     ],
-)
+)  # fmt: skip
 def test_output_dir_that_must_not_be_written_is_refused_before_loading(
     trained_run, tmp_path, capsys, output_dir, expected
 ):
@@ -231,6 +233,9 @@ def test_output_dir_that_must_not_be_written_is_refused_before_loading(
     (tmp_path / "a-file").write_text("not a folder")
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "confusion_matrix.png").write_bytes(b"someone's figure")
+    (tmp_path / "onnx").mkdir()  # what `export` writes, in short
+    for name in ("model.onnx", "config.json", "preprocessor_config.json", "labels.json"):
+        (tmp_path / "onnx" / name).write_text("{}")
     run_confusion = (trained_run["output"] / "confusion_matrix.png").read_bytes()
     values = {"data": data, "run": trained_run["output"], "tmp": tmp_path}
     # A model that does not exist: had anything been loaded first, its error would be the one said.
