@@ -259,7 +259,7 @@ def choose_hardware(
     """
     if requested_precision == "auto" and machine.launcher_precision in ("fp16", "bf16"):
         requested_precision = machine.launcher_precision
-        asked_by = f"accelerate launch --mixed_precision {requested_precision}"
+        asked_by = f"accelerate launch's mixed_precision {requested_precision} (its flag or config file)"
     fp16, bf16, note = resolve_precision(
         requested_precision, machine.cuda_available, machine.cpu_bf16, machine.cpu_bf16_auto, asked_by
     )

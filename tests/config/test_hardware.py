@@ -93,7 +93,10 @@ def test_hardware_choices_follow_the_machine_and_keep_what_was_set():
     assert (launched.bf16, launched.dataloader_num_workers, launched.dataloader_persistent_workers) == (True, 3, False)
     assert "bf16" in launched.precision_note
     launched_cpu = choose_hardware("auto", None, None, machine(cuda=False, launcher="fp16"))
-    assert "fp32 on CPU (accelerate launch --mixed_precision fp16 asked for" in launched_cpu.precision_note
+    assert (
+        "fp32 on CPU (accelerate launch's mixed_precision fp16 (its flag or config file) asked for"
+        in launched_cpu.precision_note
+    )
     assert "fp32 on CPU (--fp16 asked for" in choose_hardware("fp16", None, None, machine(cuda=False)).precision_note
     by_precision = choose_hardware("fp16", None, None, machine(cuda=False), "--precision fp16")
     assert "fp32 on CPU (--precision fp16 asked for" in by_precision.precision_note
