@@ -338,10 +338,8 @@ def backbone_stages(model: torch.nn.Module) -> list[torch.nn.Module]:
         stem = [m for name, m in timm_model.named_children() if name in ("conv1", "bn1", "act1", "maxpool")]
         layers = [getattr(timm_model, f"layer{i}") for i in range(1, 5) if hasattr(timm_model, f"layer{i}")]
         return [torch.nn.ModuleList(stem), *layers]
-    if hasattr(
-        model, "vit"
-    ):  # transformers ViT: its blocks are `layers` from transformers 5.24, `encoder.layer` before
-        vit = model.vit
+    if hasattr(model, "vit"):
+        vit = model.vit  # transformers ViT: its blocks are `layers` from transformers 5.24, `encoder.layer` before
         return [vit.embeddings, *(vit.layers if hasattr(vit, "layers") else vit.encoder.layer)]
     raise UsageError(
         f"--freeze_backbone supports ResNet (transformers or timm) and ViT models, not {type(model).__name__}."

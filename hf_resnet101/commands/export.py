@@ -95,16 +95,21 @@ def export_to_onnx(model: torch.nn.Module, path: str | Path, height: int, width:
     return path
 
 
-def validation_images_of(model_dir: Path, count: int) -> list[Path]:
-    """Up to `count` validation images listed in a training run's splits.csv, spread over the list."""
-    from ..data.folders import split_image_path  # `datasets` is only needed here
-
+def validation_rows(model_dir: Path) -> list[str] | None:
+    """The paths of the validation rows of a training run's splits.csv (empty for images that were never files: a
+    dataset of parquet or arrow rows); None when there is no splits.csv."""
     splits = model_dir / SPLITS
     if not splits.is_file():
-        return []
+        return None
     with splits.open(newline="", encoding="utf-8") as f:
-        rows = [row["path"] for row in csv.DictReader(f) if row["split"] == "validation" and row["path"]]
-    paths = [split_image_path(model_dir, row, "validation") for row in rows]
+        return [row["path"] for row in csv.DictReader(f) if row["split"] == "validation"]
+
+
+def validation_images_of(model_dir: Path, rows: list[str], count: int) -> list[Path]:
+    """Up to `count` of the validation images `rows` list that are still there, spread over the list."""
+    from ..data.folders import split_image_path  # `datasets` is only needed here
+
+    paths = [split_image_path(model_dir, row, "validation") for row in rows if row]
     paths = [p for p in paths if p.is_file()]
     if len(paths) <= count:
         return paths
@@ -127,25 +132,23 @@ def check_images_for(model: str, given: Sequence[str | Path] | None, count: int 
     """The images the export is checked on: those given, else the run's validation images, else random pixels."""
     if given:
         return [read_check_image(p) for p in given], f"{len(given)} given images"
-    found = validation_images_of(Path(model), count) if Path(model).is_dir() else []
+    model_dir = Path(model)
+    rows = validation_rows(model_dir) if model_dir.is_dir() else None
+    found = validation_images_of(model_dir, rows, count) if rows else []
     if found:
-        return [read_image(str(p)) for p in found], f"validation images from {Path(model) / SPLITS}"
-    return synthetic_images(
-        count
-    ), f"random-pixel images ({no_validation_files_reason(Path(model))}; give --check_images)"
+        return [read_image(str(p)) for p in found], f"validation images from {model_dir / SPLITS}"
+    reason = no_validation_files_reason(model_dir, rows)
+    return synthetic_images(count), f"random-pixel images ({reason}; give --check_images)"
 
 
-def no_validation_files_reason(model_dir: Path) -> str:
+def no_validation_files_reason(model_dir: Path, rows: list[str] | None) -> str:
     """Why a run's validation images cannot be read back: no splits.csv, images that were never files (a dataset
     of parquet or arrow rows lists no paths), or files no longer where the run read them."""
-    splits = model_dir / SPLITS
-    if not splits.is_file():
+    if rows is None:
         return f"no {SPLITS} in {model_dir}"
-    with splits.open(newline="", encoding="utf-8") as f:
-        paths = [row["path"] for row in csv.DictReader(f) if row["split"] == "validation"]
-    if not paths:
+    if not rows:
         return f"{SPLITS} lists no validation images"
-    if not any(paths):
+    if not any(rows):
         return f"the validation images in {SPLITS} are rows of a dataset, not files"
     return f"the validation images {SPLITS} lists are no longer where the run read them"
 

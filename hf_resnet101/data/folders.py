@@ -151,8 +151,9 @@ def warn_about_look_alike_class_names(folder_names: list[str], root: Path) -> No
     by_label: dict[str, list[str]] = {}
     by_look: dict[str, set[str]] = {}
     for name in folder_names:
-        by_label.setdefault(class_name(name), []).append(name)
-        by_look.setdefault(class_name(name).strip().casefold(), set()).add(class_name(name))
+        label = class_name(name)
+        by_label.setdefault(label, []).append(name)
+        by_look.setdefault(label.strip().casefold(), set()).add(label)
     merged = [label for label, names in by_label.items() if len(names) > 1]
     if merged:
         logger.warning(
