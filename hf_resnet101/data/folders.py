@@ -49,6 +49,8 @@ class ClassFolders:
     left_out_files: list[Path] = field(default_factory=list)
     # Images in sub-folders of the class folders: left out (imagefolder would label them by the sub-folder).
     nested_images: int = 0
+    # Images directly in the root, outside any class folder: left out (they have no label).
+    loose_images: int = 0
 
     @property
     def class_names(self) -> list[str]:
@@ -226,7 +228,15 @@ def scan_class_folders(
             f"{what} {root} holds no images in its class sub-folders "
             f"(looked for {', '.join(sorted(extensions)[:8])}, ...).{split_folders_hint(root)}"
         )
-    return ClassFolders(root, files_by_class, empty, ignored, left_out_files=left_out, nested_images=nested)
+    return ClassFolders(
+        root,
+        files_by_class,
+        empty,
+        ignored,
+        left_out_files=left_out,
+        nested_images=nested,
+        loose_images=len(loose_images),
+    )
 
 
 def same_folder(first: str | Path, second: str | Path) -> bool:
@@ -412,6 +422,7 @@ def plan_image_folders(
     report.ignored_folders = [str(folders.root / name) for folders in scanned for name in folders.ignored_folders]
     report.left_out_files = [str(path) for folders in scanned for path in folders.left_out_files]
     report.nested_images = sum(folders.nested_images for folders in scanned)
+    report.loose_images = sum(folders.loose_images for folders in scanned)
 
     dropped = dropped_conflicting | dropped_leaks
     data_files = {

@@ -79,6 +79,8 @@ class DataReport:
     left_out_files: list[str] = field(default_factory=list)
     # Images in sub-folders of class folders, left out: imagefolder would label them by the sub-folder.
     nested_images: int = 0
+    # Images directly in a data folder, beside its class folders: left out, as they have no label.
+    loose_images: int = 0
     # The images the run uses, per split and class: `images_per_class` (the usable images found) less those that
     # `left_out_by` names (--dedupe, --max_train_samples, --max_eval_samples). Set by `record_used`.
     images_used_per_class: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -168,6 +170,11 @@ class DataReport:
             lines.append(
                 f"images in sub-folders of class folders, left out: {self.nested_images} (a class's images go "
                 "directly in its folder: a sub-folder would become a label of its own)"
+            )
+        if self.loose_images:
+            lines.append(
+                f"images beside the class folders, left out: {self.loose_images} (an image has a label only inside "
+                "its class's folder)"
             )
         if self.empty_classes:
             lines.append("class folders with no usable images (left out): " + ", ".join(self.empty_classes))

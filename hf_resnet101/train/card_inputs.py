@@ -69,6 +69,7 @@ def build_card_inputs(
         unusable_files=len(report.unusable),
         left_out_files=len(report.left_out_files),
         nested_images=report.nested_images,
+        loose_images=report.loose_images,
         images_found=sum(sum(counts.values()) for counts in report.images_per_class.values()),
         left_out_by=list(report.left_out_by),
         converted_modes=report.converted_unlike_pipeline,

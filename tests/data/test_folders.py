@@ -161,6 +161,7 @@ def test_training_on_a_messy_folder_completes_and_reports(finetune_main, tiny_re
     (blue / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     (blue / "loop.jpg").symlink_to(blue / "loop.jpg")
     (blue / "2024" / "up").symlink_to(blue, target_is_directory=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "beside.png")  # no class folder: no label
     out = tmp_path / "out"
     args = ["--train_dir", str(tmp_path / "data"), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet)]
     assert finetune_main([*args, "--eval_strategy", "epoch"]) == 0
@@ -176,12 +177,14 @@ def test_training_on_a_messy_folder_completes_and_reports(finetune_main, tiny_re
     )
     # Nothing is left out without a word: the log, the report and the card say what training did not read.
     assert sorted(report["left_out_files"]) == ["data/blue/photo.avif", "data/blue/photo.heic"]
-    assert report["nested_images"] == 1
+    assert report["nested_images"] == 1 and report["loose_images"] == 1
     assert "predict and evaluate read .avif and .qoi files, but training cannot" in caplog.text
     assert "images in sub-folders of class folders, left out: 1" in caplog.text
     card = (out / "README.md").read_text()
     assert "2 files of a type training does not read" in card
     assert "1 images in sub-folders of class folders were left out" in card
+    assert "1 images beside the class folders (with no class) were left out" in card
+    assert "images beside the class folders, left out: 1" in caplog.text
 
 
 def test_odd_files_reach_the_model_with_the_right_pixels(tmp_path):
