@@ -352,7 +352,7 @@ POSITIVE_OPTIONS = (
     "eval_steps", "save_steps", "logging_steps", "save_total_limit",
 )  # fmt: skip
 NON_NEGATIVE_OPTIONS = (
-    "weight_decay", "max_grad_norm", "save_every_minutes", "label_smoothing_factor", "adam_epsilon",
+    "weight_decay", "max_grad_norm", "save_every_minutes", "adam_epsilon",
 )  # fmt: skip
 BELOW_ONE_OPTIONS = ("label_smoothing_factor", "adam_beta1", "adam_beta2")  # 0 or more, below 1
 FINITE_OPTIONS = (

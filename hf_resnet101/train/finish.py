@@ -12,7 +12,7 @@ from transformers import Trainer
 from transformers.trainer_utils import PredictionOutput
 from transformers.utils import logging
 
-from ..config.resolve import RunOptions
+from ..config.resolve import PushTarget, RunOptions
 from ..data.folders import data_roots, write_split_files
 from ..library_internals import stop_data_loader_workers
 from ..outputs import PIPELINE_CHECK
@@ -156,9 +156,16 @@ def finish_run(
         clock.mark("pipeline check")
     push = options.push
     if push is not None and trainer.is_world_process_zero():
-        push_output_dir(output_dir, push.repo_id, private=push.private, token=push.token, hub_strategy=push.strategy)
+        push_finished_run(output_dir, push)
         clock.mark("push")
     if trainer.is_world_process_zero():
         logger.warning(clock.describe())
     pushed_to = push.repo_id if push is not None else None
     return FinetuneResult(output_dir, label_names, metrics, pipeline_predictions, pushed_to)
+
+
+def push_finished_run(output_dir: Path, push: PushTarget) -> str:
+    """Pushes a finished run's folder where `--push_to_hub` asked; returns the commit URL."""
+    return push_output_dir(
+        output_dir, push.repo_id, private=push.private, token=push.token, hub_strategy=push.strategy
+    )

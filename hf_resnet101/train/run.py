@@ -42,7 +42,7 @@ from ..modeling import (
     unfreeze_batch_norm,
 )
 from ..outputs import EVAL_RESULTS
-from ..publish.hub import check_push_settings, check_write_access, push_output_dir, with_namespace
+from ..publish.hub import check_push_settings, check_write_access, with_namespace
 from .checkpoints import (
     RunRecordCallback,
     check_own_files,
@@ -51,7 +51,7 @@ from .checkpoints import (
     resolve_resume,
     save_final_model,
 )
-from .finish import FinetuneResult, finish_run
+from .finish import FinetuneResult, finish_run, push_finished_run
 from .memory import CHECKPOINTING_TRADE
 from .output_folder import RunManifest, is_finished, locked_output_folder
 from .phase_clock import PhaseClock
@@ -157,7 +157,7 @@ def finished_result(
         + ". Pass --overwrite_output_dir to train it again."
     )
     if push:
-        push_output_dir(output_dir, push.repo_id, private=push.private, token=push.token, hub_strategy=push.strategy)
+        push_finished_run(output_dir, push)
     metrics = {k.removeprefix("eval_"): v for k, v in metrics.items()}
     return FinetuneResult(output_dir, label_names, metrics, hub_model_id=push.repo_id if push else None)
 
