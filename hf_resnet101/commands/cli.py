@@ -125,6 +125,12 @@ def add_hub_commands(commands) -> None:
     card = commands.add_parser("card", help="Render README.md (the model card) and its figures again in OUT.")
     card.add_argument("output_dir", help="The output folder of a finished run.")
     card.add_argument("--hub_model_id", default=None, help="Repo id for the card's usage snippet (USER/NAME).")
+    card.add_argument(
+        "--license",
+        default=None,
+        help="Change the card's license (a Hub license id: apache-2.0, mit, cc-by-nc-4.0, other, ...); kept in "
+        "card_inputs.json, so a later push carries it too.",
+    )
     push = commands.add_parser(
         "push",
         help="Push a finished output folder to the Hub (token from HF_TOKEN or `hf auth login`).",

@@ -4,23 +4,30 @@ output folder to the Hub)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 
 
 def run_command(args: argparse.Namespace) -> None:
     """`hf-resnet101 card OUT` and `hf-resnet101 push OUT --hub_model_id USER/NAME`."""
-    from ..publish.card import write_model_card
+    from ..publish.card import CardInputs, write_model_card
     from ..publish.hub import check_repo_id, push_output_dir
 
     if args.command == "card":
-        from ..outputs import CONFUSION_MATRIX, MODEL_CARD, TRAINING_CURVES
+        from ..outputs import CARD_INPUTS, CONFUSION_MATRIX, MODEL_CARD, TRAINING_CURVES
         from ..train.output_folder import record_rewritten
 
         if args.hub_model_id is not None:  # the card's snippet names it for `pipeline`
             check_repo_id(args.hub_model_id)
-
-        print(f"Wrote {write_model_card(args.output_dir, repo_id=args.hub_model_id)}")
-        record_rewritten(pathlib.Path(args.output_dir), [MODEL_CARD, CONFUSION_MATRIX, TRAINING_CURVES])
+        inputs = CardInputs.load(args.output_dir)
+        rewritten = [MODEL_CARD, CONFUSION_MATRIX, TRAINING_CURVES]
+        license_id = getattr(args, "license", None)
+        if license_id is not None and license_id != inputs.license:
+            inputs = dataclasses.replace(inputs, license=license_id)
+            inputs.save(args.output_dir)  # a push renders the card from these again
+            rewritten.append(CARD_INPUTS)
+        print(f"Wrote {write_model_card(args.output_dir, inputs, repo_id=args.hub_model_id)}")
+        record_rewritten(pathlib.Path(args.output_dir), rewritten)
     else:
         url = push_output_dir(
             args.output_dir,

@@ -465,6 +465,18 @@ def test_card_command_renders_again(run_copy, capsys):
     assert 'model="me/renamed"' in (run_copy / "README.md").read_text()
 
 
+def test_card_command_changes_the_license_for_the_card_and_later_pushes(run_copy, local_hub, monkeypatch, capsys):
+    assert "license: other" in (run_copy / "README.md").read_text()  # a local base model with no card
+    run_cli(capsys, ["card", str(run_copy), "--license", "cc-by-nc-4.0"])
+    assert "license: cc-by-nc-4.0" in (run_copy / "README.md").read_text()
+    assert json.loads((run_copy / "card_inputs.json").read_text())["license"] == "cc-by-nc-4.0"
+    assert push_selection(run_copy)[1] == {}  # the package's own rewrite: both files still pushed
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    run_cli(capsys, ["push", str(run_copy), "--hub_model_id", "user/renamed"])  # its card is rendered again
+    card = local_hub.state.repos["user/renamed"].head.files["README.md"].content.decode()
+    assert "license: cc-by-nc-4.0" in card and 'model="user/renamed"' in card
+
+
 def test_a_finished_run_given_again_with_push_to_hub_is_pushed_without_training(
     finetune_main, finished_run, run_copy, tiny_resnet, local_hub, caplog
 ):
