@@ -34,6 +34,7 @@ from .scan import scan_files
 
 logger = logging.get_logger(__name__)
 
+TRAIN_SPLIT_NAMES = ("train", "training")
 VALIDATION_SPLIT_NAMES = ("validation", "valid", "val")
 
 
@@ -104,12 +105,14 @@ def check_dataset_label_names(dataset_name: str, names: list[str]) -> None:
 
 
 def find_split_folders(data: Path) -> tuple[Path, Path | None]:
-    """DATA itself holds the class folders, or DATA/train (and DATA/validation, valid or val) do."""
-    train = data / "train"
-    if train.is_dir():
-        validation = next((data / name for name in VALIDATION_SPLIT_NAMES if (data / name).is_dir()), None)
-        return train, validation
-    return data, None
+    """DATA itself holds the class folders, or DATA/train (and DATA/validation, valid or val) do; the split folders'
+    names in any case (`Train/`, `Val/`), and `training/` for `train/`. A `train/` holding images and no folders
+    is a class (trains among cars and buses), not a split."""
+    folders = {p.name.lower(): p for p in sorted(data.iterdir()) if p.is_dir()} if data.is_dir() else {}
+    train = next((folders[name] for name in TRAIN_SPLIT_NAMES if name in folders), None)
+    if train is None or not any(p.is_dir() for p in train.iterdir()):
+        return data, None
+    return train, next((folders[name] for name in VALIDATION_SPLIT_NAMES if name in folders), None)
 
 
 def split_folders_hint(root: Path) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_class_images
+from conftest import run_cli, write_class_images
 from messy_data import write_messy_folder
 from PIL import Image
 
@@ -34,9 +34,22 @@ def test_split_folders_are_found_under_the_data_folder(tmp_path):
     (tmp_path / "cat").mkdir()
     assert find_split_folders(tmp_path) == (tmp_path, None)
     (tmp_path / "train").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "train" / "1.png")
+    assert find_split_folders(tmp_path) == (tmp_path, None)  # a class of trains, beside cats
+    (tmp_path / "train" / "cat").mkdir()
     assert find_split_folders(tmp_path) == (tmp_path / "train", None)
     (tmp_path / "val").mkdir()
     assert find_split_folders(tmp_path) == (tmp_path / "train", tmp_path / "val")
+
+
+def test_split_folders_are_found_by_their_names_in_any_case(tmp_path, capsys):
+    write_class_images(tmp_path / "Training", per_class=4, seed=1)
+    write_class_images(tmp_path / "Validation", per_class=2, seed=2)
+    assert find_split_folders(tmp_path) == (tmp_path / "Training", tmp_path / "Validation")
+    with pytest.raises(UsageError, match="split folders, not classes: give --train_dir .*Training --validation_dir"):
+        scan_class_folders(tmp_path)
+    out, _ = run_cli(capsys, ["inspect", str(tmp_path)])
+    assert f"validation: from {tmp_path / 'Validation'}" in out
 
 
 def test_folders_are_compared_as_resolved_paths(tmp_path):
