@@ -36,6 +36,7 @@ logger = logging.get_logger(__name__)
 
 TRAIN_SPLIT_NAMES = ("train", "training")
 VALIDATION_SPLIT_NAMES = ("validation", "valid", "val")
+SPLIT_NAMES = (*TRAIN_SPLIT_NAMES, *VALIDATION_SPLIT_NAMES)
 
 
 @dataclass
@@ -475,7 +476,7 @@ def check_kept_classes(
         raise UsageError(no_validation_left_message([f for f in files if f.split == "validation"], dropped))
     unmeasured = [name for name in class_names if not counts["validation"][name]]
     if unmeasured:
-        described = ", ".join(f"{name} ({counts['train'][name]} training images)" for name in unmeasured)
+        described = ", ".join(f"{name} ({counted(counts['train'][name], 'training image')})" for name in unmeasured)
         remedy = (
             "Add images of them to --validation_dir"
             if validation_given
@@ -765,3 +766,8 @@ def report_from_dataset(dataset: DatasetDict) -> DataReport:
         # Hub datasets are identified by their fingerprints (name, configuration, revision and processing).
         data_digest=data_digest((name, "", split._fingerprint) for name, split in dataset.items()),
     )
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 training image`, `3 training images`."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")

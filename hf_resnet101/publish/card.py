@@ -98,6 +98,8 @@ class CardInputs:
     left_out_files: int = 0  # files of a type training does not read (.heic, .avif, videos) in the class folders
     nested_images: int = 0  # images in sub-folders of class folders, left out
     loose_images: int = 0  # images beside the class folders, left out
+    # Validation images identical to training images, kept (no --dedupe): the figures overstate new-image accuracy.
+    validation_copies_of_training: int = 0
     # usable images found, when options (`left_out_by`: --dedupe, --max_train_samples) left some of them out
     images_found: int | None = None
     left_out_by: list[str] = field(default_factory=list)
@@ -372,6 +374,7 @@ def render_model_card(
         left_out_files=inputs.left_out_files,
         nested_images=inputs.nested_images,
         loose_images=inputs.loose_images,
+        validation_copies_of_training=inputs.validation_copies_of_training,
         images_found=inputs.images_found if inputs.images_found != inputs.num_images else None,
         left_out_by=inputs.left_out_by,
         empty_classes=inputs.empty_classes,

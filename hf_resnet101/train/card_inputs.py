@@ -9,6 +9,7 @@ import torch
 from transformers.utils import logging
 
 from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+from ..data.folders import SPLIT_NAMES
 from ..data.report import DataReport, images_per_class_of
 from ..modeling import base_model_license, count_parameters, is_resnet101, resolve_base_model
 from ..publish.card import CardInputs, collect_hyperparameters, describe_devices, public_inputs
@@ -18,11 +19,26 @@ logger = logging.get_logger(__name__)
 
 
 def describe_data_source(data_args: DataArguments) -> str:
-    """The data's origin for the card: a Hub dataset's name, or the image folders' last two path parts."""
+    """The data's origin for the card: a Hub dataset's name, or the image folders' names; a split folder's
+    (`train`, `val`) with the folder holding it (`birds/train`), no other part of its path."""
     if data_args.dataset_name:
         return f"the dataset `{data_args.dataset_name}`"
-    folders = [Path(p) for p in (data_args.train_dir, data_args.validation_dir) if p]
-    return "image folder " + " and ".join(f"`{p.parent.name}/{p.name}`" for p in folders)
+    folders = [Path(p).expanduser().resolve() for p in (data_args.train_dir, data_args.validation_dir) if p]
+    return "image folder " + " and ".join(f"`{folder_name(p)}`" for p in folders)
+
+
+def folder_name(folder: Path) -> str:
+    if folder.name.lower() in SPLIT_NAMES and folder.parent.name:
+        return f"{folder.parent.name}/{folder.name}"
+    return folder.name
+
+
+def validation_copies_of_training(report: DataReport) -> int:
+    """Validation images identical to a training image that the run kept (without --dedupe): they inflate the
+    validation figures."""
+    dropped = set(report.dropped_from_validation)
+    leaked = {path for leak in report.duplicates.train_validation_leaks for path in leak["validation"]}
+    return len(leaked - dropped)
 
 
 def build_card_inputs(
@@ -39,10 +55,16 @@ def build_card_inputs(
     random_init: bool = False,
     selection: dict | None = None,
     model: torch.nn.Module | None = None,
+    input_size: tuple[int, int] | None = None,
 ) -> CardInputs:
     """What the card shows; nothing local: the base model is a Hub id or left out, and so is the model path.
-    `model` (the trained one) gives its size and whether it is a ResNet-101."""
+    `model` (the trained one) gives its size and whether it is a ResNet-101; `input_size` (height, width) is the
+    size the run fed it, shown as the image size where --image_size was not given."""
     label_names = dataset["train"].features["label"].names
+    hyperparameters = collect_hyperparameters(data_args, model_args, training_args)
+    if hyperparameters.get("image_size") is None and input_size is not None:
+        height, width = input_size
+        hyperparameters["image_size"] = height if height == width else f"{height}x{width}"
     base_model = None if random_init else resolve_base_model(model_args.model_name_or_path, model_args.base_model_id)
     inputs = CardInputs(
         model_name=Path(training_args.output_dir).name,
@@ -56,7 +78,7 @@ def build_card_inputs(
         label_names=label_names,
         images_per_class=images_per_class_of(dataset),
         eval_metrics=metrics,
-        hyperparameters=collect_hyperparameters(data_args, model_args, training_args),
+        hyperparameters=hyperparameters,
         precision=training_args.precision_note,
         devices=describe_devices(training_args),
         train_runtime_s=train_runtime,
@@ -70,6 +92,7 @@ def build_card_inputs(
         left_out_files=len(report.left_out_files),
         nested_images=report.nested_images,
         loose_images=report.loose_images,
+        validation_copies_of_training=validation_copies_of_training(report),
         images_found=sum(sum(counts.values()) for counts in report.images_per_class.values()),
         left_out_by=list(report.left_out_by),
         converted_modes=report.converted_unlike_pipeline,

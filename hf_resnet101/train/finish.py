@@ -138,6 +138,7 @@ def finish_run(
             random_init,
             model_selection(trainer.args, trainer.state, keeper.final_step, keeper.evaluations),
             trainer.model,
+            (model.data_config.height, model.data_config.width),
         )
         card_inputs.save(output_dir)
         write_model_card(output_dir, card_inputs)

@@ -247,7 +247,7 @@ def test_a_class_without_validation_images_is_named(tmp_path, caplog):
     plan = plan_image_folders(str(data), None, 0.15, seed=0, progress=False)
     assert "rare" in plan.class_names and not any("/rare/" in p for p in plan.data_files["validation"])
     assert "Classes with no validation images (their accuracy is not measured" in caplog.text
-    assert "rare (1 training images). Add images to them (a class needs two" in caplog.text
+    assert "rare (1 training image). Add images to them (a class needs two" in caplog.text
 
 
 def test_a_class_missing_from_the_validation_folder_is_named_with_its_remedy(tmp_path, caplog):
