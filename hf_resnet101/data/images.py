@@ -58,9 +58,16 @@ def left_out_files_note(files: list[Path], where: str, shown: int = 3) -> str | 
     if not files:
         return None
     names = ", ".join(path.name for path in files[:shown]) + (", ..." if len(files) > shown else "")
+    unnamed = sum(1 for path in files if not path.suffix)
+    rename = (
+        f" Files are read by their extension: {unnamed} of them have none, so if they are images, name them with "
+        "their format's (.jpg, .png)."
+        if unnamed
+        else ""
+    )
     return (
         f"{len(files)} file(s) in {where} are not of an image type read here ({names}): convert them to JPEG or PNG "
-        "to include them."
+        f"to include them.{rename}"
     )
 
 

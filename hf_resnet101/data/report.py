@@ -20,6 +20,27 @@ MAX_LISTED = 20
 # given a file path uses: 16-bit and wider grey is rescaled here, clipped there (nearly white); transparency is
 # composited on grey here, dropped there.
 CONVERTED_UNLIKE_PIPELINE = HIGH_BIT_MODES | ALPHA_MODES
+# A palette or grey image naming a transparent colour is counted under its mode with this suffix (`P+transparency`).
+TRANSPARENT_COLOUR = "+transparency"
+# 16-bit grey is rescaled from its full range (value / 257): data that uses less of it keeps fewer grey levels,
+# and below this many the report says so.
+FEW_GREY_LEVELS = 64
+
+
+def mode_of(record: FileRecord) -> str:
+    """The image's mode as the report counts it: `P+transparency` for a palette image with a transparent colour."""
+    return f"{record.mode}{TRANSPARENT_COLOUR}" if record.transparent else str(record.mode)
+
+
+def high_bit_values(records: list[FileRecord]) -> dict | None:
+    """The values the 16-bit and 32-bit integer grey images use, and the grey levels they keep in 8 bits; None
+    without such images (float images in 0-1 are scaled by 255, not from the 16-bit range)."""
+    ranges = [r.value_range for r in records if r.value_range is not None and r.mode != "F"]
+    if not ranges:
+        return None
+    low, high = min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
+    levels = int(round(min(max(high, 0), 65535) / 257) - round(min(max(low, 0), 65535) / 257)) + 1
+    return {"images": len(ranges), "min": low, "max": high, "grey_levels": levels}
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,8 @@ class DataReport:
     image_sizes: dict[str, dict[str, int]]
     modes: dict[str, int]
     formats: dict[str, int]
+    # The values 16-bit grey images use and the grey levels they keep once rescaled to 8 bits (`high_bit_values`).
+    high_bit_values: dict | None = None
     dropped_from_validation: list[str] = field(default_factory=list)
     dropped_conflicting: list[str] = field(default_factory=list)
     ignored_folders: list[str] = field(default_factory=list)
@@ -111,7 +134,11 @@ class DataReport:
     @property
     def converted_unlike_pipeline(self) -> dict[str, int]:
         """Images per mode that a pipeline given their files would see differently (`CONVERTED_UNLIKE_PIPELINE`)."""
-        return {mode: count for mode, count in self.modes.items() if mode in CONVERTED_UNLIKE_PIPELINE}
+        return {
+            mode: count
+            for mode, count in self.modes.items()
+            if mode in CONVERTED_UNLIKE_PIPELINE or mode.endswith(TRANSPARENT_COLOUR)
+        }
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -153,6 +180,8 @@ class DataReport:
                 "transparency on grey), but transformers' pipeline given such a file clips 16-bit to nearly white "
                 "and drops transparency, and scores it differently: convert them as the model card shows first"
             )
+        if (values := self.high_bit_values) and values["grey_levels"] < FEW_GREY_LEVELS:
+            lines.append(few_grey_levels_note(values))
         if self.unusable:
             lines.append(f"unusable files left out: {len(self.unusable)}")
             lines += [f"  {item['path']}: {item['reason']}" for item in self.unusable[:MAX_LISTED]]
@@ -193,6 +222,18 @@ class DataReport:
                 f"(they inflate the validation score; {verb})"
             )
         return lines
+
+
+def few_grey_levels_note(values: dict) -> str:
+    """What rescaling from the full 16-bit range does to grey images that use a small part of it (12-bit scans
+    stored as 16-bit, signed CT values), and what to do."""
+    negative = " (values below 0 become 0)" if values["min"] < 0 else ""
+    return (
+        f"{values['images']} 16-bit grey images use values {values['min']:g} to {values['max']:g}{negative}: training "
+        f"rescales them from 0-65535 to 8 bits, so they keep only {values['grey_levels']} grey levels. Convert them "
+        "to 8-bit PNG first with a window suited to the data (e.g. each scanner's bit depth, or a CT window), so "
+        "that the model sees their contrast"
+    )
 
 
 def paths_relative_to(value, roots: list[Path]):
@@ -267,6 +308,7 @@ def build_report(
         empty_classes=empty_classes,
         duplicates=duplicates,
         image_sizes=sizes,
-        modes=dict(Counter(f.record.mode for f in usable).most_common()),
+        modes=dict(Counter(mode_of(f.record) for f in usable).most_common()),
         formats=dict(Counter(f.record.format for f in usable).most_common()),
+        high_bit_values=high_bit_values([f.record for f in usable]),
     )

@@ -18,9 +18,11 @@ import xxhash
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .images import ALPHA_MODES, HIGH_BIT_MODES
+
 # Pillow's own decompression-bomb limit: a file claiming more pixels is refused before it is decoded.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: `transparent` and `value_range` recorded
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class FileRecord:
     mode: str | None = None
     format: str | None = None
     pixel_hash: str | None = None
+    # A palette or grey image naming a transparent colour: training composites it on grey, as it does alpha.
+    transparent: bool = False
+    # The lowest and highest value of a 16-bit or 32-bit grey image, which training rescales from 0-65535.
+    value_range: tuple[float, float] | None = None
 
 
 def pixel_digest(image: Image.Image) -> str:
@@ -48,6 +54,15 @@ def pixel_digest(image: Image.Image) -> str:
     digest.update(f"{image.mode}:{image.size}".encode())
     digest.update(image.tobytes())
     return digest.hexdigest()
+
+
+def pixel_facts(image: Image.Image) -> dict:
+    """What training's conversion to RGB (`images.to_rgb`) does with this image that a plain pipeline would not,
+    or does with less than the image holds: a transparent colour, and the values a high-bit grey image uses."""
+    if image.mode in HIGH_BIT_MODES:
+        low, high = image.getextrema()
+        return {"value_range": (low, high)}
+    return {"transparent": image.mode not in ("RGB", *ALPHA_MODES) and "transparency" in image.info}
 
 
 def too_many_pixels(width: int, height: int) -> str:
@@ -77,7 +92,7 @@ def inspect_file(path: str) -> FileRecord:
             if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
                 return FileRecord(**base, usable=False, reason=too_many_pixels(width, height), **info)
             image.load()
-            return FileRecord(**base, usable=True, pixel_hash=pixel_digest(image), **info)
+            return FileRecord(**base, usable=True, pixel_hash=pixel_digest(image), **info, **pixel_facts(image))
     except Image.DecompressionBombError as error:
         return FileRecord(**base, usable=False, reason=f"absurd dimensions: {error}")
     except Image.UnidentifiedImageError:

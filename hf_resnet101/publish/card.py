@@ -16,6 +16,7 @@ import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..config.presets import OVERFITTING_ADVICE, tier_for
+from ..data.report import FEW_GREY_LEVELS
 from ..errors import UsageError
 from ..evaluation.confusion import plot_confusion_matrix
 from ..evaluation.plots import save_training_curves
@@ -68,6 +69,12 @@ def framework_versions() -> dict[str, str]:
     return versions
 
 
+def few_grey_levels(values: dict | None) -> dict | None:
+    """The 16-bit grey images' values, where rescaling them from 0-65535 left fewer grey levels than
+    `FEW_GREY_LEVELS` (the card says so); else None."""
+    return values if values and values["grey_levels"] < FEW_GREY_LEVELS else None
+
+
 def format_duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -115,6 +122,8 @@ class CardInputs:
     parameters: int | None = None
     # images per mode that a pipeline given their files converts unlike training (`DataReport` has them)
     converted_modes: dict[str, int] = field(default_factory=dict)
+    # The values the 16-bit grey images used and the grey levels they kept in 8 bits (`report.high_bit_values`).
+    high_bit_values: dict | None = None
     # the weights were chosen among the run's evaluations on the validation split: step, steps, metric, evaluations
     selection: dict | None = None
 
@@ -354,6 +363,7 @@ def render_model_card(
         architecture=inputs.architecture or "image-classification model",
         resnet101=inputs.resnet101,
         converted_modes=inputs.converted_modes,
+        few_grey_levels=few_grey_levels(inputs.high_bit_values),
         parameters=None if inputs.parameters is None else format_parameters(inputs.parameters),
         dataset_description=f"`{inputs.dataset_name}`" if inputs.dataset_name else "a folder of images",
         data_source=inputs.data_source,

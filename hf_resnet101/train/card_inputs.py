@@ -96,6 +96,7 @@ def build_card_inputs(
         images_found=sum(sum(counts.values()) for counts in report.images_per_class.values()),
         left_out_by=list(report.left_out_by),
         converted_modes=report.converted_unlike_pipeline,
+        high_bit_values=report.high_bit_values,
         empty_classes=list(report.empty_classes),
         overfitting_events=overfitting_events,
         selection=selection,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import write_class_images
 from messy_data import coloured, exif_rotated_jpeg, ramp16
 from PIL import Image
 
@@ -49,3 +50,15 @@ def test_every_image_extension_is_one_pillow_opens_and_trainings_are_ones_imagef
     assert sorted(IMAGE_EXTENSIONS - opened) == []
     assert {".avif", ".qoi", ".jfif", ".jpe", ".dib", ".jp2", ".j2k", ".tga"} <= IMAGE_EXTENSIONS
     assert sorted(TRAINING_IMAGE_EXTENSIONS - set(ImageFolder.EXTENSIONS)) == []
+
+
+def test_files_left_out_without_an_extension_are_told_to_get_one(finetune_main, tiny_resnet, tmp_path, caplog):
+    """A JPEG saved without an extension (as some cameras and exports name files) is not a type to convert."""
+    data = write_class_images(tmp_path / "data", per_class=4)
+    Image.new("RGB", (16, 16)).save(data / "cat" / "IMG_0001", format="JPEG")
+    out = tmp_path / "out"
+    args = ["--train_dir", str(data), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--max_steps", "1", "--eval_strategy", "no"]  # fmt: skip
+    assert finetune_main(args) == 0
+    logged = " ".join(caplog.text.split())
+    assert "1 of them have none, so if they are images, name them with their format's (.jpg, .png)" in logged

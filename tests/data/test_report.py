@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+from PIL import Image
+
 from hf_resnet101.data.report import (
     MAX_LISTED,
     Duplicates,
@@ -11,6 +14,7 @@ from hf_resnet101.data.report import (
     build_report,
     class_counts,
     find_duplicates,
+    high_bit_values,
     paths_relative_to,
 )
 from hf_resnet101.data.scan import FileRecord
@@ -101,3 +105,44 @@ def test_saved_report_names_paths_relative_to_the_data_folders(tmp_path):
 def test_paths_outside_the_roots_and_plain_strings_are_kept(tmp_path):
     value = {"a": [str(tmp_path / "x" / "1.png"), "/elsewhere/2.png", "cat"]}
     assert paths_relative_to(value, [tmp_path.resolve() / "x"]) == {"a": ["1.png", "/elsewhere/2.png", "cat"]}
+
+
+def test_scans_stored_in_16_bits_with_few_values_and_transparent_palettes_are_named(
+    finetune_main, tiny_resnet, tmp_path, caplog
+):
+    """12-bit scans in 16-bit files and signed CT values keep few grey levels once rescaled from 0-65535; a palette
+    image with a transparent colour is composited on grey, which a plain pipeline does not: the log, the report and
+    the card say both."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "scans"
+    for name in ("normal", "nodule"):
+        (data / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray((rng.random((24, 24)) * 4095).astype(np.uint16)).save(data / name / f"{i}.png")
+        Image.fromarray((rng.random((24, 24)) * 4000 - 1000).astype(np.int32)).save(data / name / "hu.tif")
+        palette = Image.fromarray(rng.integers(0, 2, (24, 24)).astype(np.uint8), "P")
+        palette.putpalette([255, 255, 255, 200, 30, 30] + [0] * 762)
+        palette.save(data / name / "marked.gif", transparency=0)
+    out = tmp_path / "out"
+    args = ["--train_dir", str(data), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--max_steps", "1", "--eval_strategy", "no"]  # fmt: skip
+    assert finetune_main(args) == 0
+    report = json.loads((out / "data_report.json").read_text())
+    assert report["high_bit_values"]["images"] == 12 and report["high_bit_values"]["min"] < 0
+    assert report["high_bit_values"]["grey_levels"] <= 17 and report["modes"]["P+transparency"] == 2
+    logged = " ".join(caplog.text.split())
+    assert "12 16-bit grey images use values -" in logged and "(values below 0 become 0)" in logged
+    assert "Convert them to 8-bit PNG first with a window suited to the data" in logged
+    card = " ".join((out / "README.md").read_text().split())
+    assert "P+transparency: 2" in card  # with the conversion a pipeline user must apply first
+    assert "rescaled from 0-65535 to 8 bits, they kept only" in card
+
+
+def test_few_grey_levels_are_counted_from_the_values_used():
+    def scan(mode, value_range):
+        return FileRecord("/d/a.png", 1, 0, True, width=4, height=4, mode=mode, value_range=value_range)
+
+    assert high_bit_values([scan("I;16", (0, 65535))])["grey_levels"] == 256
+    assert high_bit_values([scan("I;16", (0, 4095)), scan("I;16", (10, 4000))])["grey_levels"] == 17
+    assert high_bit_values([scan("I", (-1000, 3000))]) == {"images": 1, "min": -1000, "max": 3000, "grey_levels": 13}
+    assert high_bit_values([scan("F", (0.0, 1.0)), scan("RGB", None)]) is None  # floats in 0-1: scaled by 255
