@@ -109,10 +109,16 @@ class BestWeightsKeeper(TrainerCallback):
             )
             return best
         # The best evaluation was made before the run resumed from a checkpoint that does not carry it: the Trainer
-        # loaded the best's own checkpoint, if there was one.
-        loaded = checkpoint_step(state.best_model_checkpoint)
+        # loaded the best's own checkpoint, if there was one. A run finished from its last step's checkpoint
+        # (`recovery.finish_from_last_step`) whose last evaluation was the best holds that step's weights.
+        loaded = state.global_step if best == state.global_step else checkpoint_step(state.best_model_checkpoint)
         final = loaded if loaded is not None else state.global_step
-        if final != best:
+        if final == best:
+            self.note = (
+                f"The model is the best evaluation's: step {best} of {state.global_step}, {metric_key(args)} "
+                f"{state.best_metric:.4g} (from its checkpoint)."
+            )
+        else:
             self.note = (
                 f"The best evaluation (step {best}, {metric_key(args)} {state.best_metric:.4g}) was made before the "
                 f"run resumed and no checkpoint of it was kept: the model is step {final}'s."

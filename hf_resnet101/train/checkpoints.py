@@ -13,10 +13,10 @@ from transformers import TrainerCallback, TrainerState
 from transformers.utils import logging
 
 from ..errors import UsageError
-from ..outputs import CHECKPOINT_COMPLETE, TRAINER_STATE, checkpoint_folder, checkpoint_folders
+from ..outputs import CHECKPOINT_COMPLETE, TRAINER_STATE, checkpoint_folder, checkpoint_folders, checkpoint_step
 from .output_folder import RunManifest, foreign_files, is_finished
 from .run_identity import differences, mismatch_error, read_identity, write_identity
-from .storage import write_failure_reason
+from .storage import missing_checkpoint_files, write_failure_reason
 
 logger = logging.get_logger(__name__)
 
@@ -44,6 +44,17 @@ class CheckpointCompletionCallback(TrainerCallback):
         if state.is_world_process_zero:
             checkpoint = checkpoint_folder(args.output_dir, state.global_step)
             mark_complete(checkpoint, state.global_step, self.training_seconds())
+
+    def on_train_end(self, args, state, control, **kwargs):
+        """The last step's checkpoint gets the state as training ended: saved before that step's evaluation (at an
+        epoch's end, the step saves first), it lacks that evaluation, which may be the best. A run stopped after
+        training finishes from this checkpoint (`recovery.finish_from_last_step`) and must choose as this one did."""
+        checkpoint = checkpoint_folder(args.output_dir, state.global_step)
+        last_step = bool(state.max_steps) and state.global_step >= state.max_steps
+        if state.is_world_process_zero and last_step and is_complete(checkpoint):
+            tmp = checkpoint / f".{TRAINER_STATE}.tmp"
+            state.save_to_json(str(tmp))
+            os.replace(tmp, checkpoint / TRAINER_STATE)  # whole or not at all
 
 
 class RunRecordCallback(TrainerCallback):
@@ -172,6 +183,26 @@ def check_same_run(output_dir: Path, checkpoint: Path | None, identity: dict, ke
             raise mismatch_error(output_dir, where, lines)
 
 
+def check_resumed_checkpoint(checkpoint: Path, identity: dict) -> None:
+    """Stops when the checkpoint given to --resume_from_checkpoint was saved by a run with other options: resuming
+    would go on with its optimizer and schedule under settings it did not have.
+
+    Raises:
+        UsageError: naming what differs and the two ways on: that run's options, or its weights in a new run.
+    """
+    for folder in (checkpoint, checkpoint.parent):  # a checkpoint from before identities: its run's
+        recorded = read_identity(folder)
+        if recorded is not None:
+            break
+    lines = differences(recorded, identity, list(identity)) if recorded is not None else []
+    if lines:
+        raise UsageError(
+            f"--resume_from_checkpoint {checkpoint} was saved by a run with other options ({'; '.join(lines)}), so "
+            "it cannot go on under these. Give the options it was saved with, or start a new run from its weights "
+            f"with --model_name_or_path {checkpoint}."
+        )
+
+
 def resolve_resume(
     output_dir: Path, resume_from_checkpoint: str | None, overwrite: bool, options: dict | None = None
 ) -> str | None:
@@ -195,10 +226,16 @@ def resolve_resume(
         path = Path(resume_from_checkpoint)
         if not path.is_dir():
             raise UsageError(f"--resume_from_checkpoint {path} does not exist.")
+        if checkpoint_step(path) is None and (missing := missing_checkpoint_files(path)):
+            raise UsageError(
+                f"--resume_from_checkpoint {path} is not a checkpoint (it has no {', '.join(missing)}: a run's output "
+                "folder holds its final model, not the state training goes on from). Give one of its checkpoint-N "
+                f"folders, or --model_name_or_path {path} to fine-tune that model further in a new run."
+            )
         if not is_complete(path) and not (path / TRAINER_STATE).is_file():
             raise UsageError(f"--resume_from_checkpoint {path} is incomplete: pick an earlier checkpoint.")
         if options is not None:
-            check_same_run(path.parent, path, options, keys=list(options))
+            check_resumed_checkpoint(path, options)
         return str(path)
     if not output_dir.is_dir():
         return None

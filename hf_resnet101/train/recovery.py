@@ -16,14 +16,14 @@ from transformers.utils import logging
 
 from ..config.options import FinetuneTrainingArguments
 from ..errors import TrainingInterrupted, UsageError
-from ..outputs import MODEL_WEIGHTS, checkpoint_folders
+from ..outputs import MODEL_WEIGHTS, checkpoint_folder, checkpoint_folders, checkpoint_step
 from .best_weights import BestWeightsKeeper
 from .checkpoints import CheckpointCompletionCallback, finished_training_state, is_complete, last_complete_checkpoint
 from .memory import BatchPlan, is_out_of_memory, multi_process_advice, out_of_memory_advice, release_device_memory
 from .monitors import GracefulInterrupt, callback_of
 from .output_folder import is_bookkeeping
 from .run_state import TrainedRun
-from .storage import damaged_checkpoint_files, remove_incomplete_checkpoints
+from .storage import damaged_checkpoint_files, missing_checkpoint_files, remove_incomplete_checkpoints
 
 logger = logging.get_logger(__name__)
 
@@ -85,10 +85,26 @@ def finish_from_last_step(trainer: Trainer, checkpoint: Path, state: TrainerStat
     )
     load_model(trainer.model, str(checkpoint / MODEL_WEIGHTS))
     trainer.state = state
+    load_best_checkpoint(trainer)
     callback_of(trainer, BestWeightsKeeper).on_train_end(trainer.args, state, trainer.control, model=trainer.model)
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
     training_loss = sum(losses) / len(losses) if losses else float("nan")  # the mean of the logged losses
     return TrainOutput(state.global_step, training_loss, {"train_loss": training_loss, "epoch": state.epoch})
+
+
+def load_best_checkpoint(trainer: Trainer) -> None:
+    """What the Trainer does as training ends with --load_best_model_at_end: the best evaluation's weights from
+    its checkpoint (its step's folder in this output folder, wherever the state recorded it)."""
+    state = trainer.state
+    step = checkpoint_step(state.best_model_checkpoint)
+    if not trainer.args.load_best_model_at_end or step is None:
+        return
+    folder = checkpoint_folder(trainer.args.output_dir, step)
+    if (folder / MODEL_WEIGHTS).is_file():
+        load_model(trainer.model, str(folder / MODEL_WEIGHTS))
+        state.best_model_checkpoint = str(folder)
+    else:
+        state.best_model_checkpoint = None  # as the Trainer treats a best checkpoint gone when it resumes
 
 
 def first_sentences(message: str, count: int = 2) -> str:
@@ -150,13 +166,15 @@ def train_fitting_memory(
         trainer = build(args)
 
 
-def check_checkpoint_readable(checkpoint: Path) -> None:
-    """Stops before training when the checkpoint to resume from cannot be read back (a damaged or truncated file).
+def check_checkpoint_readable(checkpoint: Path, save_only_model: bool = False) -> None:
+    """Stops before training when the checkpoint to resume from lacks a file resuming reads, or cannot be read back
+    (a damaged or truncated file): the Trainer would start a fresh optimizer without a word, or fail deep inside.
 
     Raises:
-        UsageError: naming the damaged files and the checkpoints that could be resumed instead.
+        UsageError: naming the missing or damaged files and the checkpoints that could be resumed instead.
     """
-    damaged = damaged_checkpoint_files(checkpoint)
+    missing = missing_checkpoint_files(checkpoint, save_only_model)
+    damaged = {name: "missing" for name in missing} | damaged_checkpoint_files(checkpoint)
     if not damaged:
         return
     others = [p for p in checkpoint_folders(checkpoint.parent) if p != checkpoint and is_complete(p)]

@@ -288,7 +288,7 @@ def check_before_loading(
             output_dir, training_args.resume_from_checkpoint, training_args.overwrite_output_dir, identity_options
         )
         if resume_from is not None:
-            check_checkpoint_readable(Path(resume_from))
+            check_checkpoint_readable(Path(resume_from), training_args.save_only_model)
     finished = not training_args.overwrite_output_dir and is_finished(output_dir)
     return RunStart(identity_options, resume_from, push_token, push_repo_id, finished)
 

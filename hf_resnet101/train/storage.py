@@ -18,8 +18,10 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from transformers.utils import WEIGHTS_NAME
+
 from ..errors import UsageError
-from ..outputs import checkpoint_folders
+from ..outputs import MODEL_WEIGHTS, TRAINER_STATE, checkpoint_folders
 
 # errno values that mean "this write cannot succeed until the user changes something".
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
@@ -79,6 +81,18 @@ def reporting_write_failures(what: str, output_dir: Path, after: Callable[[], st
         raise UsageError(
             f"Could not write {what} to {output_dir}: {reason}." + (f" {hint}" if hint else "")
         ) from error
+
+
+# What resuming reads from a checkpoint besides the weights: the Trainer's state, and the optimizer's and learning
+# rate schedule's (not written with --save_only_model). The RNG states are optional: the Trainer warns without them.
+TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt")
+
+
+def missing_checkpoint_files(checkpoint: Path, save_only_model: bool = False) -> list[str]:
+    """The files resuming from `checkpoint` needs that it lacks."""
+    missing = [] if any((checkpoint / name).is_file() for name in (MODEL_WEIGHTS, WEIGHTS_NAME)) else [MODEL_WEIGHTS]
+    needed = (TRAINER_STATE,) + (() if save_only_model else TRAINING_STATE_FILES)
+    return missing + [name for name in needed if not (checkpoint / name).is_file()]
 
 
 def damaged_checkpoint_files(checkpoint: Path) -> dict[str, str]:

@@ -6,7 +6,9 @@ import json
 import sys
 
 import pytest
+import torch
 from conftest import REPO_ROOT, logged_losses, run_offline, save_tiny_resnet
+from safetensors.torch import load_file
 
 from hf_resnet101.outputs import CHECKPOINT_COMPLETE, checkpoint_folder
 from hf_resnet101.train.checkpoints import is_complete, last_complete_checkpoint, mark_complete
@@ -200,3 +202,69 @@ def test_the_last_complete_checkpoint_skips_a_newer_one_cut_short(tmp_path):
     assert not is_complete(checkpoint_folder(tmp_path, 9))
     assert last_complete_checkpoint(tmp_path) == checkpoint_folder(tmp_path, 6)
     assert (checkpoint_folder(tmp_path, 6) / CHECKPOINT_COMPLETE).is_file()
+
+
+def test_another_runs_checkpoint_is_refused_for_its_options_with_the_ways_on(
+    finetune_main, capsys, image_folder, tiny_resnet, tmp_path
+):
+    first = tmp_path / "first"
+    args = ["--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--max_steps", "4",
+            "--save_steps", "2", "--eval_strategy", "no"]  # fmt: skip
+    assert finetune_main([*args, "--output_dir", str(first)]) == 0
+    checkpoint = first / "checkpoint-2"
+    again = [*args, "--output_dir", str(tmp_path / "new"), "--resume_from_checkpoint", str(checkpoint)]
+    assert finetune_main([*again, "--learning_rate", "1e-4"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--resume_from_checkpoint {checkpoint} was saved by a run with other options (learning_rate:" in err
+    assert f"start a new run from its weights with --model_name_or_path {checkpoint}" in err
+    assert "--overwrite_output_dir" not in err and not (tmp_path / "new").exists()
+
+
+def test_a_run_stopped_after_training_ends_on_the_best_evaluations_weights_as_an_unstopped_one(
+    finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch
+):
+    """Stopped while finishing (the card), then run again: it finishes from the last step's checkpoint, and must
+    end on the weights an uninterrupted run keeps (the best evaluation's, from its checkpoint), not the last."""
+    import hf_resnet101.train.finish as finish
+
+    def run(out, interrupt=False):
+        args = ["--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--output_dir", str(out),
+                "--num_train_epochs", "3", "--eval_strategy", "epoch", "--save_strategy", "epoch",
+                "--load_best_model_at_end", "True", "--metric_for_best_model", "loss", "--greater_is_better", "True",
+                "--learning_rate", "0.01", "--seed", "5"]  # fmt: skip
+        if not interrupt:
+            return finetune_main(args)
+        with monkeypatch.context() as patch:
+            patch.setattr(finish, "write_model_card", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+            return finetune_main(args)
+
+    assert run(tmp_path / "reference") == 0
+    state = json.loads((tmp_path / "reference" / "trainer_state.json").read_text())
+    assert state["best_global_step"] < state["global_step"]  # the highest loss: not the last epoch's
+    stopped = tmp_path / "stopped"
+    assert run(stopped, interrupt=True) == 130
+    assert run(stopped) == 0
+    reference = load_file(tmp_path / "reference" / "model.safetensors")
+    resumed = load_file(stopped / "model.safetensors")
+    assert all(torch.equal(resumed[name], tensor) for name, tensor in reference.items())
+    card = (stopped / "README.md").read_text()
+    assert f"(step {state['best_global_step']} of {state['global_step']}" in card
+
+
+def test_the_last_steps_checkpoint_keeps_the_evaluation_made_after_it_was_saved(
+    finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch
+):
+    """Saved by step at an epoch's end, the checkpoint precedes that epoch's evaluation: a run finished from it
+    kept one evaluation less in its log and curves than an unstopped run."""
+    import hf_resnet101.train.finish as finish
+
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--output_dir", str(out),
+            "--num_train_epochs", "2", "--eval_strategy", "epoch", "--save_steps", "1"]  # fmt: skip
+    with monkeypatch.context() as patch:
+        patch.setattr(finish, "write_model_card", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        assert finetune_main(args) == 130
+    assert finetune_main(args) == 0
+    state = json.loads((out / "trainer_state.json").read_text())
+    evaluated = [entry["step"] for entry in state["log_history"] if "eval_loss" in entry]
+    assert evaluated == [state["global_step"] // 2, state["global_step"]]  # each epoch's

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from hf_resnet101.config.options import FinetuneTrainingArguments
 from hf_resnet101.errors import UsageError
@@ -27,11 +27,51 @@ def test_a_damaged_checkpoint_is_named_with_the_one_to_resume_instead(tmp_path):
     for step, folder in ((2, earlier), (4, damaged)):
         folder.mkdir()
         (folder / "trainer_state.json").write_text("{}")
+        save_file({"w": torch.zeros(2)}, folder / "model.safetensors")
+        for name in ("optimizer.pt", "scheduler.pt"):
+            torch.save({}, folder / name)
         mark_complete(folder, step)
     check_checkpoint_readable(damaged)  # sound: nothing to say
     (damaged / "model.safetensors").write_bytes(b"\x00" * 10)  # truncated
     with pytest.raises(UsageError, match=r"model.safetensors .*--resume_from_checkpoint .*checkpoint-2"):
         check_checkpoint_readable(damaged)
+
+
+@pytest.mark.parametrize("deleted", ["optimizer.pt", "scheduler.pt", "model.safetensors", "trainer_state.json"])
+def test_a_checkpoint_missing_a_file_is_not_resumed(
+    finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch, capsys, deleted
+):
+    """Without its optimizer or schedule the Trainer resumed with fresh ones and no word (other weights than an
+    uninterrupted run); without its weights or state it failed with a traceback."""
+    import hf_resnet101.train.finish as finish
+
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--max_steps", "4", "--save_steps", "2", "--eval_strategy", "no"]  # fmt: skip
+
+    def interrupted_card(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(finish, "write_model_card", interrupted_card)
+        assert finetune_main(argv) == 130
+    (out / "checkpoint-4" / deleted).unlink()
+    assert finetune_main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"checkpoint-4 is damaged and cannot be resumed: {deleted} (missing)" in err and "Traceback" not in err
+    assert f"--resume_from_checkpoint {out / 'checkpoint-2'}" in err
+
+
+def test_a_finished_output_folder_given_as_the_checkpoint_is_named_for_what_it_is(
+    finetune_main, trained_run, tmp_path, capsys
+):
+    finished = trained_run["output"]
+    argv = ["--train_dir", str(trained_run["train"]), "--validation_dir", str(trained_run["validation"]),
+            "--output_dir", str(tmp_path / "more"), "--resume_from_checkpoint", str(finished)]  # fmt: skip
+    assert finetune_main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--resume_from_checkpoint {finished} is not a checkpoint (it has no optimizer.pt, scheduler.pt" in err
+    assert f"--model_name_or_path {finished} to fine-tune that model further" in err
 
 
 def test_results_written_after_the_failure_began_are_removed(tmp_path):
