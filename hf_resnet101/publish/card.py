@@ -47,6 +47,7 @@ TRAINING_HYPERPARAMETERS = (
     "eval_steps",
     "metric_for_best_model",
     "load_best_model_at_end",
+    "early_stopping_patience",
 )
 DATA_HYPERPARAMETERS = ("image_size", "augmentation", "preset", "class_weighting", "train_val_split", "dedupe")
 MODEL_HYPERPARAMETERS = ("model_name_or_path", "freeze_backbone", "channels_last")
@@ -194,6 +195,8 @@ def collect_hyperparameters(data_args, model_args, training_args) -> dict[str, o
         values.pop("train_val_split", None)
     if values.get("eval_strategy") != "steps":
         values.pop("eval_steps", None)
+    if not values.get("early_stopping_patience"):
+        values.pop("early_stopping_patience", None)
     if (values.get("max_steps") or -1) > 0:  # the run's length, which --num_train_epochs then does not set
         values.pop("num_train_epochs", None)
     else:

@@ -138,4 +138,23 @@ def model_selection(
     if evaluations is None:
         evaluations = sum(1 for entry in state.log_history if key in entry)
     name = key.removeprefix("eval_")
-    return {"step": final_step, "steps": state.global_step, "metric": name, "evaluations": evaluations}
+    selection = {"step": final_step, "steps": state.global_step, "metric": name, "evaluations": evaluations}
+    if stopped_early(args, state):
+        selection |= {"planned_steps": state.max_steps, "patience": args.early_stopping_patience}
+    return selection
+
+
+def stopped_early(args: TrainingArguments, state: TrainerState) -> bool:
+    """Training ended before its last step because evaluations stopped improving (--early_stopping_patience)."""
+    patience = getattr(args, "early_stopping_patience", None)
+    return bool(patience) and bool(state.max_steps) and state.global_step < state.max_steps
+
+
+def early_stop_note(args: TrainingArguments, state: TrainerState) -> str | None:
+    """The log's line when early stopping ended training; None when it did not."""
+    if not stopped_early(args, state):
+        return None
+    return (
+        f"Early stopping: {args.early_stopping_patience} evaluations in a row did not improve "
+        f"{metric_key(args)}, so training stopped at step {state.global_step} of {state.max_steps}."
+    )

@@ -18,7 +18,7 @@ from ..library_internals import stop_data_loader_workers
 from ..outputs import PIPELINE_CHECK
 from ..publish.card import write_model_card
 from ..publish.hub import push_output_dir
-from .best_weights import BestWeightsKeeper, model_selection
+from .best_weights import BestWeightsKeeper, early_stop_note, model_selection
 from .card_inputs import build_card_inputs
 from .final_evaluation import (
     MAX_TRAIN_ACCURACY_IMAGES,
@@ -98,6 +98,8 @@ def finish_run(
     label_names = data.label_names
     if trainer.is_world_process_zero():
         callback_of(trainer, OverfittingMonitor).save(output_dir)
+        if (note := early_stop_note(trainer.args, trainer.state)) is not None:
+            logger.warning(note)
         if (note := keeper.note) is not None:
             logger.warning(note)
     trainer.log_metrics("train", trained.result.metrics)

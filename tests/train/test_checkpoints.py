@@ -152,13 +152,21 @@ def test_unwritable_output_folder(finetune_main, capsys, image_folder, tmp_path)
     assert "Cannot write to --output_dir" in capsys.readouterr().err
 
 
-def test_early_stopping(finetune_main, image_folder, tiny_resnet, tmp_path):
+def test_early_stopping_stops_and_says_so_in_the_log_and_the_card(
+    finetune_main, image_folder, tiny_resnet, tmp_path, caplog
+):
     out = tmp_path / "out"
     args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
             "--num_train_epochs", "5", "--learning_rate", "1e-9", "--early_stopping_patience", "2"]  # fmt: skip
     assert finetune_main(args) == 0
     state = json.loads((out / "trainer_state.json").read_text())
-    assert state["global_step"] < 30  # stopped long before 5 epochs x 6 steps
+    step, planned = state["global_step"], state["max_steps"]
+    assert step < planned == 30  # stopped long before 5 epochs x 6 steps
+    logged = " ".join(caplog.text.split())
+    assert f"did not improve eval_accuracy, so training stopped at step {step} of {planned}." in logged
+    card = " ".join((out / "README.md").read_text().split())
+    assert f"Training stopped early, at step {step} of the {planned} planned" in card
+    assert "| early_stopping_patience | 2 |" in (out / "README.md").read_text()
 
 
 def test_token_never_written(finetune_main, image_folder, tiny_resnet, tmp_path, monkeypatch):
