@@ -108,6 +108,25 @@ def command_line_option_names(args: list[str], actions: dict[str, argparse.Actio
     return names
 
 
+# Names other training scripts (timm's train.py, common tutorials) give options this one names otherwise, which
+# spelling alone would not match (--lr is closest to --help).
+OTHER_SCRIPTS_NAMES = {
+    "--lr": "--learning_rate",
+    "--batch_size": "--per_device_train_batch_size",
+    "--bs": "--per_device_train_batch_size",
+    "--train_batch_size": "--per_device_train_batch_size",
+    "--eval_batch_size": "--per_device_eval_batch_size",
+    "--epochs": "--num_train_epochs",
+    "--num_epochs": "--num_train_epochs",
+    "--wd": "--weight_decay",
+    "--data_dir": "--train_dir",
+    "--val_dir": "--validation_dir",
+    "--model": "--model_name_or_path",
+    "--output": "--output_dir",
+    "--warmup_epochs": "--warmup_ratio",
+}
+
+
 def check_unknown_flags(unknown: list[str], actions: dict[str, argparse.Action]) -> None:
     """Stops on a flag the parser does not know, suggesting the closest real one."""
     flags = [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]
@@ -118,7 +137,9 @@ def check_unknown_flags(unknown: list[str], actions: dict[str, argparse.Action])
     known = [option for option in actions if option.startswith("--") and "-" not in option[2:]]
     messages = []
     for flag in flags:
-        close = difflib.get_close_matches("--" + flag.lstrip("-").replace("-", "_"), known, n=1, cutoff=0.6)
+        spelled = "--" + flag.lstrip("-").replace("-", "_")
+        close = [OTHER_SCRIPTS_NAMES[spelled]] if spelled in OTHER_SCRIPTS_NAMES else []
+        close = [name for name in close if name in actions] or difflib.get_close_matches(spelled, known, 1, 0.6)
         messages.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
     raise UsageError(f"Unknown option(s): {', '.join(messages)}. Run with --help to see the options.")
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-PRESETS = ("none", "auto", "small", "medium", "large", "very_large")
-
 
 @dataclass(frozen=True)
 class Tier:
@@ -55,6 +53,8 @@ TIERS = (
          "over 100,000 images: good, though ViT-Large may be 1-2% more accurate; ResNet-101 infers faster"),
 )  # fmt: skip
 TIERS_BY_NAME = {tier.name: tier for tier in TIERS}
+# --preset: none, the dataset's own tier (auto), or a tier by the name the data report gives it.
+PRESETS = ("none", "auto", *TIERS_BY_NAME)
 
 
 def tier_for(num_images: int) -> Tier:

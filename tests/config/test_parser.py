@@ -51,6 +51,22 @@ def test_abbreviated_flag_is_an_error_naming_the_real_one(finetune_main, image_f
     assert "Traceback" not in result.stderr
 
 
+def test_other_scripts_names_for_an_option_are_pointed_to_this_ones(finetune_main, image_folder, tmp_path, capsys):
+    argv = [
+        "--train_dir",
+        str(image_folder),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--lr",
+        "1e-4",
+        "--batch_size",
+        "8",
+    ]
+    assert finetune_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--lr (did you mean --learning_rate?), --batch_size (did you mean --per_device_train_batch_size?)" in err
+
+
 def test_help_is_short_and_names_every_option_of_the_readme():
     result = run_script(["--help"])
     assert result.returncode == 0, result.stderr

@@ -54,3 +54,12 @@ def test_the_evaluation_advice_follows_max_steps_and_always_evaluates_less_often
     assert "runs 3 evaluations" in message and "against 12 training images" in message
     # a run too short for any --eval_steps to help is told to evaluate per epoch
     assert "--eval_strategy epoch (or no)" in evaluation_cost_warning(8, 400, 4, 1, eval_every=1)
+
+
+def test_every_tier_the_report_names_is_a_preset(finetune_main, image_folder, tiny_resnet, tmp_path, caplog):
+    """The data summary names the tier ('tiny') that --preset auto applies; --preset tiny must name it too."""
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--preset", "tiny", "--max_steps", "1", "--eval_strategy", "no"]  # fmt: skip
+    assert finetune_main(args) == 0
+    assert "freeze_backbone=all_but_last (preset tiny)" in caplog.text
