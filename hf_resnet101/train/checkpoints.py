@@ -57,6 +57,28 @@ class CheckpointCompletionCallback(TrainerCallback):
             os.replace(tmp, checkpoint / TRAINER_STATE)  # whole or not at all
 
 
+class SaveAfterEpochEvaluation(TrainerCallback):
+    """With --eval_strategy epoch, moves a checkpoint due at an epoch's last step (by --save_steps, the time, the
+    end of training or a stop) to after that epoch's evaluation. The Trainer saves a step's checkpoint before the
+    epoch's evaluation, so the checkpoint lacked it, and a run resumed from it never made it: its log, curves
+    and choice of the best model differed from an unstopped run's. Must come after every callback that asks for a
+    save at a step's end."""
+
+    def __init__(self):
+        self.deferred = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        evaluates_by_epoch = getattr(args.eval_strategy, "value", args.eval_strategy) == "epoch"
+        if control.should_save and evaluates_by_epoch and float(state.epoch or 0).is_integer():
+            control.should_save, self.deferred = False, True
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.deferred:
+            control.should_save, self.deferred = True, False
+        return control
+
+
 class RunRecordCallback(TrainerCallback):
     """Writes the run's identity into each checkpoint before it is marked complete, and records the files written
     so far in the output folder's manifest (a killed run's checkpoints stay recognisably its own)."""

@@ -26,7 +26,7 @@ from ..data.transforms import (
 from ..evaluation.metrics import build_compute_metrics
 from ..library_internals import eval_loader_cache
 from .best_weights import BestWeightsKeeper
-from .checkpoints import CheckpointCompletionCallback, TimedCheckpointCallback
+from .checkpoints import CheckpointCompletionCallback, SaveAfterEpochEvaluation, TimedCheckpointCallback
 from .final_evaluation import EvaluationRecorder
 from .losses import balanced_class_weights, make_weighted_loss
 from .monitors import (
@@ -132,6 +132,7 @@ def build_trainer(
     ]
     if training_args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
+    callbacks.append(SaveAfterEpochEvaluation())  # last: after every callback that asks for a save
     channels_last = options.model.channels_last
     trainer = PreparedEvaluationTrainer(
         model=model.model,

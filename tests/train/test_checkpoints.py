@@ -276,3 +276,20 @@ def test_the_last_steps_checkpoint_keeps_the_evaluation_made_after_it_was_saved(
     state = json.loads((out / "trainer_state.json").read_text())
     evaluated = [entry["step"] for entry in state["log_history"] if "eval_loss" in entry]
     assert evaluated == [state["global_step"] // 2, state["global_step"]]  # each epoch's
+
+
+def test_a_checkpoint_at_an_epochs_end_holds_that_epochs_evaluation(
+    finetune_main, image_folder, tiny_resnet, tmp_path
+):
+    """Evaluated by epoch, saved by step: the Trainer saves before the epoch's evaluation, so a run resumed from
+    that checkpoint never made it (its curves, log and best model differed from an unstopped run's)."""
+    out = tmp_path / "out"
+    args = ["--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--output_dir", str(out),
+            "--num_train_epochs", "2", "--eval_strategy", "epoch", "--save_steps", "1",
+            "--save_total_limit", "20"]  # fmt: skip
+    assert finetune_main(args) == 0
+    steps = json.loads((out / "trainer_state.json").read_text())["global_step"]
+    for step in (steps // 2, steps):  # each epoch's last step
+        saved = json.loads((checkpoint_folder(out, step) / "trainer_state.json").read_text())
+        assert step in [entry["step"] for entry in saved["log_history"] if "eval_loss" in entry]
+    assert checkpoint_folder(out, 1).is_dir()  # the other steps are still saved as asked
