@@ -72,6 +72,12 @@ def is_timm_checkpoint(name_or_path: str) -> bool:
     return name_or_path.startswith("timm/")
 
 
+def has_image_processor_file(folder: str | Path) -> bool:
+    """Whether the model in `folder` keeps its preprocessing in preprocessor_config.json: a timm model keeps it in
+    config.json (its `pretrained_cfg`), and its processor writes no file of its own."""
+    return not is_timm_checkpoint(str(folder))
+
+
 # The PyTorch weights transformers loads from a folder: safetensors or pickled, one file or the index of shards.
 PYTORCH_WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
 

@@ -16,7 +16,7 @@ from transformers import AutoConfig, PretrainedConfig
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
 from .errors import UsageError
-from .modeling import load_image_processor
+from .modeling import has_image_processor_file, load_image_processor
 from .outputs import IMAGE_PROCESSOR_CONFIG, MODEL_CONFIG, ONNX_MODEL
 
 RUNTIME_INSTALL_HINT = "Running an ONNX export needs onnxruntime: pip install 'hf-resnet101[export]'."
@@ -86,7 +86,8 @@ class OnnxRuntimeModel(torch.nn.Module):
 
 def read_export_config(folder: Path) -> PretrainedConfig:
     """The model's config.json beside model.onnx (labels and problem type), or a UsageError naming what is missing."""
-    for needed in (MODEL_CONFIG, IMAGE_PROCESSOR_CONFIG):
+    needed_files = (MODEL_CONFIG, IMAGE_PROCESSOR_CONFIG) if has_image_processor_file(folder) else (MODEL_CONFIG,)
+    for needed in needed_files:
         if not (folder / needed).is_file():
             raise UsageError(
                 f"{folder} has {ONNX_MODEL} but no {needed}: predict and evaluate need the files `export` "

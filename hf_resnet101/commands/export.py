@@ -22,6 +22,7 @@ from PIL import Image
 from ..data.transforms import resolve_data_config
 from ..errors import UsageError
 from ..inference import IMAGE_ERRORS, PYTORCH_MODEL_TO_GIVE, describe_error, load_model_and_processor, read_image
+from ..modeling import has_image_processor_file
 from ..onnx_runtime import INPUT_NAME, OUTPUT_NAME, import_onnx_runtime, onnx_session, run_logits
 from ..outputs import EXPORT_CHECK, IMAGE_PROCESSOR_CONFIG, MODEL_CONFIG, ONNX_LABELS, ONNX_MODEL, SPLITS
 
@@ -170,9 +171,11 @@ def compare_outputs(
 
 
 def write_sidecar_files(model, processor, out_dir: Path) -> None:
-    """config.json, the processor's preprocessor_config.json and labels.json (names in output order)."""
+    """config.json, the processor's preprocessor_config.json (a timm model's preprocessing is in its config.json)
+    and labels.json (names in output order)."""
     model.config.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    if has_image_processor_file(out_dir):
+        processor.save_pretrained(out_dir)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     (out_dir / ONNX_LABELS).write_text(json.dumps(labels, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 

@@ -15,7 +15,7 @@ from huggingface_hub.utils import validate_repo_id
 from transformers.utils import logging
 
 from ..errors import PushError, UsageError
-from ..modeling import is_onnx_export
+from ..modeling import has_image_processor_file, is_onnx_export
 from ..outputs import (
     CARD_INPUTS,
     CHECKPOINT_COMPLETE,
@@ -323,6 +323,13 @@ MODEL_FILES = {
 }
 
 
+def pipeline_files(output_dir: Path) -> dict[str, str]:
+    """`MODEL_FILES` as the folder's model has them: a timm model's preprocessing is in its config.json."""
+    if has_image_processor_file(output_dir):
+        return MODEL_FILES
+    return {name: what for name, what in MODEL_FILES.items() if name != IMAGE_PROCESSOR_CONFIG}
+
+
 def check_pushable(output_dir: Path, repo_id: str) -> None:
     """Refuses, before anything reaches the Hub, a folder that is not a finished run's output: an export, a
     checkpoint, a folder without the model's config, weights or image processor settings, a run that has not
@@ -349,7 +356,8 @@ def check_pushable(output_dir: Path, repo_id: str) -> None:
             f"folder) once it has finished, or use --hub_strategy checkpoint there to push its latest checkpoint "
             f"with it as {LAST_CHECKPOINT_DIR}/."
         )
-    for name, what in MODEL_FILES.items():
+    model_files = pipeline_files(output_dir)
+    for name, what in model_files.items():
         if not (output_dir / name).is_file():
             raise UsageError(
                 f"{output_dir} holds no {what} ({name}): give the output folder of a finished run; a run stopped "
@@ -363,7 +371,7 @@ def check_pushable(output_dir: Path, repo_id: str) -> None:
             f"{output_dir} holds a run that has not finished (by its run_manifest.json): a run stopped early "
             "finishes when you run the same training command again; push it then."
         )
-    changed = [name for name in MODEL_FILES if name not in run_outputs(output_dir, manifest)]
+    changed = [name for name in model_files if name not in run_outputs(output_dir, manifest)]
     if changed:
         raise UsageError(
             f"{', '.join(changed)} in {output_dir} changed since the run wrote them (run_manifest.json records "

@@ -36,6 +36,15 @@ def test_onnx_matches_pytorch_on_real_images_with_any_batch(tiny_models, image_f
     with torch.no_grad():
         expected = model(pixel_values=pixel_values).logits.numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-3)
+    # predict runs the export as the model's own folder: same labels (a timm export lacked the file it asked for)
+    predict = ["predict", "--top_k", "1", "--output"]
+    run_cli(capsys, [*predict, str(tmp_path / "export.csv"), str(out), *map(str, images)])
+    run_cli(capsys, [*predict, str(tmp_path / "model.csv"), "--precision", "fp32", str(model_dir), *map(str, images)])
+    labels_of = [
+        [row.split(",")[1] for row in (tmp_path / name).read_text().splitlines()]
+        for name in ("export.csv", "model.csv")
+    ]
+    assert labels_of[0] == labels_of[1] and len(labels_of[0]) == len(images) + 1
 
 
 def test_trained_run_is_checked_on_its_validation_images(trained_run, finetune_main, tmp_path, capsys):

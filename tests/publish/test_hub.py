@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import huggingface_hub.constants as hub_constants
 import pytest
@@ -20,7 +21,13 @@ from transformers import pipeline
 import hf_resnet101.train.run as training_module
 from hf_resnet101.commands.cli import run_command
 from hf_resnet101.errors import UsageError
-from hf_resnet101.publish.hub import TOKENS_PAGE, files_to_push, push_again_command, push_selection
+from hf_resnet101.publish.hub import (
+    TOKENS_PAGE,
+    files_to_push,
+    published_content,
+    push_again_command,
+    push_selection,
+)
 from hf_resnet101.train.output_folder import record_rewritten
 
 # Recognisable, so a leak into any file, log or upload shows up in a byte search.
@@ -111,6 +118,24 @@ def test_push_then_pipeline_downloads_the_same_model(
     for remote_result, local_result in zip(downloaded, local, strict=True):
         assert [r["score"] for r in remote_result] == pytest.approx([r["score"] for r in local_result], abs=1e-5)
     assert (tmp_path / "fresh-cache" / "models--user--tiny-resnet").is_dir()
+
+
+def test_a_timm_run_is_pushed_and_loads_from_the_hub(
+    finetune_main, image_folder, tiny_models, local_hub, monkeypatch, tmp_path
+):
+    """A timm model keeps its preprocessing in config.json and has no preprocessor_config.json: the push required
+    one, so no timm run could be shared."""
+    out = tmp_path / "out"
+    timm = str(tiny_models["timm"])
+    args = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", timm,
+            "--max_steps", "2", "--eval_strategy", "no"]  # fmt: skip
+    args += ["--push_to_hub", "--hub_model_id", "user/tiny-timm", "--hub_token", FAKE_TOKEN]
+    assert finetune_main(args) == 0
+    assert {"model.safetensors", "config.json", "README.md"} <= hub_files(local_hub, "user/tiny-timm")
+    image = str(next(image_folder.rglob("*.png")))
+    local = pipeline("image-classification", model=str(out))(image)
+    point_client_at(monkeypatch, local_hub.url, tmp_path / "fresh-cache")
+    assert pipeline("image-classification", model="user/tiny-timm")(image) == local
 
 
 def run_push_command(hub: LocalHub, output_dir, repo_id: str, home) -> subprocess.CompletedProcess:
@@ -349,7 +374,10 @@ def test_push_survives_two_server_errors(finished_run, local_hub, monkeypatch):
     assert set(repo.head.files) == {".gitattributes"} | {name for _, name in files_to_push(finished_run)}
     for local, name in files_to_push(finished_run):
         if name != "README.md":  # rendered for user/flaky
-            assert repo.head.files[name].content == local.read_bytes()
+            published = published_content(local, name)  # the Trainer state without local paths
+            assert repo.head.files[name].content == (
+                Path(published).read_bytes() if isinstance(published, str) else published
+            )
 
 
 @pytest.mark.parametrize("manifest", [True, False])
