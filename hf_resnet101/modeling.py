@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import os
 import pickle
+import re
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -178,6 +180,38 @@ def recorded_base_model(folder: str | Path) -> str | None:
 
 # Licenses of the base models the package names in its docs, as their Hub cards give them (all apache-2.0).
 KNOWN_LICENSES = {"microsoft/resnet-": "apache-2.0", "google/vit-": "apache-2.0"}
+
+
+# License ids the Hub lists for repositories (huggingface.co/docs/hub/repositories-licenses), the common ones: an
+# id close to one of these but not it is most likely a typo of it.
+HUB_LICENSE_IDS = (
+    "apache-2.0", "mit", "openrail", "openrail++", "creativeml-openrail-m", "bigscience-openrail-m",
+    "bigcode-openrail-m", "afl-3.0", "artistic-2.0", "bsl-1.0", "bsd", "bsd-2-clause", "bsd-3-clause",
+    "bsd-3-clause-clear", "cc", "cc0-1.0", "cc-by-2.0", "cc-by-2.5", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0",
+    "cc-by-sa-4.0", "cc-by-nc-2.0", "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-3.0",
+    "cc-by-nc-nd-4.0", "cc-by-nc-sa-2.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0", "cdla-sharing-1.0",
+    "cdla-permissive-1.0", "cdla-permissive-2.0", "wtfpl", "ecl-2.0", "epl-1.0", "epl-2.0", "eupl-1.1", "eupl-1.2",
+    "agpl-3.0", "gfdl", "gpl", "gpl-2.0", "gpl-3.0", "lgpl", "lgpl-2.1", "lgpl-3.0", "isc", "lppl-1.3c", "ms-pl",
+    "mpl-2.0", "odc-by", "odbl", "osl-3.0", "postgresql", "ofl-1.1", "ncsa", "unlicense", "zlib", "pddl",
+    "unknown", "other",
+)  # fmt: skip
+
+
+def license_id_problem(license_id: str) -> str | None:
+    """Why `license_id` is not a license id the Hub takes in a card's metadata, with the likely one; None when it
+    looks right (lower case, no spaces; ids outside `HUB_LICENSE_IDS` cannot be checked offline)."""
+    if license_id in HUB_LICENSE_IDS:
+        return None
+    lowered = license_id.strip().lower().replace(" ", "-").replace("_", "-")
+    close = difflib.get_close_matches(lowered, HUB_LICENSE_IDS, n=1, cutoff=0.8)
+    if lowered in HUB_LICENSE_IDS or close or not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", license_id):
+        suggestion = lowered if lowered in HUB_LICENSE_IDS else (close[0] if close else None)
+        hint = f"did you mean {suggestion}? " if suggestion else ""
+        return (
+            f"--license {license_id!r} is not a Hub license id ({hint}they are lower case, as apache-2.0, mit, "
+            "cc-by-nc-4.0 or other; see huggingface.co/docs/hub/repositories-licenses)."
+        )
+    return None
 
 
 def base_model_license(model_name_or_path: str, base_model: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import run_cli
 from safetensors.torch import load_file
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -16,6 +17,7 @@ from hf_resnet101.modeling import (
     count_parameters,
     freeze_batch_norm,
     is_resnet101,
+    license_id_problem,
     looks_like_local_path,
     resnet101_config,
     unfreeze_batch_norm_layers,
@@ -184,3 +186,30 @@ def test_the_card_license_of_a_known_base_model_family_without_its_card_here():
     assert base_model_license("google/vit-base-patch16-224", "google/vit-base-patch16-224") == "apache-2.0"
     assert base_model_license("someone/unknown-model", "someone/unknown-model") == "other"
     assert base_model_license("/no/such/folder", None) == "other"
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("mit", None),
+        ("cc-by-nc-4.0", None),
+        ("llama3.1", None),  # a Hub id outside the common list, well formed: not checked offline
+        ("MIT", "did you mean mit?"),
+        ("apache2", "did you mean apache-2.0?"),
+        ("Apache 2.0", "did you mean apache-2.0?"),
+        ("my license", "they are lower case"),
+    ],
+)
+def test_license_ids_are_checked_for_what_the_hub_takes(given, problem):
+    found = license_id_problem(given)
+    assert found is None if problem is None else problem in found
+
+
+def test_a_wrong_license_stops_training_and_the_card_command(
+    finetune_main, image_folder, trained_run, tmp_path, capsys
+):
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(tmp_path / "out"), "--license", "MIT"]
+    assert finetune_main(argv) == 2
+    assert "--license 'MIT' is not a Hub license id (did you mean mit?" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    run_cli(capsys, ["card", str(trained_run["output"]), "--license", "apache2"], expected_code=2)

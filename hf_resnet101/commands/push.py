@@ -10,6 +10,8 @@ import pathlib
 
 def run_command(args: argparse.Namespace) -> None:
     """`hf-resnet101 card OUT` and `hf-resnet101 push OUT --hub_model_id USER/NAME`."""
+    from ..errors import UsageError
+    from ..modeling import license_id_problem
     from ..publish.card import CardInputs, write_model_card
     from ..publish.hub import check_repo_id, push_output_dir
 
@@ -19,9 +21,11 @@ def run_command(args: argparse.Namespace) -> None:
 
         if args.hub_model_id is not None:  # the card's snippet names it for `pipeline`
             check_repo_id(args.hub_model_id)
+        license_id = getattr(args, "license", None)
+        if license_id is not None and (problem := license_id_problem(license_id)):
+            raise UsageError(problem)
         inputs = CardInputs.load(args.output_dir)
         rewritten = [MODEL_CARD, CONFUSION_MATRIX, TRAINING_CURVES]
-        license_id = getattr(args, "license", None)
         if license_id is not None and license_id != inputs.license:
             inputs = dataclasses.replace(inputs, license=license_id)
             inputs.save(args.output_dir)  # a push renders the card from these again

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..errors import UsageError
-from ..modeling import is_hub_id
+from ..modeling import is_hub_id, license_id_problem
 from .hardware import PRECISIONS, choose_hardware, probe_machine
 from .presets import PRESETS, recommended_range
 
@@ -189,6 +189,8 @@ class ModelArguments:
             raise UsageError(
                 f"--freeze_backbone takes all_but_last, a positive number of stages, or none, got {spec!r}."
             )
+        if self.license is not None and (problem := license_id_problem(self.license)):
+            raise UsageError(problem)
         if self.base_model_id is not None and not is_hub_id(self.base_model_id):
             raise UsageError(
                 f"--base_model_id takes a Hub id such as microsoft/resnet-101, got {self.base_model_id!r}: the card's "
