@@ -28,10 +28,12 @@ from .errors import UsageError
 from .folding import fold_batch_norms
 from .modeling import (
     check_model_source,
+    is_hub_id,
     is_onnx_export,
     load_image_processor,
     local_files_only_for,
     missing_timm_hint,
+    not_cached_message,
 )
 from .onnx_runtime import OnnxRuntimeModel, load_onnx_model_and_processor
 
@@ -110,9 +112,11 @@ def load_trained_model(name_or_path: str, *, local_files_only: bool, dtype: str 
                 name_or_path, use_safetensors=True, local_files_only=local_files_only, dtype=dtype
             )
     except (OSError, ValueError, ImportError) as error:
+        if local_files_only and is_hub_id(name_or_path) and missing_timm_hint(name_or_path, error) is None:
+            raise UsageError(f"Could not load the model: {not_cached_message(name_or_path)}") from error
         hint = missing_timm_hint(name_or_path, error) or (
-            "Give a folder written by a training run (config.json, model.safetensors, preprocessor_config.json) or "
-            "a Hub id reachable from this machine (offline: one in the Hub cache, with HF_HUB_OFFLINE=1)."
+            "Give a folder written by a training run (config.json and model.safetensors) or a Hub id reachable "
+            "from this machine (offline: one in the Hub cache)."
         )
         raise UsageError(f"Could not load the model {name_or_path!r}: {error}\n{hint}") from error
 

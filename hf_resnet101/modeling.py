@@ -125,11 +125,11 @@ def _loading_hint(name: str, error: BaseException) -> str:
 
 
 def _offline_hint(name: str) -> str:
+    offline = "" if hub_constants.HF_HUB_OFFLINE else " and set HF_HUB_OFFLINE=1"
     return (
-        f"If this machine is offline, point --model_name_or_path at a local copy of {name} (a folder with "
-        f"config.json, model.safetensors and preprocessor_config.json, made with `hf download {name} "
-        f"--local-dir DIR` on a connected machine), or copy it into the Hub cache ({hub_constants.HF_HUB_CACHE}) "
-        "and set HF_HUB_OFFLINE=1."
+        f"If this machine is offline, point --model_name_or_path at a local copy of {name} (a folder with its "
+        f"config.json and weights, made with `hf download {name} --local-dir DIR` on a connected machine), or copy "
+        f"it into the Hub cache ({hub_constants.HF_HUB_CACHE}){offline}."
     )
 
 
@@ -139,8 +139,39 @@ def local_files_only_for(name_or_path: str) -> bool:
         return True
     if hub_is_reachable():
         return False
-    logger.warning(f"The Hub ({hub_constants.ENDPOINT}) is not reachable: looking for {name_or_path} in the cache.")
+    why = hub_unavailable_reason()
+    logger.warning(f"{why[0].upper()}{why[1:]}: looking for {name_or_path} in the Hub cache.")
     return True
+
+
+def hub_unavailable_reason() -> str:
+    return (
+        "HF_HUB_OFFLINE is set"
+        if hub_constants.HF_HUB_OFFLINE
+        else f"the Hub ({hub_constants.ENDPOINT}) is not reachable"
+    )
+
+
+def not_cached_message(name: str, give_dir: str = "give DIR here") -> str:
+    """Why a Hub id could not be loaded on a machine without the Hub, and how to bring the model to it."""
+    return (
+        f"{name} is not in the Hub cache ({hub_constants.HF_HUB_CACHE}), and {hub_unavailable_reason()}. On a "
+        f"connected machine, `hf download {name} --local-dir DIR`, then {give_dir} (or copy that machine's Hub "
+        "cache to this one)."
+    )
+
+
+def check_model_cached_when_offline(name_or_path: str, give_dir: str) -> None:
+    """Stops before anything is written when HF_HUB_OFFLINE is set and a Hub id is not in the Hub cache: its
+    loading would fail only once the run had begun, with transformers' long message.
+
+    Raises:
+        UsageError: saying how to bring the model to this machine (`give_dir`: where to give the copy).
+    """
+    if not hub_constants.HF_HUB_OFFLINE or os.path.isdir(name_or_path) or not is_hub_id(name_or_path):
+        return
+    if not isinstance(try_to_load_from_cache(name_or_path, MODEL_CONFIG), str):
+        raise UsageError(f"Could not load the model: {not_cached_message(name_or_path, give_dir)}")
 
 
 def is_hub_id(name: object) -> bool:

@@ -34,6 +34,7 @@ from ..evaluation.metrics import check_best_model_metric
 from ..inference import weight_file_bars_hidden
 from ..modeling import (
     apply_gradient_checkpointing,
+    check_model_cached_when_offline,
     check_model_source,
     freeze_backbone,
     load_image_processor,
@@ -209,6 +210,8 @@ def run_in_locked_folder(
     checked; the arguments given are only read, and from `resolve_run_options` on, the run reads `RunOptions`."""
     clock = PhaseClock(before=time_before)
     setup_logging(training_args)
+    if model_and_processor is None:
+        check_model_cached_when_offline(model_args.model_name_or_path, give_dir="--model_name_or_path DIR")
     start = check_before_loading(data_args, model_args, training_args)
     clock.mark("checks")
     data = load_run_data(data_args, model_args, training_args, start)

@@ -77,7 +77,10 @@ def test_jsonl_output_and_printed_table(trained_run, capsys, tmp_path):
     ("argv", "expected"),
     [
         (["predict", "{tmp}/no-model", "{images}"], "does not exist"),
-        (["predict", "nobody/no-such-model", "{images}"], "Could not load the model 'nobody/no-such-model'"),
+        (
+            ["predict", "nobody/no-such-model", "{images}"],
+            "Could not load the model: nobody/no-such-model is not in the Hub cache",
+        ),
         (["predict", "{model}", "{tmp}/nothing-here"], "does not exist"),
         (["predict", "{model}", "{tmp}/empty"], "holds no image files"),
         (["predict", "{model}", "{images}", "--output", "{tmp}/preds.xlsx"], ".csv or .jsonl"),
@@ -273,3 +276,10 @@ def test_predict_loads_no_training_libraries():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_a_hub_id_not_in_the_cache_offline_says_how_to_bring_the_model(image_folder, capsys):
+    _, err = run_cli(capsys, ["predict", "someone/not-cached", str(image_folder)], expected_code=2)
+    err = " ".join(err.split())
+    assert "someone/not-cached is not in the Hub cache" in err and "and HF_HUB_OFFLINE is set" in err
+    assert "`hf download someone/not-cached --local-dir DIR`, then give DIR here" in err

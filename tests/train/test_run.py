@@ -151,6 +151,19 @@ def test_a_model_folder_that_does_not_exist_is_an_error_before_anything_is_writt
     assert not out.exists()
 
 
+def test_a_hub_model_not_in_the_cache_offline_is_an_error_before_anything_is_written(
+    finetune_main, image_folder, tmp_path, capsys
+):
+    """It was found missing only once the run had begun: its output folder kept a lock-less start of a run."""
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(image_folder), "--output_dir", str(out), "--model_name_or_path", "someone/not-cached"]
+    assert finetune_main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "someone/not-cached is not in the Hub cache" in err and "and HF_HUB_OFFLINE is set" in err
+    assert "`hf download someone/not-cached --local-dir DIR`, then --model_name_or_path DIR" in err
+    assert not out.exists()
+
+
 def test_shipped_configs_parse(tmp_path):
     from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
     from hf_resnet101.config.parser import ConfigParser
