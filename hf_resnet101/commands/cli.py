@@ -277,7 +277,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
     if argv[:1] == ["train"]:  # argparse would take the training options for its own
         from .train import run_train
 
-        status = run_train(argv[1:], verbose="--verbose" in argv)
+        try:
+            status = run_train(argv[1:], verbose="--verbose" in argv)
+        except UsageError as error:
+            print(f"error: {error}", file=sys.stderr)
+            status = 2
     else:
         status = run_command(argv, whole_process=own_command_line)
     if own_command_line:

@@ -210,8 +210,6 @@ def run_in_locked_folder(
     checked; the arguments given are only read, and from `resolve_run_options` on, the run reads `RunOptions`."""
     clock = PhaseClock(before=time_before)
     setup_logging(training_args)
-    if model_and_processor is None:
-        check_model_cached_when_offline(model_args.model_name_or_path, give_dir="--model_name_or_path DIR")
     start = check_before_loading(data_args, model_args, training_args)
     clock.mark("checks")
     data = load_run_data(data_args, model_args, training_args, start)
@@ -224,6 +222,8 @@ def run_in_locked_folder(
         data.report.imbalance_ratio, push_token=start.push_token, push_repo_id=start.push_repo_id,
     )  # fmt: skip
     check_best_model_metric(options.training.metric_for_best_model, len(data.label_names))
+    if model_and_processor is None:  # before the run's first files are written
+        check_model_cached_when_offline(model_args.model_name_or_path, give_dir="--model_name_or_path DIR")
     manifest = record_run_start(options, data)
     model = load_model_to_train(options, data.label_names, model_and_processor)
     clock.mark("model loading")

@@ -31,6 +31,27 @@ def test_launch_options_come_before_the_separator():
     assert split_launch_options(["--train_dir", "d"]) == ([], ["--train_dir", "d"])
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--multi_gpu", "--num_processes", "2", "--train_dir", "d"], "--multi_gpu, --num_processes: Accelerate's"),
+        (["--num_proceses", "2", "--", "--train_dir", "d"], "--num_proceses (did you mean --num_processes?)"),
+        (["--config_file", "missing.yaml", "--", "--train_dir", "d"], "--config_file missing.yaml does not exist"),
+        (
+            ["--config_file", str(REPO_ROOT / "recipes" / "configs" / "birds.yaml"), "--", "--train_dir", "d"],
+            "holds training options, so give it after `--` as --config",
+        ),
+    ],
+    ids=["launch-options-without-separator", "misspelt-launch-option", "missing-config", "training-config"],
+)
+def test_launch_mistakes_are_one_line_before_anything_starts(argv, message, tmp_path):
+    """They were a traceback (a config file), Accelerate's 110-line usage (a typo), or a wrong suggestion
+    (--multi_gpu, did you mean --use_cpu?)."""
+    result = run(argv, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-3000:]
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("launch", [[], ["--multi_gpu", "--num_processes", "2", "--"]], ids=["one", "two"])
 def test_bad_input_exits_2_without_a_traceback(launch, image_folder, tmp_path):
     result = run([*launch, "--train_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "out")])
