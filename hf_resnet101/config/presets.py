@@ -21,11 +21,14 @@ class Tier:
     advice: str
     freeze_backbone: str | None = None
 
-    def recommended(self) -> dict[str, object]:
+    def recommended(self, max_batch: int | None = None) -> dict[str, object]:
+        """The tier's settings; the batch no larger than `max_batch` (the training images per process), as a
+        batch larger than the data cannot run."""
+        batch = self.per_device_train_batch_size
         values = {
             "learning_rate": self.learning_rate,
             "num_train_epochs": self.num_train_epochs,
-            "per_device_train_batch_size": self.per_device_train_batch_size,
+            "per_device_train_batch_size": min(batch, max(1, max_batch)) if max_batch is not None else batch,
             "augmentation": self.augmentation,
         }
         if self.freeze_backbone:
@@ -78,15 +81,18 @@ class Setting:
     source: str
 
 
-def resolve_settings(current: dict[str, object], explicit: dict[str, str], tier: Tier | None) -> dict[str, Setting]:
+def resolve_settings(
+    current: dict[str, object], explicit: dict[str, str], tier: Tier | None, max_batch: int | None = None
+) -> dict[str, Setting]:
     """Values given explicitly (command line or YAML) win over the preset, which wins over the defaults.
 
     Args:
         current: the option values after parsing (defaults, YAML and command line already merged).
         explicit: option name -> "command line" or "config file", for the options the user gave.
         tier: the preset's tier, or None without a preset.
+        max_batch: the training images per process, which the preset's batch does not exceed.
     """
-    recommended = tier.recommended() if tier else {}
+    recommended = tier.recommended(max_batch) if tier else {}
     settings = {}
     for name, value in current.items():
         if name in explicit:
@@ -227,6 +233,7 @@ def hardware_advice(
 
 
 def describe_tier(num_images: int) -> str:
+    """The tier of `num_images` training images and its settings, as `--preset auto` applies them (one process)."""
     tier = tier_for(num_images)
-    recommended = ", ".join(f"{k}={v}" for k, v in tier.recommended().items())
+    recommended = ", ".join(f"{k}={v}" for k, v in tier.recommended(max_batch=num_images).items())
     return f"dataset size tier: {tier.name} ({tier.advice}); recommended: {recommended} (--preset auto applies it)"

@@ -153,7 +153,7 @@ def preset_settings(
     current = {name: getattr(holders[where], name) for name, where in PRESET_OPTIONS.items()}
     if tier is not None:
         logger.warning(f"Preset {tier.name} ({data_args.preset}): {tier.advice}.")
-    return resolve_settings(current, dict(explicit), tier)
+    return resolve_settings(current, dict(explicit), tier, max_batch=num_train_images // training_args.world_size)
 
 
 def best_model_metric(

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+import json
 
-from hf_resnet101.config.presets import evaluation_cost_warning, range_warnings, resolve_settings, tier_for
+import pytest
+from conftest import write_class_images
+
+from hf_resnet101.config.presets import (
+    describe_tier,
+    evaluation_cost_warning,
+    range_warnings,
+    resolve_settings,
+    tier_for,
+)
 
 
 @pytest.mark.parametrize(
@@ -63,3 +72,15 @@ def test_every_tier_the_report_names_is_a_preset(finetune_main, image_folder, ti
             "--preset", "tiny", "--max_steps", "1", "--eval_strategy", "no"]  # fmt: skip
     assert finetune_main(args) == 0
     assert "freeze_backbone=all_but_last (preset tiny)" in caplog.text
+
+
+def test_a_preset_batch_is_never_larger_than_the_training_images(finetune_main, tiny_resnet, tmp_path, caplog):
+    """On 6 training images the tiny tier's batch of 8 stopped the run it had chosen; inspect recommended it."""
+    data = write_class_images(tmp_path / "data", per_class=3)
+    out = tmp_path / "out"
+    args = ["--train_dir", str(data), "--output_dir", str(out), "--model_name_or_path", str(tiny_resnet),
+            "--preset", "auto", "--max_steps", "1", "--eval_strategy", "no"]  # fmt: skip
+    assert finetune_main(args) == 0
+    train_images = json.loads((out / "data_report.json").read_text())["num_train_images"]
+    assert train_images < 8 and f"per_device_train_batch_size={train_images} (preset tiny)" in caplog.text
+    assert f"per_device_train_batch_size={train_images}," in describe_tier(train_images)

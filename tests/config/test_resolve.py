@@ -66,9 +66,10 @@ def test_check_settings_stops_on_a_batch_larger_than_the_data(tmp_path):
 
     with pytest.raises(UsageError, match="larger than the 10 training images"):
         check_settings(training, num_train=10, num_validation=2, warn=print)
-    # A preset's batch size is said to be the preset's, not left for the user to wonder about
-    with pytest.raises(UsageError, match=r"--per_device_train_batch_size 32 \(chosen by the preset large\) x 1"):
-        resolve(*parse(["--preset", "large"], tmp_path), num_train_images=21)
+    # A preset's batch is no larger than the data: the large tier's 32 becomes 21 on 21 images
+    options = resolve(*parse(["--preset", "large"], tmp_path), num_train_images=21)
+    assert options.training.per_device_train_batch_size == 21
+    assert options.settings["per_device_train_batch_size"].source == "preset large"
     warnings = []
     _, _, training, _ = parse(["--learning_rate", "1e-3"], tmp_path)
     check_settings(training, num_train=1_000, num_validation=200, warn=warnings.append)
