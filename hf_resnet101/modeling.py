@@ -152,16 +152,16 @@ def hub_unavailable_reason() -> str:
     )
 
 
-def not_cached_message(name: str, give_dir: str = "give DIR here") -> str:
+def not_cached_message(name: str, give_dir: str = "give DIR here", cache_dir: str | None = None) -> str:
     """Why a Hub id could not be loaded on a machine without the Hub, and how to bring the model to it."""
+    cache = cache_dir or hub_constants.HF_HUB_CACHE
     return (
-        f"{name} is not in the Hub cache ({hub_constants.HF_HUB_CACHE}), and {hub_unavailable_reason()}. On a "
-        f"connected machine, `hf download {name} --local-dir DIR`, then {give_dir} (or copy that machine's Hub "
-        "cache to this one)."
+        f"{name} is not in the Hub cache ({cache}), and {hub_unavailable_reason()}. On a connected machine, "
+        f"`hf download {name} --local-dir DIR`, then {give_dir} (or copy that machine's Hub cache to this one)."
     )
 
 
-def check_model_cached_when_offline(name_or_path: str, give_dir: str) -> None:
+def check_model_cached_when_offline(name_or_path: str, give_dir: str, cache_dir: str | None = None) -> None:
     """Stops before anything is written when HF_HUB_OFFLINE is set and a Hub id is not in the Hub cache: its
     loading would fail only once the run had begun, with transformers' long message.
 
@@ -170,8 +170,8 @@ def check_model_cached_when_offline(name_or_path: str, give_dir: str) -> None:
     """
     if not hub_constants.HF_HUB_OFFLINE or os.path.isdir(name_or_path) or not is_hub_id(name_or_path):
         return
-    if not isinstance(try_to_load_from_cache(name_or_path, MODEL_CONFIG), str):
-        raise UsageError(f"Could not load the model: {not_cached_message(name_or_path, give_dir)}")
+    if not isinstance(try_to_load_from_cache(name_or_path, MODEL_CONFIG, cache_dir=cache_dir), str):
+        raise UsageError(f"Could not load the model: {not_cached_message(name_or_path, give_dir, cache_dir)}")
 
 
 def is_hub_id(name: object) -> bool:

@@ -111,7 +111,11 @@ def validation_images_of(model_dir: Path, rows: list[str], count: int) -> list[P
     from ..data.folders import split_image_path  # `datasets` is only needed here
 
     paths = [split_image_path(model_dir, row, "validation") for row in rows if row]
-    paths = [p for p in paths if p.is_file()]
+    return spread_over([p for p in paths if p.is_file()], count)
+
+
+def spread_over(paths: list[Path], count: int) -> list[Path]:
+    """Up to `count` of `paths`, evenly spaced over the list."""
     if len(paths) <= count:
         return paths
     return [paths[round(i)] for i in np.linspace(0, len(paths) - 1, count)]
@@ -129,10 +133,22 @@ def read_check_image(path: str | Path) -> Image.Image:
         raise UsageError(f"--check_images: cannot read {path} ({describe_error(error)}).") from error
 
 
+def check_image_paths(given: Sequence[str | Path], count: int) -> list[Path]:
+    """The files given to --check_images, folders searched as `predict` searches them; of a folder's images, up to
+    `count` spread over it."""
+    from .predict import collect_image_paths
+
+    paths = []
+    for item in given:
+        found = collect_image_paths([item])
+        paths += spread_over(found, count) if Path(item).is_dir() else found
+    return paths
+
+
 def check_images_for(model: str, given: Sequence[str | Path] | None, count: int = CHECK_IMAGES):
     """The images the export is checked on: those given, else the run's validation images, else random pixels."""
     if given:
-        return [read_check_image(p) for p in given], f"{len(given)} given images"
+        return [read_check_image(p) for p in check_image_paths(given, count)], "given images"
     model_dir = Path(model)
     rows = validation_rows(model_dir) if model_dir.is_dir() else None
     found = validation_images_of(model_dir, rows, count) if rows else []

@@ -36,6 +36,7 @@ logger = logging.get_logger(__name__)
 
 TRAIN_SPLIT_NAMES = ("train", "training")
 VALIDATION_SPLIT_NAMES = ("validation", "valid", "val")
+TEST_SPLIT_NAMES = ("test", "testing")
 SPLIT_NAMES = (*TRAIN_SPLIT_NAMES, *VALIDATION_SPLIT_NAMES)
 
 
@@ -116,13 +117,20 @@ def find_split_folders(data: Path) -> tuple[Path, Path | None]:
     return train, next((folders[name] for name in VALIDATION_SPLIT_NAMES if name in folders), None)
 
 
-def split_folders_hint(root: Path) -> str:
-    """What to give instead of a folder that holds split folders (train/, validation/) rather than classes."""
+def split_folders_hint(root: Path, what: str = "--train_dir") -> str:
+    """What to give instead of a folder that holds split folders (train/, validation/, test/) rather than classes;
+    empty for one that does not. Training takes the training and validation folders; `evaluate` (DATA) a held-out
+    one."""
     train, validation = find_split_folders(root)
-    if train == root:
-        return ""
-    options = f"--train_dir {train}" + (f" --validation_dir {validation}" if validation is not None else "")
-    return f" It holds split folders, not classes: give {options}."
+    if what == "--train_dir":
+        if train == root:
+            return ""
+        return f"give --train_dir {train}" + (f" --validation_dir {validation}" if validation is not None else "")
+    folders = {p.name.lower(): p for p in sorted(root.iterdir()) if p.is_dir()}
+    held_out = [p for p in (validation, *(folders.get(name) for name in TEST_SPLIT_NAMES)) if p is not None]
+    if held_out:
+        return f"give {' or '.join(str(p) for p in dict.fromkeys(held_out))} (images the model did not train on)"
+    return f"give {train}, if the model did not train on it" if train != root else ""
 
 
 def count_nested_images(class_dir: Path, extensions: frozenset[str]) -> int:
@@ -203,9 +211,9 @@ def scan_class_folders(
     check_class_folder_names(root, [p.name for p in class_dirs])
     loose_images = [p for p in root.iterdir() if p.is_file() and is_image_file(p, extensions)]
     if not class_dirs:
-        hint = f" It holds {len(loose_images)} images directly:" if loose_images else ""
+        hint = f" It holds {len(loose_images)} images directly." if loose_images else ""
         raise UsageError(
-            f"{what} {root} has no class sub-folders.{hint} put the images of each class in their own "
+            f"{what} {root} has no class sub-folders.{hint} Put the images of each class in their own "
             f"sub-folder (e.g. {root}/cat/1.jpg, {root}/dog/2.jpg); the folder names become the labels."
         )
     if loose_images:
@@ -224,14 +232,16 @@ def scan_class_folders(
         else:
             empty.append(name)
     empty = sorted(set(empty) - set(files_by_class))
+    if not files_by_class:
+        if split := split_folders_hint(root, what):
+            raise UsageError(f"{what} {root} holds split folders, not class folders: {split}.")
+        raise UsageError(
+            f"{what} {root} holds no images in its class sub-folders "
+            f"(looked for {', '.join(sorted(extensions)[:8])}, ...)."
+        )
     warn_about_look_alike_class_names([p.name for p in class_dirs], root)
     if empty:
         logger.warning(f"Class folders with no images in {root} (left out): {', '.join(empty)}.")
-    if not files_by_class:
-        raise UsageError(
-            f"{what} {root} holds no images in its class sub-folders "
-            f"(looked for {', '.join(sorted(extensions)[:8])}, ...).{split_folders_hint(root)}"
-        )
     return ClassFolders(
         root,
         files_by_class,

@@ -223,7 +223,9 @@ def run_in_locked_folder(
     )  # fmt: skip
     check_best_model_metric(options.training.metric_for_best_model, len(data.label_names))
     if model_and_processor is None:  # before the run's first files are written
-        check_model_cached_when_offline(model_args.model_name_or_path, give_dir="--model_name_or_path DIR")
+        check_model_cached_when_offline(
+            model_args.model_name_or_path, give_dir="--model_name_or_path DIR", cache_dir=model_args.cache_dir
+        )
     manifest = record_run_start(options, data)
     model = load_model_to_train(options, data.label_names, model_and_processor)
     clock.mark("model loading")

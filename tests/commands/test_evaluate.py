@@ -297,3 +297,14 @@ def test_every_readable_image_type_is_evaluated_and_others_are_counted(trained_r
     assert f"left out: 2 file(s) in {data} are not of an image type read here (IMG_0001.heic, IMG_0002.HEIC)" in out
     assert "left out: 1 images in sub-folders of the class folders" in out
     assert not any(name in out for name in ("README", ".DS_Store", "Thumbs.db", "labels.json"))
+
+
+def test_a_folder_of_split_folders_is_pointed_to_its_held_out_one(trained_run, tmp_path, capsys):
+    """evaluate takes DATA: the hint named training's --train_dir and --validation_dir, which it does not have."""
+    data = tmp_path / "data"
+    shutil.copytree(trained_run["train"], data / "train")
+    shutil.copytree(trained_run["validation"], data / "test")
+    _, err = run_cli(capsys, ["evaluate", str(trained_run["output"]), str(data)], expected_code=2)
+    err = " ".join(err.split())
+    assert f"DATA {data} holds split folders, not class folders: give {data / 'test'} (images the model" in err
+    assert "--train_dir" not in err and "Class folders with no images" not in err

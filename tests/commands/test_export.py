@@ -147,6 +147,14 @@ def test_unreadable_check_image(tiny_resnet, tmp_path, capsys):
     assert not (tmp_path / "onnx").exists()  # nothing written that was not checked
 
 
+def test_a_folder_given_as_check_images_is_searched_for_images(tiny_resnet, image_folder, tmp_path, capsys):
+    """It was read as a file: "cannot read train (no such file)"."""
+    out, _ = run_cli(capsys, ["export", str(tiny_resnet), str(tmp_path / "onnx"), "--check_images", str(image_folder)])
+    check = json.loads((tmp_path / "onnx" / "export_check.json").read_text())
+    assert check["passed"] and check["images"] == 8  # spread over the folder's 24
+    assert "matches PyTorch on 8 given images" in " ".join(out.split())
+
+
 @pytest.mark.slow
 def test_full_resnet101_exports_and_matches(tmp_path, capsys):
     from hf_resnet101.modeling import build_random_resnet101, resnet_image_processor

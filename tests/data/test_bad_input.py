@@ -61,7 +61,8 @@ def test_validation_class_unknown_to_training(finetune_main, capsys, tmp_path):
 def test_unknown_model_offline_says_how_to_use_a_local_copy(finetune_main, capsys, image_folder, tmp_path):
     args = ["--train_dir", str(image_folder), "--output_dir", str(tmp_path / "o")]
     err = run(finetune_main, capsys, [*args, "--model_name_or_path", "nobody/no-such-model"])
-    assert "nobody/no-such-model" in err and "local copy" in err and "HF_HUB_OFFLINE" in err
+    assert "nobody/no-such-model is not in the Hub cache" in err and "hf download nobody/no-such-model" in err
+    assert "HF_HUB_OFFLINE is set" in err and not (tmp_path / "o").exists()
 
 
 def test_default_model_offline_without_cache(finetune_main, capsys, image_folder, tmp_path, monkeypatch):
@@ -95,7 +96,7 @@ def test_a_folder_of_split_folders_says_which_to_give(finetune_main, capsys, tmp
     write_class_images(tmp_path / "data" / "validation", per_class=1, seed=1)
     err = run(finetune_main, capsys, ["--train_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "o")])
     expected = f"--train_dir {tmp_path / 'data' / 'train'} --validation_dir {tmp_path / 'data' / 'validation'}."
-    assert f"It holds split folders, not classes: give {expected}" in err
+    assert f"holds split folders, not class folders: give {expected}" in err
 
 
 def test_validation_on_the_training_folder_is_refused(finetune_main, capsys, tmp_path):

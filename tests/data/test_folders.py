@@ -46,7 +46,9 @@ def test_split_folders_are_found_by_their_names_in_any_case(tmp_path, capsys):
     write_class_images(tmp_path / "Training", per_class=4, seed=1)
     write_class_images(tmp_path / "Validation", per_class=2, seed=2)
     assert find_split_folders(tmp_path) == (tmp_path / "Training", tmp_path / "Validation")
-    with pytest.raises(UsageError, match="split folders, not classes: give --train_dir .*Training --validation_dir"):
+    with pytest.raises(
+        UsageError, match="split folders, not class folders: give --train_dir .*Training --validation_dir"
+    ):
         scan_class_folders(tmp_path)
     out, _ = run_cli(capsys, ["inspect", str(tmp_path)])
     assert f"validation: from {tmp_path / 'Validation'}" in out
