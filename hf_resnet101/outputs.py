@@ -6,6 +6,7 @@ the libraries choose are theirs (transformers' constants), the rest are this pac
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -88,3 +89,13 @@ def checkpoint_folders(output_dir: str | Path) -> list[Path]:
         return []
     found = [(step, p) for p in output_dir.iterdir() if p.is_dir() and (step := checkpoint_step(p)) is not None]
     return [path for _, path in sorted(found)]
+
+
+def split_rows(output_dir: str | Path, split: str) -> list[str] | None:
+    """The paths a training run's `splits.csv` lists for `split`, relative to their data folder (empty for images
+    that were never files: a dataset of parquet or arrow rows); None when there is no splits.csv."""
+    path = Path(output_dir) / SPLITS
+    if not path.is_file():
+        return None
+    with path.open(newline="", encoding="utf-8") as f:
+        return [row["path"] for row in csv.DictReader(f) if row["split"] == split]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from ..outputs import (
     ONNX_MODEL,
     RUN_IDENTITY,
     RUN_MANIFEST,
+    split_rows,
 )
 from .predict import file_in_the_way
 from .tables import format_table, print_note, progress_bar
@@ -444,6 +446,25 @@ def load_evaluation_data(args: argparse.Namespace, label_names: list[str]):
     )
 
 
+def trained_on_note(model: str, sources: Sequence[object]) -> str | None:
+    """A note when images evaluated are the training images of the run that made `model` (by its splits.csv):
+    its figures on them say how well it learned them, not how it does on new images."""
+    rows = split_rows(model, "train") if Path(model).is_dir() else None
+    if not rows:
+        return None
+    from ..data.folders import split_image_path  # `datasets` is only needed here
+
+    trained = {os.path.realpath(split_image_path(model, row, "train")) for row in rows if row}
+    count = sum(1 for source in sources if isinstance(source, str) and os.path.realpath(source) in trained)
+    if not count:
+        return None
+    return (
+        f"note: {count} of the {len(sources)} images are the run's training images (its splits.csv lists them): "
+        "the figures overstate how the model does on new images. Evaluate on images it did not train on (its "
+        "validation split, or a held-out folder)."
+    )
+
+
 def run_command(args: argparse.Namespace) -> None:
     """`hf-resnet101 evaluate MODEL DATA`: metrics, per-class results and the most confident mistakes, printed and
     written to --output_dir."""
@@ -453,6 +474,7 @@ def run_command(args: argparse.Namespace) -> None:
     classifier = load_classifier(args.model, precision=args.precision)
     print_note(precision_hint_for(classifier, args.precision))
     data = load_evaluation_data(args, model_label_names(classifier))
+    print_note(trained_on_note(args.model, data.sources))
     with progress_bar(len(data.names), "evaluate") as bar:
         evaluation = evaluate_model(classifier, data, args.batch_size, on_progress=bar.update)
     run_on = describe_inference(classifier)

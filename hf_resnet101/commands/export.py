@@ -8,7 +8,6 @@ dynamo exporter also needs `onnxscript`.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import warnings
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from ..errors import UsageError
 from ..inference import IMAGE_ERRORS, PYTORCH_MODEL_TO_GIVE, describe_error, load_model_and_processor, read_image
 from ..modeling import has_image_processor_file
 from ..onnx_runtime import INPUT_NAME, OUTPUT_NAME, import_onnx_runtime, onnx_session, run_logits
-from ..outputs import EXPORT_CHECK, IMAGE_PROCESSOR_CONFIG, MODEL_CONFIG, ONNX_LABELS, ONNX_MODEL, SPLITS
+from ..outputs import EXPORT_CHECK, IMAGE_PROCESSOR_CONFIG, MODEL_CONFIG, ONNX_LABELS, ONNX_MODEL, SPLITS, split_rows
 
 FORMATS = ("onnx",)
 OPSET = 17
@@ -96,16 +95,6 @@ def export_to_onnx(model: torch.nn.Module, path: str | Path, height: int, width:
     return path
 
 
-def validation_rows(model_dir: Path) -> list[str] | None:
-    """The paths of the validation rows of a training run's splits.csv (empty for images that were never files: a
-    dataset of parquet or arrow rows); None when there is no splits.csv."""
-    splits = model_dir / SPLITS
-    if not splits.is_file():
-        return None
-    with splits.open(newline="", encoding="utf-8") as f:
-        return [row["path"] for row in csv.DictReader(f) if row["split"] == "validation"]
-
-
 def validation_images_of(model_dir: Path, rows: list[str], count: int) -> list[Path]:
     """Up to `count` of the validation images `rows` list that are still there, spread over the list."""
     from ..data.folders import split_image_path  # `datasets` is only needed here
@@ -150,7 +139,7 @@ def check_images_for(model: str, given: Sequence[str | Path] | None, count: int 
     if given:
         return [read_check_image(p) for p in check_image_paths(given, count)], "given images"
     model_dir = Path(model)
-    rows = validation_rows(model_dir) if model_dir.is_dir() else None
+    rows = split_rows(model_dir, "validation") if model_dir.is_dir() else None
     found = validation_images_of(model_dir, rows, count) if rows else []
     if found:
         return [read_image(str(p)) for p in found], f"validation images from {model_dir / SPLITS}"

@@ -308,3 +308,19 @@ def test_a_folder_of_split_folders_is_pointed_to_its_held_out_one(trained_run, t
     err = " ".join(err.split())
     assert f"DATA {data} holds split folders, not class folders: give {data / 'test'} (images the model" in err
     assert "--train_dir" not in err and "Class folders with no images" not in err
+
+
+def test_evaluating_on_the_runs_training_images_is_said_to_overstate(trained_run, tmp_path, capsys):
+    """evaluate measures a model on images it was not trained on; given its own training folder, it said nothing."""
+    argv = ["evaluate", str(trained_run["output"]), str(trained_run["train"]), "--output_dir", str(tmp_path / "ev")]
+    _, err = run_cli(capsys, argv)
+    assert "note: 24 of the 24 images are the run's training images" in " ".join(err.split())
+    argv = [
+        "evaluate",
+        str(trained_run["output"]),
+        str(trained_run["validation"]),
+        "--output_dir",
+        str(tmp_path / "v"),
+    ]
+    _, err = run_cli(capsys, argv)
+    assert "training images" not in err
