@@ -182,8 +182,8 @@ def onnx_runtime_hint(gpu: bool, cpu_bf16_auto: bool) -> str | None:
         )
     if cpu_bf16_auto:
         return (
-            "note: ONNX Runtime runs the export in fp32. This CPU has bf16 instructions, which PyTorch uses: the "
-            f"training run's output folder ran ResNet-101 {ONNX_AGAINST_BF16}."
+            "note: ONNX Runtime runs the export in fp32. This CPU has bf16 instructions, which PyTorch uses: for "
+            f"ResNet-101 (the one model measured), the training run's output folder ran {ONNX_AGAINST_BF16}."
         )
     return None
 

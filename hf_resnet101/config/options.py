@@ -89,7 +89,7 @@ class DataArguments:
     preset: str = field(
         default="none",
         metadata={
-            "help": "Apply the recommended configuration for a dataset size: auto (from the data), small, "
+            "help": "Apply the recommended configuration for a dataset size: auto (from the data), tiny, small, "
             "medium, large, very_large, or none. Options given explicitly always win over a preset."
         },
     )

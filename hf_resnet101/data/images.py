@@ -60,8 +60,8 @@ def left_out_files_note(files: list[Path], where: str, shown: int = 3) -> str | 
     names = ", ".join(path.name for path in files[:shown]) + (", ..." if len(files) > shown else "")
     unnamed = sum(1 for path in files if not path.suffix)
     rename = (
-        f" Files are read by their extension: {unnamed} of them have none, so if they are images, name them with "
-        "their format's (.jpg, .png)."
+        f" Files are read by their extension: {unnamed} of them {'has' if unnamed == 1 else 'have'} none, so if "
+        "they are images, name them with their format's (.jpg, .png)."
         if unnamed
         else ""
     )

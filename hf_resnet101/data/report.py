@@ -162,7 +162,9 @@ class DataReport:
             found = sum(self.images_per_class.get(split, {}).values())
             per_class = ", ".join(f"{name}={count}" for name, count in counts.items())
             used = f" (of {found} usable found; {' and '.join(self.left_out_by)} left out the rest)"
-            lines.append(f"{split}: {total} images in {len(counts)} classes ({per_class})" + used * (found != total))
+            with_images = sum(1 for count in counts.values() if count)
+            classes = f"{with_images} of {len(counts)}" if with_images != len(counts) else f"{len(counts)}"
+            lines.append(f"{split}: {total} images in {classes} classes ({per_class})" + used * (found != total))
         if self.imbalance_ratio >= 1.5:
             lines.append(f"class imbalance: the largest training class is {self.imbalance_ratio:.1f}x the smallest")
         if self.image_sizes:

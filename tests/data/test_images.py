@@ -61,4 +61,4 @@ def test_files_left_out_without_an_extension_are_told_to_get_one(finetune_main, 
             "--max_steps", "1", "--eval_strategy", "no"]  # fmt: skip
     assert finetune_main(args) == 0
     logged = " ".join(caplog.text.split())
-    assert "1 of them have none, so if they are images, name them with their format's (.jpg, .png)" in logged
+    assert "1 of them has none, so if they are images, name them with their format's (.jpg, .png)" in logged

@@ -61,7 +61,7 @@ def test_report_counts_usable_images_and_lists_the_rest():
         {"split": "train", "label": "dog", "path": "/d/dog/broken.png", "reason": "truncated file"}
     ]
     lines = report.summary_lines()
-    assert lines[0] == "train: 8 images in 3 classes (cat=6, dog=2, empty=0)"
+    assert lines[0] == "train: 8 images in 2 of 3 classes (cat=6, dog=2, empty=0)"
     assert "class imbalance: the largest training class is 3.0x the smallest" in lines
     assert "  /d/dog/broken.png: truncated file" in lines
     assert "class folders with no usable images (left out): empty" in lines
