@@ -39,7 +39,7 @@ class BatchPlan:
         return BatchPlan(self.per_device // factor, self.accumulation * factor)
 
 
-# Measured on an H200 (benchmarks/memory.py): the cost and the gain of --gradient_checkpointing.
+# Measured on an H200 (benchmarks/memory.py): the cost and the gain of --activation_checkpointing.
 CHECKPOINTING_TRADE = "about 0.4x the peak memory, at 1.4x to 4x the step time"
 
 
@@ -47,7 +47,7 @@ def out_of_memory_advice(plan: BatchPlan, image_size: int | None) -> str:
     size = f" (now {image_size})" if image_size else ""
     return (
         f"Out of memory even at --per_device_train_batch_size {plan.per_device}. Lower the memory each image "
-        f"needs: --gradient_checkpointing ({CHECKPOINTING_TRADE}), --fp16 on a GPU, "
+        f"needs: --activation_checkpointing ({CHECKPOINTING_TRADE}), --fp16 on a GPU, "
         f"a smaller --image_size{size}, or --freeze_backbone all_but_last; or use a GPU with more memory."
     )
 
@@ -57,7 +57,7 @@ def multi_process_advice(plan: BatchPlan) -> str:
     retry = (
         f"--per_device_train_batch_size {smaller.per_device} --gradient_accumulation_steps {smaller.accumulation}"
         if smaller
-        else "--gradient_checkpointing"
+        else "--activation_checkpointing"
     )
     return (
         f"Out of memory at --per_device_train_batch_size {plan.per_device} in a run of several processes, where "

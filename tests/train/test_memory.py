@@ -117,7 +117,7 @@ def test_out_of_memory_at_one_image_per_device_says_what_to_change(
     assert finetune_main(run_args(tmp_path / "out", "--per_device_train_batch_size", "2")) == 2
     err = capsys.readouterr().err
     assert "Out of memory even at --per_device_train_batch_size 1" in err
-    assert "--gradient_checkpointing" in err
+    assert "--activation_checkpointing" in err
     assert "Traceback" not in err
 
 
@@ -126,4 +126,4 @@ def test_several_processes_get_the_flags_that_fit():
 
     advice = multi_process_advice(BatchPlan(32, 2))
     assert "--per_device_train_batch_size 16 --gradient_accumulation_steps 4" in advice
-    assert "--gradient_checkpointing" in multi_process_advice(BatchPlan(1, 8))
+    assert "--activation_checkpointing" in multi_process_advice(BatchPlan(1, 8))
