@@ -36,7 +36,7 @@ COMMON_TRAINING_OPTIONS = (
     "load_best_model_at_end",
     "seed",
     "resume_from_checkpoint",
-    "gradient_checkpointing",
+    "activation_checkpointing",
     "torch_compile",
     "fp16",
     "bf16",

@@ -127,6 +127,16 @@ OTHER_SCRIPTS_NAMES = {
 }
 
 
+def suggested_option(flag: str, known: list[str]) -> str | None:
+    """The option of `known` (`--name` each) that `flag` most likely meant: its name in other scripts, or the
+    closest spelling; None when nothing is close."""
+    spelled = "--" + flag.lstrip("-").replace("-", "_")
+    if OTHER_SCRIPTS_NAMES.get(spelled) in known:
+        return OTHER_SCRIPTS_NAMES[spelled]
+    close = difflib.get_close_matches(spelled, known, 1, 0.6)
+    return close[0] if close else None
+
+
 def check_unknown_flags(unknown: list[str], actions: dict[str, argparse.Action]) -> None:
     """Stops on a flag the parser does not know, suggesting the closest real one."""
     flags = [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]
@@ -137,10 +147,8 @@ def check_unknown_flags(unknown: list[str], actions: dict[str, argparse.Action])
     known = [option for option in actions if option.startswith("--") and "-" not in option[2:]]
     messages = []
     for flag in flags:
-        spelled = "--" + flag.lstrip("-").replace("-", "_")
-        close = [OTHER_SCRIPTS_NAMES[spelled]] if spelled in OTHER_SCRIPTS_NAMES else []
-        close = [name for name in close if name in actions] or difflib.get_close_matches(spelled, known, 1, 0.6)
-        messages.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
+        close = suggested_option(flag, known)
+        messages.append(f"{flag} (did you mean {close}?)" if close else flag)
     raise UsageError(f"Unknown option(s): {', '.join(messages)}. Run with --help to see the options.")
 
 
@@ -188,8 +196,13 @@ def load_yaml_config(path: str | Path, known_names: set[str]) -> dict:
         raise UsageError(f"Config file {path} must hold a mapping of option names to values.")
     unknown = sorted(set(values) - known_names)
     if unknown:
+        known = [f"--{name}" for name in known_names]
+        named = []
+        for key in unknown:
+            close = suggested_option(f"--{key}", known)
+            named.append(f"{key} (did you mean {close[2:]}?)" if close else key)
         raise UsageError(
-            f"Config file {path} has unknown option(s): {', '.join(unknown)}. "
+            f"Config file {path} has unknown option(s): {', '.join(named)}. "
             "Keys must be option names as in --help (e.g. learning_rate, per_device_train_batch_size)."
         )
     return values
@@ -227,6 +240,12 @@ def config_value(key: str, value, action: argparse.Action):
             f"Config key {key}: YAML reads an unquoted yes, no, on, off, true or false as {str(value).lower()}, "
             f'which {key} does not take. Put the value in quotes ({key}: "no").'
         )
+    if isinstance(value, str) and action.type not in (None, str):
+        try:  # argparse converts string defaults itself, but its error would not say the value came from here
+            action.type(value)
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
+            kind = getattr(action.type, "__name__", "value")
+            raise UsageError(f"Config key {key}: {value!r} is not a valid {kind}.") from None
     if isinstance(value, bool) or action.type is None or isinstance(value, str):
         return value  # argparse converts (and checks) string defaults itself
     try:

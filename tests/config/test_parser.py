@@ -124,6 +124,9 @@ def test_value_given_as_flag_equals_value_wins_over_preset_and_run_is_quiet(imag
         ("num_train_epochs: [1, 2]", "Config key num_train_epochs takes one number, got a list: [1, 2]."),
         ("seed: null", "Config key seed has no value (null): give one, or leave the key out for its default."),
         ("lr_scheduler_type: 3", "Config key lr_scheduler_type: 3 is not one of linear, cosine"),
+        ("learning_rate: abc", "Config key learning_rate: 'abc' is not a valid float."),
+        ("lr: 1e-4", "has unknown option(s): lr (did you mean learning_rate?)"),
+        ("learnig_rate: 1e-4", "has unknown option(s): learnig_rate (did you mean learning_rate?)"),
     ],
 )
 def test_config_values_are_checked_as_the_command_line_checks_them(
