@@ -160,10 +160,11 @@ def render_short_help(description: str, actions: dict[str, argparse.Action], nam
         if action is None:  # an option this transformers version lacks
             continue
         text = (action.help or "").split(". ")[0].rstrip(".")
-        default = action.default
+        default, shown = action.default, ""
         if default not in (None, False, "", argparse.SUPPRESS) and name not in ("help", "help_all"):
-            text += f" (default: {getattr(default, 'value', default)})"
-        lines.append(f"  --{name:<30} " + textwrap.shorten(text, 119 - 33, placeholder="..."))
+            shown = f" (default: {getattr(default, 'value', default)})"
+        # The default always shows: a long description is cut short before it.
+        lines.append(f"  --{name:<30} " + textwrap.shorten(text, 119 - 33 - len(shown), placeholder="...") + shown)
     return "\n".join(lines) + "\n"
 
 
