@@ -112,12 +112,17 @@ PAGE_RANGES = (
 )
 
 
+# Where a value below the range fails otherwise than one above it.
+BELOW_RANGE_REASONS = {"num_train_epochs": "the recommended range; less than one epoch leaves images never seen"}
+
+
 def range_warnings(values: dict[str, float]) -> list[str]:
     """Warnings for values outside the recommended ranges (they still run)."""
     warnings = []
     for name, low, high, reason in PAGE_RANGES:
         value = values.get(name)
         if value is not None and not low <= value <= high:
+            reason = BELOW_RANGE_REASONS.get(name, reason) if value < low else reason
             warnings.append(f"--{name} {value:g} is outside {recommended_range(name)}: {reason}.")
     return warnings
 

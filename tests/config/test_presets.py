@@ -43,6 +43,9 @@ def test_range_warnings_give_the_page_reason():
     warnings = range_warnings({"per_device_train_batch_size": 64, "num_train_epochs": 3, "learning_rate": 1e-3})
     assert len(warnings) == 2
     assert "outside 2-32: the recommended range" in warnings[0] and "outside 1e-5 to 1e-4" in warnings[1]
+    (below,) = range_warnings({"num_train_epochs": 0.5})
+    assert "less than one epoch leaves images never seen" in below and "overfit" not in below
+    assert "more epochs mostly overfit" in range_warnings({"num_train_epochs": 30})[0]
 
 
 def test_evaluation_cost_is_estimated():
