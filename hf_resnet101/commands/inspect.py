@@ -38,8 +38,8 @@ def inspect_folder(
 ) -> Inspection:
     if not Path(data).is_dir():
         raise UsageError(
-            f"{data} is not a folder: give the folder of class sub-folders (or the one holding train/ and "
-            "validation/ folders)."
+            f"DATA {data} {'is not a folder' if Path(data).exists() else 'does not exist'}: give the folder of class "
+            "sub-folders (or the one holding train/ and validation/ folders)."
         )
     train_dir, found_validation = find_split_folders(Path(data))
     validation_dir = validation_dir or found_validation
@@ -50,6 +50,7 @@ def inspect_folder(
         seed,
         strict=strict,
         dedupe=dedupe,
+        train_name="DATA" if train_dir == Path(data) else "--train_dir",
     )
     report = plan.report
     num_train, num_validation = len(plan.data_files["train"]), len(plan.data_files["validation"])

@@ -391,14 +391,16 @@ def plan_image_folders(
     strict: bool = False,
     dedupe: bool = False,
     progress: bool = True,
+    train_name: str = "--train_dir",
 ) -> FolderPlan:
     """Scans class folders, leaves out unusable files and splits off validation if needed; loads nothing.
+    `train_name`: how messages name the training folder (`inspect` takes it as DATA).
 
     Raises:
         UsageError: for folders that cannot be trained on, for unusable files under `strict`, and for identical
             images under different labels unless `dedupe` leaves them out.
     """
-    train = scan_class_folders(train_dir, "--train_dir")
+    train = scan_class_folders(train_dir, train_name)
     validation = scan_class_folders(validation_dir, "--validation_dir") if validation_dir else None
     files = scan_folder_files(train, "train", progress)
     if validation is not None:

@@ -36,8 +36,11 @@ def test_inspecting_a_missing_folder_says_what_to_give(tmp_path):
     from hf_resnet101.commands.inspect import inspect_folder
     from hf_resnet101.errors import UsageError
 
-    with pytest.raises(UsageError, match="is not a folder: give the folder of class sub-folders"):
+    with pytest.raises(UsageError, match="missing does not exist: give the folder of class sub-folders"):
         inspect_folder(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match=r"^DATA .*empty has no class sub-folders\. Put the images"):
+        inspect_folder(tmp_path / "empty")  # named as inspect takes it, not as --train_dir
 
 
 def test_inspection_lines_describe_the_split_and_the_tier(image_folder):

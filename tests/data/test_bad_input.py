@@ -148,7 +148,7 @@ def test_missing_training_data(finetune_main, capsys, tmp_path):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["inspect", "{tmp}/nope"], "nope is not a folder: give the folder of class sub-folders"),
+        (["inspect", "{tmp}/nope"], "nope does not exist: give the folder of class sub-folders"),
         (["demo", "--epochs", "0", "--output_dir", "{tmp}/demo"], "--epochs must be positive, got 0."),
     ],
 )
