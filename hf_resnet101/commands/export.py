@@ -24,6 +24,7 @@ from ..inference import IMAGE_ERRORS, PYTORCH_MODEL_TO_GIVE, describe_error, loa
 from ..modeling import has_image_processor_file
 from ..onnx_runtime import INPUT_NAME, OUTPUT_NAME, import_onnx_runtime, onnx_session, run_logits
 from ..outputs import EXPORT_CHECK, IMAGE_PROCESSOR_CONFIG, MODEL_CONFIG, ONNX_LABELS, ONNX_MODEL, SPLITS, split_rows
+from .tables import print_note
 
 FORMATS = ("onnx",)
 OPSET = 17
@@ -240,8 +241,10 @@ def export_model(
     images, image_source = check_images_for(model_name_or_path, check_images)
     pixel_values = processor(images, return_tensors="pt")["pixel_values"].float()
     data_config = resolve_data_config(processor)
+    print_note(f"Exporting {model_name_or_path} to {out_dir / ONNX_MODEL} (ONNX opset {opset}) ...")
     onnx_path = export_to_onnx(model, out_dir / ONNX_MODEL, data_config.height, data_config.width, opset)
     write_sidecar_files(model, processor, out_dir)
+    print_note(f"Checking ONNX Runtime against PyTorch on {len(images)} {image_source} ...")
     max_diff, agreement, close = compare_outputs(model, onnx_session(onnx_path), pixel_values, atol, rtol)
     check = ExportCheck(len(images), image_source, max_diff, atol, rtol, agreement, close)
     (out_dir / EXPORT_CHECK).write_text(json.dumps(asdict(check), indent=2) + "\n", encoding="utf-8")
