@@ -214,6 +214,8 @@ def run_in_locked_folder(
     clock.mark("checks")
     data = load_run_data(data_args, model_args, training_args, start)
     clock.mark("scan and data loading")
+    for note in start.notes:
+        logger.warning(note)
     output_dir = Path(training_args.output_dir)
     if start.finished:
         return finished_result(output_dir, data.label_names, training_args, start)
@@ -258,6 +260,9 @@ class RunStart:
     push_token: str | None
     push_repo_id: str | None  # --hub_model_id, as USER/NAME where the Hub named the token's user
     finished: bool  # the folder holds a finished run (and --overwrite_output_dir was not given)
+    # What the run says of its processes and threads, once its data has been checked: a run stopped by bad input
+    # says only what was wrong.
+    notes: tuple[str, ...] = ()
 
 
 CHECKPOINT_TO_GIVE = (
@@ -279,12 +284,9 @@ def check_before_loading(
         whoami = check_write_access(training_args.hub_model_id, push_token)
         push_repo_id = with_namespace(training_args.hub_model_id, whoami)
     set_seed(training_args.seed)
-    if (note := processes_not_started_note(dict(os.environ))) and training_args.process_index == 0:
-        logger.warning(note)
+    notes = [processes_not_started_note(dict(os.environ))]
     if training_args.device.type == "cpu":
-        threads_note = restore_cpu_threads(local_process_count())
-        if threads_note and training_args.process_index == 0:
-            logger.warning(threads_note)
+        notes.append(restore_cpu_threads(local_process_count()))
     check_folders_apart(data_args.train_dir, data_args.validation_dir, training_args.output_dir)
     output_dir = Path(training_args.output_dir)
     with training_args.main_process_first(desc="checking the output folder"):
@@ -295,7 +297,8 @@ def check_before_loading(
         if resume_from is not None:
             check_checkpoint_readable(Path(resume_from), training_args.save_only_model)
     finished = not training_args.overwrite_output_dir and is_finished(output_dir)
-    return RunStart(identity_options, resume_from, push_token, push_repo_id, finished)
+    notes = tuple(note for note in notes if note and training_args.process_index == 0)
+    return RunStart(identity_options, resume_from, push_token, push_repo_id, finished, notes)
 
 
 def load_run_data(

@@ -57,6 +57,7 @@ def test_bad_input_exits_2_without_a_traceback(launch, image_folder, tmp_path):
     result = run([*launch, "--train_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "out")])
     assert result.returncode == 2, result.stderr[-3000:]
     assert f"error: --train_dir {tmp_path / 'missing'} does not exist" in result.stderr
+    assert "CPU threads" not in result.stderr  # bad input: only what was wrong is said
     # An output folder of the user's own: refused before the processes first wait for each other
     (tmp_path / "own").mkdir()
     (tmp_path / "own" / "README.md").write_text("mine")
@@ -77,6 +78,7 @@ def test_plain_accelerate_launch_shows_the_message_too(tmp_path, quiet):
     result = subprocess.run([*launch, "--train_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "o")],
                             capture_output=True, text=True, timeout=600)  # fmt: skip
     assert f"error: --train_dir {tmp_path / 'missing'} does not exist" in result.stderr
+    assert "CPU threads" not in result.stderr  # bad input: only what was wrong is said
     assert result.returncode != 0  # accelerate's own status (1), which `hf-resnet101 train` replaces by 2
     assert not (tmp_path / "o").exists()  # the output folder the run made for its lock is gone again
     # Accelerate's own CalledProcessError traceback follows the message, unless --quiet (as the README says).
