@@ -97,8 +97,8 @@ def load_best_checkpoint(trainer: Trainer) -> None:
     its checkpoint (its step's folder in this output folder, wherever the state recorded it)."""
     state = trainer.state
     step = checkpoint_step(state.best_model_checkpoint)
-    if not trainer.args.load_best_model_at_end or step is None:
-        return
+    if not trainer.args.load_best_model_at_end or step is None or state.best_global_step == state.global_step:
+        return  # nothing to choose, or the last step's weights, loaded already, are the best
     folder = checkpoint_folder(trainer.args.output_dir, step)
     if (folder / MODEL_WEIGHTS).is_file():
         load_model(trainer.model, str(folder / MODEL_WEIGHTS))
