@@ -214,8 +214,6 @@ def run_in_locked_folder(
     clock.mark("checks")
     data = load_run_data(data_args, model_args, training_args, start)
     clock.mark("scan and data loading")
-    for note in start.notes:
-        logger.warning(note)
     output_dir = Path(training_args.output_dir)
     if start.finished:
         return finished_result(output_dir, data.label_names, training_args, start)
@@ -228,6 +226,8 @@ def run_in_locked_folder(
         check_model_cached_when_offline(
             model_args.model_name_or_path, give_dir="--model_name_or_path DIR", cache_dir=model_args.cache_dir
         )
+    for note in start.notes:  # the run will start: bad input above has said only what was wrong
+        logger.warning(note)
     manifest = record_run_start(options, data)
     model = load_model_to_train(options, data.label_names, model_and_processor)
     clock.mark("model loading")
