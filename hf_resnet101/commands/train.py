@@ -87,7 +87,7 @@ def launch_arguments(argv: list[str]) -> argparse.Namespace:
     if flags := [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]:
         named = []
         for flag in flags:
-            close = difflib.get_close_matches(flag.replace("-", "_").replace("__", "--", 1), launch_flags, n=1)
+            close = difflib.get_close_matches(underscored(flag), launch_flags, n=1)
             named.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
         raise UsageError(
             f"Unknown Accelerate option(s) before `--`: {', '.join(named)}. `accelerate launch --help` lists them; "
@@ -96,6 +96,11 @@ def launch_arguments(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args([*launch_options, "--module", TRAINING_MODULE, *training_options])
     check_accelerate_config(args.config_file)
     return args
+
+
+def underscored(flag: str) -> str:
+    """`--multi-gpu` as `--multi_gpu`: both spellings name one option."""
+    return "--" + flag.removeprefix("--").replace("-", "_")
 
 
 def check_no_launch_flags(training_options: list[str], launch_flags: set[str]) -> None:
@@ -114,9 +119,7 @@ def check_no_launch_flags(training_options: list[str], launch_flags: set[str]) -
         for holder in (DataArguments, ModelArguments, FinetuneTrainingArguments)
         for field in dataclasses.fields(holder)
     } | {"--config", "--help", "--help_all", "--verbose"}
-    if launch_only := [
-        flag for flag in candidates if flag.replace("-", "_").replace("__", "--", 1) not in training_names
-    ]:
+    if launch_only := [flag for flag in candidates if underscored(flag) not in training_names]:
         raise UsageError(
             f"{', '.join(launch_only)}: Accelerate's option(s), not training options. Put them before `--` and the "
             f"training options after it: hf-resnet101 train {' '.join(launch_only)} ... -- --train_dir DATA ..."

@@ -45,17 +45,6 @@ class CheckpointCompletionCallback(TrainerCallback):
             checkpoint = checkpoint_folder(args.output_dir, state.global_step)
             mark_complete(checkpoint, state.global_step, self.training_seconds())
 
-    def on_train_end(self, args, state, control, **kwargs):
-        """The last step's checkpoint gets the state as training ended: saved before that step's evaluation (at an
-        epoch's end, the step saves first), it lacks that evaluation, which may be the best. A run stopped after
-        training finishes from this checkpoint (`recovery.finish_from_last_step`) and must choose as this one did."""
-        checkpoint = checkpoint_folder(args.output_dir, state.global_step)
-        last_step = bool(state.max_steps) and state.global_step >= state.max_steps
-        if state.is_world_process_zero and last_step and is_complete(checkpoint):
-            tmp = checkpoint / f".{TRAINER_STATE}.tmp"
-            state.save_to_json(str(tmp))
-            os.replace(tmp, checkpoint / TRAINER_STATE)  # whole or not at all
-
 
 class SaveAfterEpochEvaluation(TrainerCallback):
     """With --eval_strategy epoch, moves a checkpoint due at an epoch's last step (by --save_steps, the time, the
