@@ -16,7 +16,7 @@ from ..errors import UsageError
 from ..outputs import CHECKPOINT_COMPLETE, TRAINER_STATE, checkpoint_folder, checkpoint_folders, checkpoint_step
 from .output_folder import RunManifest, foreign_files, is_finished
 from .run_identity import differences, mismatch_error, read_identity, write_identity
-from .storage import missing_checkpoint_files, write_failure_reason
+from .storage import missing_checkpoint_files, open_weights_to_umask, write_failure_reason
 
 logger = logging.get_logger(__name__)
 
@@ -43,6 +43,7 @@ class CheckpointCompletionCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             checkpoint = checkpoint_folder(args.output_dir, state.global_step)
+            open_weights_to_umask(checkpoint)
             mark_complete(checkpoint, state.global_step, self.training_seconds())
 
 
@@ -272,6 +273,7 @@ def save_final_model(trainer, output_dir: Path) -> None:
             for item in staging.iterdir():
                 os.replace(item, output_dir / item.name)
             shutil.rmtree(staging, ignore_errors=True)
+            open_weights_to_umask(output_dir)
     except Exception as error:
         # safetensors and torch raise their own errors for a full disk, not OSError.
         reason = write_failure_reason(error) or (error.strerror if isinstance(error, OSError) else None)

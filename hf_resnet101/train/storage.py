@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import re
 import shutil
 import zipfile
@@ -121,3 +122,30 @@ def damaged_checkpoint_files(checkpoint: Path) -> dict[str, str]:
         except Exception as error:  # any failure to read back is damage, whatever the library raises
             damaged[path.name] = f"{type(error).__name__}: {error}".split("\n")[0][:200]
     return damaged
+
+
+def current_umask() -> int:
+    """The process's umask: read from /proc on Linux, else set and restored at once."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def open_weights_to_umask(folder: Path) -> None:
+    """Gives each `*.safetensors` file in `folder` the mode any other file written there gets.
+
+    safetensors (from 0.8) writes through a temporary file created 0600 whatever the umask (safetensors issue
+    #782), so a model folder shared with another user, or built into a container run as another user, had every
+    file readable but its weights. Only such a file is widened; a mode the user chose is left alone.
+    """
+    if os.name != "posix":
+        return
+    mode = 0o666 & ~current_umask()
+    for path in folder.glob("*.safetensors"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mode & 0o777 == 0o600 and mode != 0o600:
+                os.chmod(path, mode)

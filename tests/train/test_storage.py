@@ -221,3 +221,40 @@ def test_full_disk_leaves_no_half_written_model(finetune_main, capsys, image_fol
     assert "No space left on device" in err and "is intact" in err
     assert not (out / "model.safetensors").exists() and not (out / ".final-tmp").exists()
     assert (out / "checkpoint-6" / CHECKPOINT_COMPLETE).exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+def test_saved_weights_are_as_readable_as_the_other_files(data_and_model, tmp_path):
+    """safetensors writes 0600 whatever the umask; the run's weights, final and in checkpoints, get the mode the
+    umask gives its config.json, so another user (or a container's) can load the model the folder looks to hold."""
+    folder, model = data_and_model
+    out, umask = tmp_path / "out", 0o027  # group may read, others not: neither 0600 nor the usual 0644
+    result = subprocess.run(
+        ["bash", "-c", f'umask {umask:03o} && exec "$@"', "bash", sys.executable, RECIPE,
+         "--train_dir", str(folder), "--output_dir", str(out), "--model_name_or_path", str(model),
+         "--max_steps", "2", "--save_steps", "2", "--eval_strategy", "no", "--precision", "fp32"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = 0o666 & ~umask
+    for weights in (out / "model.safetensors", out / "checkpoint-2" / "model.safetensors"):
+        assert weights.stat().st_mode & 0o777 == expected, weights
+    assert (out / "config.json").stat().st_mode & 0o777 == expected
+
+
+def test_weights_mode_chosen_by_the_user_is_kept(tmp_path):
+    from hf_resnet101.train.storage import open_weights_to_umask
+
+    chosen, written = tmp_path / "chosen.safetensors", tmp_path / "written.safetensors"
+    for path in (chosen, written):
+        path.write_bytes(b"x")
+    os.chmod(chosen, 0o640)
+    os.chmod(written, 0o600)
+    old = os.umask(0o022)
+    try:
+        open_weights_to_umask(tmp_path)
+    finally:
+        os.umask(old)
+    assert chosen.stat().st_mode & 0o777 == 0o640
+    assert written.stat().st_mode & 0o777 == 0o644
