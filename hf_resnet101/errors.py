@@ -1,4 +1,7 @@
-"""Errors that carry a message meant for the person running the command."""
+"""Errors that carry a message meant for the person running the command, and what such a message offers."""
+
+import difflib
+from pathlib import Path
 
 
 class UsageError(ValueError):
@@ -20,3 +23,31 @@ class TrainingInterrupted(Exception):
     def __init__(self, message: str, signal_number: int = 2):
         super().__init__(message)
         self.exit_status = 128 + signal_number
+
+
+def did_you_mean_path(path: str | Path) -> str:
+    """ " Did you mean PATH?" for a path that does not exist when a close spelling of its first missing part does
+    (`data/trian` -> `data/train`, `Data/birds` -> `data/birds`); else "". The rest of the path is kept as given."""
+    path = Path(path)
+    parts = path.parts
+    for depth in range(len(parts)):
+        existing = Path(*parts[:depth]) if depth else Path(".")
+        candidate = existing / parts[depth]
+        if candidate.exists():
+            continue
+        if not existing.is_dir():
+            return ""
+        try:
+            names = [entry.name for entry in existing.iterdir()]
+        except OSError:
+            return ""
+        lowered = {name.lower(): name for name in names}
+        close = lowered.get(parts[depth].lower())
+        if close is None:
+            matches = difflib.get_close_matches(parts[depth], names, n=1, cutoff=0.75)
+            close = matches[0] if matches else None
+        if close is None:
+            return ""
+        suggestion = Path(*parts[:depth], close, *parts[depth + 1 :])
+        return f" Did you mean {suggestion}?" if suggestion.exists() else ""
+    return ""

@@ -27,7 +27,7 @@ from transformers import (
 )
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, logging
 
-from .errors import UsageError
+from .errors import UsageError, did_you_mean_path
 from .outputs import IMAGE_PROCESSOR_CONFIG, MODEL_CARD, MODEL_CONFIG, ONNX_LABELS, ONNX_MODEL
 
 logger = logging.get_logger(__name__)
@@ -107,7 +107,7 @@ def check_model_source(name_or_path: str, give: str) -> None:
     if path.is_file():
         raise UsageError(f"{name_or_path} is a file: give {give}.")
     if not path.exists() and looks_like_local_path(name_or_path):
-        raise UsageError(f"Model folder {name_or_path} does not exist: give {give}.")
+        raise UsageError(f"Model folder {name_or_path} does not exist: give {give}.{did_you_mean_path(name_or_path)}")
     if is_timm_checkpoint(name_or_path) and not timm_installed():
         raise UsageError(f"{name_or_path} is a timm model, and timm is not installed: {TIMM_INSTALL}.")
 

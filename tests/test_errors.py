@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hf_resnet101.commands.cli import exit_on_usage_error
-from hf_resnet101.errors import PushError, UsageError
+from hf_resnet101.errors import PushError, UsageError, did_you_mean_path
 
 
 def test_a_failed_push_is_a_usage_error_and_a_value_error():
@@ -23,3 +23,20 @@ def test_entry_points_print_the_message_and_exit_2(capsys):
     assert push() == 2
     err = capsys.readouterr().err
     assert "error: the Hub refused the upload" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [
+        ("data/trian", "data/train"),  # a typo in the last part
+        ("Data/train/birds", "data/train/birds"),  # another case, the rest kept as given
+        ("data/trian/birds", "data/train/birds"),
+        ("data/zzzzz", None),  # nothing close
+        ("data/trian/bords", None),  # the suggestion must exist itself
+        ("nowhere/train", None),
+    ],
+)
+def test_a_missing_path_gets_a_close_existing_one(tmp_path, monkeypatch, given, meant):
+    (tmp_path / "data" / "train" / "birds").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert did_you_mean_path(given) == (f" Did you mean {meant}?" if meant else "")

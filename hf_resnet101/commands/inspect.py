@@ -15,7 +15,7 @@ from ..config.hardware import cpu_bf16_is_auto
 from ..config.presets import describe_tier, evaluation_cost_warning, hardware_advice
 from ..data.folders import find_split_folders, plan_image_folders
 from ..data.report import DataReport
-from ..errors import UsageError
+from ..errors import UsageError, did_you_mean_path
 
 PAGE_BATCH_SIZE = 4
 
@@ -39,7 +39,7 @@ def inspect_folder(
     if not Path(data).is_dir():
         raise UsageError(
             f"DATA {data} {'is not a folder' if Path(data).exists() else 'does not exist'}: give the folder of class "
-            "sub-folders (or the one holding train/ and validation/ folders)."
+            f"sub-folders (or the one holding train/ and validation/ folders).{did_you_mean_path(data)}"
         )
     train_dir, found_validation = find_split_folders(Path(data))
     validation_dir = validation_dir or found_validation

@@ -13,7 +13,7 @@ from pathlib import Path
 from transformers import Pipeline
 
 from ..data.images import is_image_file, is_left_out_file, left_out_files_note
-from ..errors import UsageError
+from ..errors import UsageError, did_you_mean_path
 from ..inference import Classified, classify, load_classifier, precision_hint_for
 from .tables import format_table, print_note, progress_bar
 
@@ -113,7 +113,10 @@ def collect_image_paths(inputs: Sequence[str | Path]) -> list[Path]:
             raise url_error(str(given), "Input")
         item = Path(given)
         if not item.exists():
-            raise UsageError(f"Input {item} does not exist: give image files, folders of images or a .txt list.")
+            raise UsageError(
+                f"Input {item} does not exist: give image files, folders of images or a .txt list."
+                + did_you_mean_path(item)
+            )
         if item.is_dir():
             paths.extend(images_of_folder(item))
         elif item.suffix.lower() in LIST_FILE_SUFFIXES:

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-from ..errors import UsageError
+from ..errors import UsageError, did_you_mean_path
 
 
 class ConfigParser(HfArgumentParser):
@@ -188,7 +188,7 @@ def load_yaml_config(path: str | Path, known_names: set[str]) -> dict:
     """Reads a YAML config and checks every key names an option."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"Config file {path} does not exist.")
+        raise UsageError(f"Config file {path} does not exist.{did_you_mean_path(path)}")
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:

@@ -18,7 +18,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 from datasets import Image as ImageFeature
 from transformers.utils import logging
 
-from ..errors import UsageError
+from ..errors import UsageError, did_you_mean_path
 from ..outputs import DATA_ROOTS, SPLITS
 from .images import TRAINING_IMAGE_EXTENSIONS, is_image_file, is_left_out_file
 from .report import (
@@ -199,7 +199,7 @@ def scan_class_folders(
     """
     root = Path(root)
     if not root.exists():
-        raise UsageError(f"{what} {root} does not exist.")
+        raise UsageError(f"{what} {root} does not exist.{did_you_mean_path(root)}")
     if not root.is_dir():
         raise UsageError(f"{what} {root} is not a folder: give a folder with one sub-folder of images per class.")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -14,7 +14,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineMod
 from huggingface_hub.utils import validate_repo_id
 from transformers.utils import logging
 
-from ..errors import PushError, UsageError
+from ..errors import PushError, UsageError, did_you_mean_path
 from ..modeling import has_image_processor_file, is_onnx_export
 from ..outputs import (
     CARD_INPUTS,
@@ -342,7 +342,7 @@ def check_pushable(output_dir: Path, repo_id: str) -> None:
     if not output_dir.is_dir():
         raise UsageError(
             f"{output_dir} {'is not a folder' if output_dir.exists() else 'does not exist'}: give the output folder "
-            "of a finished run."
+            f"of a finished run.{did_you_mean_path(output_dir)}"
         )
     if is_onnx_export(output_dir):
         raise UsageError(

@@ -12,7 +12,7 @@ from pathlib import Path
 from transformers import TrainerCallback, TrainerState
 from transformers.utils import logging
 
-from ..errors import UsageError
+from ..errors import UsageError, did_you_mean_path
 from ..outputs import CHECKPOINT_COMPLETE, TRAINER_STATE, checkpoint_folder, checkpoint_folders, checkpoint_step
 from .output_folder import RunManifest, foreign_files, is_finished
 from .run_identity import differences, mismatch_error, read_identity, write_identity
@@ -237,7 +237,7 @@ def resolve_resume(
     if resume_from_checkpoint:
         path = Path(resume_from_checkpoint)
         if not path.is_dir():
-            raise UsageError(f"--resume_from_checkpoint {path} does not exist.")
+            raise UsageError(f"--resume_from_checkpoint {path} does not exist.{did_you_mean_path(path)}")
         if checkpoint_step(path) is None and (missing := missing_checkpoint_files(path)):
             raise UsageError(
                 f"--resume_from_checkpoint {path} is not a checkpoint (it has no {', '.join(missing)}: a run's output "

@@ -20,6 +20,13 @@ def test_missing_folder(finetune_main, capsys, tmp_path):
     assert not (tmp_path / "o").exists()  # nothing left behind
 
 
+def test_a_misspelt_folder_gets_the_close_one(finetune_main, capsys, tmp_path):
+    write_class_images(tmp_path / "data" / "train", per_class=1)
+    misspelt = tmp_path / "data" / "trian"
+    err = run(finetune_main, capsys, ["--train_dir", str(misspelt), "--output_dir", str(tmp_path / "o")])
+    assert f"--train_dir {misspelt} does not exist. Did you mean {tmp_path / 'data' / 'train'}?" in err
+
+
 def test_a_folder_that_existed_stays(finetune_main, capsys, tmp_path):
     (tmp_path / "o").mkdir()
     err = run(finetune_main, capsys, ["--train_dir", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")])
