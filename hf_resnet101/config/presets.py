@@ -137,13 +137,21 @@ def recommended_range(option: str) -> str:
 
 # What the run advises when the loss diverges or the model overfits, which the monitors and the card say
 # (docs/product-page.md#common-problems-and-their-fixes).
-DIVERGENCE_REMEDIES = (
-    f"lower --learning_rate (recommended: {recommended_range('learning_rate')}), add --warmup_ratio 0.05, use --bf16 "
-    "instead of --fp16, check the data for corrupt labels or images, or lower --max_grad_norm"
-)
+
+
+def divergence_remedies(fp16: bool = False) -> str:
+    """What to try when the loss blew up; fp16's narrow range is a cause only where fp16 ran."""
+    precision = "use --bf16 instead of --fp16, " if fp16 else ""
+    return (
+        f"lower --learning_rate (recommended: {recommended_range('learning_rate')}), add --warmup_ratio 0.05, "
+        f"{precision}check the data for corrupt labels or images, or lower --max_grad_norm"
+    )
+
+
 OVERFITTING_ADVICE = (
-    "fewer epochs, a lower learning rate (down to 1e-5), stronger --augmentation, more data, or microsoft/resnet-50 "
-    "for small datasets"
+    "fewer epochs (--num_train_epochs, or --early_stopping_patience 3 to stop at the best evaluation), a lower "
+    "--learning_rate (down to 1e-5), stronger --augmentation (medium or heavy), more data, or "
+    "--model_name_or_path microsoft/resnet-50 for small datasets"
 )
 
 

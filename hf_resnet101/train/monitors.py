@@ -1,4 +1,5 @@
-"""Watching a run: divergence (NaN/inf loss), overfitting, a clean stop on Ctrl-C, and named progress bars."""
+"""Watching a run: divergence (a NaN, infinite or exploding loss), overfitting, a clean stop on Ctrl-C, and
+named progress bars."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch.distributed as dist
 from transformers import ProgressCallback, Trainer, TrainerCallback
 from transformers.utils import logging
 
-from ..config.presets import DIVERGENCE_REMEDIES, OVERFITTING_ADVICE
+from ..config.presets import OVERFITTING_ADVICE, divergence_remedies
 from ..errors import UsageError
 from ..outputs import MONITORS
 
@@ -21,20 +22,41 @@ logger = logging.get_logger(__name__)
 
 
 class TrainingDiverged(UsageError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite, or exploded (`exploded_loss_limit`)."""
+
+
+# A training loss this many times a chance guess's (ln of the class count) has exploded: cross-entropy that large
+# means logits hundreds apart on images the model gets wrong, which only weights blown up by too large steps give.
+EXPLODED_LOSS_FACTOR = 100
+
+
+def exploded_loss_limit(num_labels: int | None) -> float:
+    """The training loss above which a run has diverged though the loss is still finite."""
+    return EXPLODED_LOSS_FACTOR * math.log(max(2, num_labels or 2))
 
 
 class DivergenceCallback(TrainerCallback):
-    """Stops at the first NaN or infinite loss with the remedies, instead of a run of NaNs."""
+    """Stops at the first NaN or infinite loss, or a training loss that exploded, with the remedies: a learning
+    rate far too high can send the loss to 1e9 and back to 0 without a NaN, and the run then saved a model no
+    better than chance, with its gap between the losses reported as overfitting."""
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+        fp16 = bool(getattr(args, "fp16", False))
         for key in ("loss", "eval_loss"):
             value = (logs or {}).get(key)
             if value is not None and not math.isfinite(value):
                 raise TrainingDiverged(
                     f"The {'training' if key == 'loss' else 'validation'} loss became {value} at step "
-                    f"{state.global_step}: training diverged. Try: {DIVERGENCE_REMEDIES}."
+                    f"{state.global_step}: training diverged. Try: {divergence_remedies(fp16)}."
                 )
+        loss = (logs or {}).get("loss")
+        num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+        if loss is not None and loss > (limit := exploded_loss_limit(num_labels)):
+            raise TrainingDiverged(
+                f"The training loss reached {loss:.4g} at step {state.global_step}, over {EXPLODED_LOSS_FACTOR}x a "
+                f"chance guess's ({limit / EXPLODED_LOSS_FACTOR:.3g} for {num_labels or 2} classes): training "
+                f"diverged. Try: {divergence_remedies(fp16)}."
+            )
 
 
 class OverfittingMonitor(TrainerCallback):

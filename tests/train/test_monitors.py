@@ -6,10 +6,11 @@ import json
 import math
 import os
 import signal
+from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import save_tiny_resnet
+from conftest import save_tiny_resnet, write_class_images
 from safetensors.torch import load_file, save_file
 from transformers import TrainerControl, TrainerState
 
@@ -40,6 +41,27 @@ def test_a_non_finite_loss_stops_the_run_with_remedies(key, which, value):
 def test_finite_losses_and_other_logs_pass():
     DivergenceCallback().on_log(None, state(), TrainerControl(), logs={"loss": 0.5, "learning_rate": math.nan})
     DivergenceCallback().on_log(None, state(), TrainerControl(), logs=None)
+
+
+def model_for(num_labels: int):
+    return SimpleNamespace(config=SimpleNamespace(num_labels=num_labels))
+
+
+def test_an_exploded_training_loss_stops_the_run_though_finite():
+    """100x a chance guess's loss (ln 3 = 1.1 for 3 classes) is divergence; a high validation loss is not."""
+    callback = DivergenceCallback()
+    callback.on_log(None, state(), TrainerControl(), logs={"loss": 100.0, "eval_loss": 500.0}, model=model_for(3))
+    with pytest.raises(TrainingDiverged, match=r"reached 153.6 at step 7, over 100x a chance guess's \(1.1 for 3"):
+        callback.on_log(None, state(), TrainerControl(), logs={"loss": 153.6}, model=model_for(3))
+    # more classes, a higher chance loss: 200 classes allow up to 530
+    callback.on_log(None, state(), TrainerControl(), logs={"loss": 500.0}, model=model_for(200))
+
+
+def test_the_fp16_remedy_only_where_fp16_ran():
+    for fp16 in (False, True):
+        with pytest.raises(TrainingDiverged) as raised:
+            DivergenceCallback().on_log(SimpleNamespace(fp16=fp16), state(), TrainerControl(), logs={"loss": math.nan})
+        assert ("--bf16 instead of --fp16" in str(raised.value)) == fp16
 
 
 def evaluate(monitor: OverfittingMonitor, train_loss: float, eval_loss: float, step: int) -> None:
@@ -118,6 +140,21 @@ def test_nan_loss_stops_with_remedies(finetune_main, capsys, image_folder, tmp_p
     assert finetune_main(args) == 2
     err = capsys.readouterr().err
     assert "diverged" in err and "--learning_rate" in err and "step 1" in err
+
+
+def test_a_learning_rate_far_too_high_stops_before_a_model_is_saved(finetune_main, capsys, tmp_path):
+    """--learning_rate 1e4 sent the tiny model's loss to 1e9 and back to 0 with no NaN: the run used to save a model
+    no better than chance and call the gap between the losses overfitting."""
+    data = write_class_images(tmp_path / "data", per_class=6)
+    out = tmp_path / "out"
+    args = ["--train_dir", str(data), "--output_dir", str(out), "--model_name_or_path",
+            str(save_tiny_resnet(tmp_path / "model")), "--learning_rate", "1e4", "--max_steps", "10",
+            "--logging_steps", "1", "--eval_strategy", "no", "--seed", "3"]  # fmt: skip
+    assert finetune_main(args) == 2
+    err = capsys.readouterr().err
+    assert "training diverged. Try: lower --learning_rate" in err and "Traceback" not in err
+    assert "--bf16 instead of --fp16" not in err  # the tests train in fp32
+    assert not (out / "model.safetensors").exists()
 
 
 def test_the_passes_after_training_have_named_progress_bars(
