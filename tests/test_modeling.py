@@ -176,7 +176,7 @@ def test_gradient_checkpointing_run(finetune_main, image_folder, tiny_models, tm
     assert finetune_main([*args, "--gradient_checkpointing", "--eval_strategy", "no", "--max_steps", "2"]) == 0
     assert (out / "model.safetensors").is_file()
     expected = {"resnet": "gradient checkpointing of 2 residual blocks", "timm": "built-in gradient checkpointing"}
-    assert f"--gradient_checkpointing: {expected[family]}" in caplog.text
+    assert f"Activation checkpointing: {expected[family]}" in caplog.text
 
 
 def test_the_card_license_of_a_known_base_model_family_without_its_card_here():

@@ -13,6 +13,7 @@ import torch
 
 from ..config.hardware import cpu_bf16_is_auto
 from ..config.presets import describe_tier, evaluation_cost_warning, hardware_advice
+from ..config.resolve import IMBALANCE_RATIO
 from ..data.folders import find_split_folders, plan_image_folders
 from ..data.report import DataReport
 from ..errors import UsageError, did_you_mean_path
@@ -66,6 +67,11 @@ def inspect_folder(
         *report.summary_lines(),
         describe_tier(num_train),
     ]
+    if report.imbalance_ratio >= IMBALANCE_RATIO:
+        lines.append(
+            "For the class imbalance: training judges its evaluations by macro F1, and --class_weighting balanced "
+            "weights the loss by class (or collect more images of the small classes)."
+        )
     cuda_gib = torch.cuda.get_device_properties(0).total_memory / 2**30 if torch.cuda.is_available() else None
     lines.append(
         hardware_advice(cuda_gib, num_train, image_size, cpu_bf16_is_auto(), os.cpu_count() or 1, full_size_model=True)

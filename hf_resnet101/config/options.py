@@ -410,23 +410,31 @@ def check_checkpoint_at_each_evaluation(args: TrainingArguments) -> None:
     """
     evaluate, save = (getattr(value, "value", value) for value in (args.eval_strategy, args.save_strategy))
     cause = (
-        "--early_stopping_patience keeps the best evaluation's weights (--load_best_model_at_end)"
+        "--early_stopping_patience keeps the best evaluation's weights (--load_best_model_at_end), which"
         if args.early_stopping_patience
         else "--load_best_model_at_end"
     )
-    if save == "best" or evaluate == "no":
+    if evaluate == "no":
+        raise UsageError(
+            "--load_best_model_at_end keeps the best evaluation's weights, and with --eval_strategy no nothing is "
+            "evaluated: give --eval_strategy steps (or epoch), or leave --load_best_model_at_end out."
+        )
+    if save == "best":
         return
+    # transformers' rule: the best step must be one the checkpoints could land on. The package keeps the best
+    # weights in memory in between, so checkpoints need not come at every evaluation, only on the same schedule.
     if save != evaluate:
         fit = f"--save_strategy {evaluate}" + (f" --save_steps {args.eval_steps:g}" if evaluate == "steps" else "")
         raise UsageError(
-            f"{cause} needs a checkpoint at every evaluation: evaluation is by {evaluate}, saving by {save}. Give "
-            f"{fit}, or --save_strategy best."
+            f"{cause} needs checkpoints on the evaluations' schedule (transformers' rule): evaluation is by "
+            f"{evaluate}, saving by {save}. Give {fit}, or --save_strategy best."
         )
     if evaluate == "steps" and args.eval_steps >= 1 and args.save_steps >= 1 and args.save_steps % args.eval_steps:
         multiple = args.eval_steps * max(1, round(args.save_steps / args.eval_steps))
         raise UsageError(
-            f"{cause} needs a checkpoint at every evaluation: --save_steps {args.save_steps:g} is not a multiple "
-            f"of --eval_steps {args.eval_steps:g}. Give --save_steps {multiple:g}."
+            f"{cause} needs --save_steps to be a multiple of --eval_steps (transformers' rule; the best weights are "
+            f"kept in memory between checkpoints): --save_steps {args.save_steps:g} is not a multiple of "
+            f"--eval_steps {args.eval_steps:g}. Give --save_steps {multiple:g}."
         )
 
 

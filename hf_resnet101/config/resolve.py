@@ -199,13 +199,14 @@ def check_settings(
             f"{training_args.world_size} process(es) is larger than the {num_train} training images: give a smaller "
             "--per_device_train_batch_size."
         )
-    for message in range_warnings(
-        {
-            "per_device_train_batch_size": training_args.per_device_train_batch_size,
-            "num_train_epochs": training_args.num_train_epochs,
-            "learning_rate": training_args.learning_rate,
-        }
-    ):
+    in_use = {
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "num_train_epochs": training_args.num_train_epochs,
+        "learning_rate": training_args.learning_rate,
+    }
+    if training_args.max_steps > 0:  # --max_steps sets the length: the epochs given do not apply
+        del in_use["num_train_epochs"]
+    for message in range_warnings(in_use):
         warn(message)
     eval_every = int(training_args.eval_steps) if training_args.eval_strategy.value == "steps" else None
     if eval_every is not None and training_args.eval_steps < 1:  # a fraction of all steps

@@ -48,7 +48,8 @@ def out_of_memory_advice(plan: BatchPlan, image_size: int | None) -> str:
     return (
         f"Out of memory even at --per_device_train_batch_size {plan.per_device}. Lower the memory each image "
         f"needs: --activation_checkpointing ({CHECKPOINTING_TRADE}), --fp16 on a GPU, "
-        f"a smaller --image_size{size}, or --freeze_backbone all_but_last; or use a GPU with more memory."
+        f"a smaller --image_size{size}, or --freeze_backbone all_but_last; or use a GPU with more memory, or "
+        "--model_name_or_path microsoft/resnet-50 (a shallower network: fewer activations kept per image)."
     )
 
 

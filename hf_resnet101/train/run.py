@@ -365,7 +365,7 @@ def load_model_to_train(
         )
     if options.gradient_checkpointing:
         logger.warning(
-            f"--gradient_checkpointing: {apply_gradient_checkpointing(model)} ({CHECKPOINTING_TRADE}, measured on "
+            f"Activation checkpointing: {apply_gradient_checkpointing(model)} ({CHECKPOINTING_TRADE}, measured on "
             "an H200)."
         )
     if options.data.image_size:

@@ -16,8 +16,19 @@ def test_inspect_command(image_folder, capsys):
     out = capsys.readouterr().out
     assert exit_info.value.code == 0
     assert "train: 21 images in 3 classes" in out
-    assert "dataset size tier: tiny" in out and "resnet-50" in out
+    assert "dataset size tier: tiny, by the 21 training images" in out and "resnet-50" in out
     assert "No GPU" in out or "GPU with" in out
+    assert "--class_weighting balanced" not in out  # balanced classes
+
+
+def test_inspect_advises_on_class_imbalance(tmp_path):
+    from hf_resnet101.commands.inspect import inspect_folder
+
+    write_class_images(tmp_path / "data", per_class=2)
+    write_class_images(tmp_path / "data", per_class=12, classes={"red": (200, 0, 0)}, seed=1)
+    lines = inspect_folder(tmp_path / "data").lines
+    assert any("class imbalance" in line for line in lines)
+    assert any("--class_weighting balanced" in line for line in lines)
 
 
 def test_inspect_estimates_cpu_time_in_a_readable_unit(capsys, image_folder):

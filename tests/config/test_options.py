@@ -125,12 +125,16 @@ def test_a_best_model_metric_that_evaluations_lack_is_refused_before_training(
     ("flags", "message"),
     [
         (["--early_stopping_patience", "1", "--eval_strategy", "epoch"],
-         "--early_stopping_patience keeps the best evaluation's weights (--load_best_model_at_end) needs a "
-         "checkpoint at every evaluation: evaluation is by epoch, saving by steps. Give --save_strategy epoch, or "
-         "--save_strategy best."),
+         "--early_stopping_patience keeps the best evaluation's weights (--load_best_model_at_end), which needs "
+         "checkpoints on the evaluations' schedule (transformers' rule): evaluation is by epoch, saving by steps. "
+         "Give --save_strategy epoch, or --save_strategy best."),
         (["--load_best_model_at_end", "--eval_steps", "2", "--save_steps", "3"],
-         "--load_best_model_at_end needs a checkpoint at every evaluation: --save_steps 3 is not a multiple of "
-         "--eval_steps 2. Give --save_steps 4."),
+         "--load_best_model_at_end needs --save_steps to be a multiple of --eval_steps (transformers' rule; the best "
+         "weights are kept in memory between checkpoints): --save_steps 3 is not a multiple of --eval_steps 2. Give "
+         "--save_steps 4."),
+        (["--load_best_model_at_end", "--eval_strategy", "no"],
+         "--load_best_model_at_end keeps the best evaluation's weights, and with --eval_strategy no nothing is "
+         "evaluated: give --eval_strategy steps (or epoch), or leave --load_best_model_at_end out."),
         (["--early_stopping_patience", "2", "--load_best_model_at_end", "False"],
          "--early_stopping_patience ends training on the best evaluation's weights (--load_best_model_at_end), and "
          "--load_best_model_at_end False was given"),

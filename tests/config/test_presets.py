@@ -46,6 +46,11 @@ def test_range_warnings_give_the_page_reason():
     (below,) = range_warnings({"num_train_epochs": 0.5})
     assert "less than one epoch leaves images never seen" in below and "overfit" not in below
     assert "more epochs mostly overfit" in range_warnings({"num_train_epochs": 30})[0]
+    (small_batch,) = range_warnings({"per_device_train_batch_size": 1})
+    assert "largest batch that fits" in small_batch and "--gradient_accumulation_steps" in small_batch
+    assert "model size" not in small_batch
+    (slow,) = range_warnings({"learning_rate": 1e-6})
+    assert "many more epochs" in slow and "careful tuning" not in slow
 
 
 def test_evaluation_cost_is_estimated():

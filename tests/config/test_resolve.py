@@ -90,6 +90,16 @@ def test_an_accumulated_batch_larger_than_the_data_is_warned_about(tmp_path):
     assert not any("global batch" in w for w in warnings)
 
 
+def test_epochs_out_of_range_are_not_warned_about_when_max_steps_sets_the_length(tmp_path):
+    warnings = []
+    _, _, training, _ = parse(["--num_train_epochs", "30", "--max_steps", "2"], tmp_path)
+    check_settings(training, num_train=100, num_validation=20, warn=warnings.append)
+    assert not any("--num_train_epochs" in w for w in warnings)
+    _, _, training, _ = parse(["--num_train_epochs", "30"], tmp_path)
+    check_settings(training, num_train=100, num_validation=20, warn=warnings.append)
+    assert any("--num_train_epochs 30 is outside 1-20" in w for w in warnings)
+
+
 def test_imbalance_switches_the_best_model_metric_unless_chosen(tmp_path):
     options = resolve(*parse([], tmp_path), imbalance_ratio=5.0)
     assert (options.training.metric_for_best_model, options.training.greater_is_better) == ("f1_macro", True)
