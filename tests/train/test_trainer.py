@@ -61,7 +61,8 @@ def test_two_processes_match_one_with_the_same_global_batch(image_folder, tiny_r
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
     # A learning rate outside the page's range (the first logged loss comes before any update): warned about once
-    two = ["--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "4", "--learning_rate", "1e-6"]
+    two = ["--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "4", "--learning_rate", "1e-6",
+           "--per_device_eval_batch_size", "1"]  # fmt: skip
     double = run_offline([*launch, RECIPE, *common, *two], HF_RESNET101_CACHE=str(tmp_path / "cache"))
     assert double.returncode == 0, double.stderr[-3000:]
     assert "x 2 process(es)" in double.stderr and "global 8" in double.stderr
@@ -79,6 +80,33 @@ def test_two_processes_match_one_with_the_same_global_batch(image_folder, tiny_r
     assert two_losses[1] == pytest.approx(one_losses[1], rel=0.15), (one_losses, two_losses)
     metrics = json.loads((tmp_path / "two" / "eval_results.json").read_text())
     assert metrics["eval_samples_per_second"] > 0 and 0 <= metrics["eval_accuracy"] <= 1
+    # Each process scored half the validation images: with the main process's BatchNorm statistics, the ones saved
+    # (each process's own, before: the metrics were not the saved model's).
+    assert metrics["eval_loss"] == pytest.approx(saved_model_loss(tmp_path / "two", image_folder), rel=1e-4)
+
+
+def saved_model_loss(output_dir, image_folder) -> float:
+    """The mean cross-entropy of the saved model on the run's validation images (splits.csv), one image at a time."""
+    import csv
+
+    import torch
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(output_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(output_dir)
+    rows = [row for row in csv.DictReader((output_dir / "splits.csv").open(encoding="utf-8"))
+            if row["split"] == "validation"]  # fmt: skip
+    losses = []
+    for row in rows:
+        with Image.open(image_folder.parent / row["path"]) as image:  # paths from the folder above the data
+            pixels = processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            logits = model(pixel_values=pixels).logits
+        label = torch.tensor([model.config.label2id[row["label"]]])
+        losses.append(torch.nn.functional.cross_entropy(logits, label).item())
+    assert len(losses) > 1
+    return sum(losses) / len(losses)
 
 
 def test_gradient_accumulation_logs_the_loss_of_the_whole_batch(finetune_main, image_folder, tiny_resnet, tmp_path):
