@@ -116,7 +116,8 @@ def processes_not_started_note(environment: dict[str, str]) -> str | None:
     if launched_by_accelerate and "MASTER_ADDR" in environment and "WORLD_SIZE" not in environment:
         return (
             "accelerate launch was given several processes but started one: its --num_processes N starts N "
-            "processes only with --multi_gpu (on a CPU too, with --cpu). This run trains in 1 process."
+            "processes only with --multi_gpu, which on a machine without a GPU starts them on the CPU (--cpu starts "
+            "one, and cannot be combined with --multi_gpu). This run trains in 1 process."
         )
     return None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 from pathlib import Path
 
@@ -115,11 +116,13 @@ class GracefulInterrupt(TrainerCallback):
 
     def __init__(self):
         self.requested = False
-        self.signal_number: int | None = None  # the signal that asked, for the exit status (128 + number)
+        self.signal_number: int | None = None  # the signal that asked this process
+        self.agreed_signal_number: int | None = None  # the one another process was asked with
         self.saved_step: int | None = None  # the step of the last checkpoint saved
         self._previous: dict[int, object] = {}
 
     def install(self) -> None:
+        self.owner_pid = os.getpid()  # data-loading workers forked later inherit the handler: they leave it to us
         for number in self.SIGNALS:
             self._previous[number] = signal.signal(number, self._handle)
 
@@ -130,6 +133,8 @@ class GracefulInterrupt(TrainerCallback):
         self._previous = {}
 
     def _handle(self, signum, frame):
+        if os.getpid() != getattr(self, "owner_pid", os.getpid()):
+            return  # a data-loading worker (Ctrl-C reaches the whole process group): the training process stops
         if self.requested:
             if signum == self.signal_number:
                 raise KeyboardInterrupt
@@ -138,14 +143,20 @@ class GracefulInterrupt(TrainerCallback):
         name = "Interrupted" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
         logger.warning(f"{name}: finishing this step and saving a checkpoint (send it again to abort).")
 
+    @property
+    def exit_signal_number(self) -> int | None:
+        """The signal the stop was asked with, here or in another process: the exit status is 128 + it."""
+        return self.signal_number or self.agreed_signal_number
+
     def _agree(self, args) -> None:
         """Every process takes the stop if any was asked (training processes only, while the handlers are in)."""
         if not self._previous or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
             return
-        flag = torch.tensor([int(self.requested)], device=args.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() and not self.requested:
-            self.requested = True
+        # The signal's number, not a flag: every process then exits with the status of the signal that was sent.
+        asked = torch.tensor([self.signal_number or 0], device=args.device)
+        dist.all_reduce(asked, op=dist.ReduceOp.MAX)
+        if asked.item() and not self.requested:
+            self.requested, self.agreed_signal_number = True, int(asked.item())
             logger.warning("Another process was asked to stop: finishing this step and saving a checkpoint.")
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -51,7 +51,7 @@ def train_with_interrupt(trainer: Trainer, resume_from: str | None):
         interrupt.uninstall()
     if interrupt.requested:
         raise TrainingInterrupted(
-            interrupted_note(trainer, interrupt.saved_step), interrupt.signal_number or signal.SIGINT
+            interrupted_note(trainer, interrupt.saved_step), interrupt.exit_signal_number or signal.SIGINT
         )
     return with_runtime_across_resumes(result, completion.seconds_before, runtime)
 

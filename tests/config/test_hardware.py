@@ -198,7 +198,8 @@ def test_a_launcher_asked_for_processes_it_did_not_start_is_named():
     from hf_resnet101.config.hardware import processes_not_started_note
 
     simple_launcher = {"ACCELERATE_MIXED_PRECISION": "no", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
-    assert "started one" in processes_not_started_note(simple_launcher)
+    note = processes_not_started_note(simple_launcher)
+    assert "started one" in note and "--cpu starts one, and cannot be combined with --multi_gpu" in note
     assert processes_not_started_note(simple_launcher | {"WORLD_SIZE": "2", "RANK": "0"}) is None  # --multi_gpu
     assert processes_not_started_note({"ACCELERATE_MIXED_PRECISION": "no"}) is None  # one process asked for
     assert processes_not_started_note({"MASTER_ADDR": "127.0.0.1"}) is None  # not accelerate's launcher

@@ -106,17 +106,19 @@ def test_ctrl_c_during_an_evaluation_saves_that_step(uninterrupted, tmp_path, sa
 
 
 def test_a_stop_that_reaches_one_process_stops_all_at_the_same_step(uninterrupted, tmp_path):
-    """Two processes (gloo on the CPU): a Ctrl-C that reaches only rank 1, after rank 0 has ended its step, stops
-    both after the next one with a checkpoint; rank 0 used to wait for rank 1 in the next all-reduce until killed."""
+    """Two processes (gloo on the CPU): a SIGTERM that reaches only rank 1, after rank 0 has ended its step, stops
+    both after the next one with a checkpoint; rank 0 used to wait for rank 1 in the next all-reduce until killed.
+    Both exit with SIGTERM's status, 143 (rank 0 gave Ctrl-C's, 130, and the launcher named it the cause)."""
     folder, model, _ = uninterrupted
     out = tmp_path / "out"
     argv = ["--train_dir", str(folder), "--output_dir", str(out), "--model_name_or_path", str(model),
             "--max_steps", "8", "--eval_strategy", "no", "--per_device_train_batch_size", "2"]  # fmt: skip
     launch = [sys.executable, "-m", "accelerate.commands.launch", "-q", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
-    stopped = run_offline([*launch, SCRIPT, *argv], FAULT="interrupt", FAULT_STEP="3", FAULT_RANK="1", timeout=180)
+    stopped = run_offline([*launch, SCRIPT, *argv], FAULT="terminate", FAULT_STEP="3", FAULT_RANK="1", timeout=180)
     assert "checkpoint saved at step 4 in" in stopped.stderr, stopped.stderr[-3000:]
-    assert "exitcode  : 130" in stopped.stderr and is_complete(out / "checkpoint-4")
+    assert "exitcode  : 143" in stopped.stderr and "exitcode  : 130" not in stopped.stderr
+    assert is_complete(out / "checkpoint-4")
     assert {p.name for p in (out / "checkpoint-4").glob("rng_state_*")} == {"rng_state_0.pth", "rng_state_1.pth"}
     resumed = run_offline([*launch, RECIPE, *argv], timeout=180)
     assert resumed.returncode == 0 and "checkpoint-4" in resumed.stderr, resumed.stderr[-3000:]
