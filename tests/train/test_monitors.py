@@ -93,6 +93,22 @@ def test_a_gap_must_last_and_be_large_enough():
     assert monitor.events == []
 
 
+def test_a_data_loading_worker_leaves_the_stop_to_the_training_process(caplog):
+    """A worker forked after the handler was installed inherits it; Ctrl-C reaches the whole process group, and each
+    worker used to print the stop's note too."""
+    interrupt = GracefulInterrupt()
+    interrupt.install()
+    try:
+        interrupt.owner_pid = os.getpid() + 1  # as seen from a worker: the handler was installed by another process
+        interrupt._handle(signal.SIGINT, None)
+        assert not interrupt.requested and "Interrupted" not in caplog.text
+        interrupt.owner_pid = os.getpid()
+        interrupt._handle(signal.SIGINT, None)
+        assert interrupt.requested and interrupt.exit_signal_number == signal.SIGINT
+    finally:
+        interrupt.uninstall()
+
+
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
 def test_first_ctrl_c_or_sigterm_saves_and_stops_after_the_step_the_second_aborts(number):
     # Python's default handler, or SIG_IGN where a shell started the tests in the background: restored either way.
