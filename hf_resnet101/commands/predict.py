@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -160,6 +161,9 @@ def check_output_path(output: str | Path | None) -> None:
             f"--output {output}: {blocking} is a file, so no folder can be made there. Give a path whose folders "
             "are folders (or do not exist yet)."
         )
+    existing = next(path for path in (output.parent.absolute(), *output.parent.absolute().parents) if path.exists())
+    if not os.access(existing, os.W_OK):
+        raise UsageError(f"--output {output}: {existing} cannot be written to. Give a file in a folder you can write.")
 
 
 def predict_images(
@@ -205,16 +209,29 @@ def write_predictions(results: Iterable[Classified], output: str | Path, top_k: 
     """Writes CSV (one flat row per image) or JSON lines (one object per image), chosen by the file suffix."""
     output = Path(output)
     check_output_path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix.lower() == ".jsonl":
-        with output.open("w", encoding="utf-8") as f:
-            for result in results:
-                f.write(json.dumps(prediction_record(result), ensure_ascii=False) + "\n")
-        return output
-    with output.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(prediction_columns(top_k))
-        writer.writerows(prediction_row(result, top_k) for result in results)
+    # Written beside it and moved into place whole: a full disk or a file-size limit used to leave a shorter file
+    # that reads as a complete CSV.
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if output.suffix.lower() == ".jsonl":
+            with partial.open("w", encoding="utf-8") as f:
+                for result in results:
+                    f.write(json.dumps(prediction_record(result), ensure_ascii=False) + "\n")
+        else:
+            with partial.open("w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(prediction_columns(top_k))
+                writer.writerows(prediction_row(result, top_k) for result in results)
+        os.replace(partial, output)
+    except BaseException as error:
+        partial.unlink(missing_ok=True)
+        if not isinstance(error, OSError):
+            raise
+        raise UsageError(
+            f"Could not write --output {output}: {error.strerror or error}. Nothing was written there: give a file "
+            "on a disk with room, or without a file-size limit (ulimit -f)."
+        ) from error
     return output
 
 

@@ -112,6 +112,40 @@ def test_output_that_cannot_be_written_is_refused_before_the_model_loads(tmp_pat
     assert "does not exist" not in err
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_write_that_fails_midway_leaves_no_shorter_file(tmp_path, suffix):
+    """A full disk or a file-size limit used to leave the rows written so far, a file that reads as complete."""
+    import errno
+
+    from hf_resnet101.commands.predict import write_predictions
+    from hf_resnet101.errors import UsageError
+    from hf_resnet101.inference import Classified
+
+    def results():
+        yield Classified("a.png", scores=[{"label": "cat", "score": 0.9}])
+        raise OSError(errno.EFBIG, "File too large")
+
+    output = tmp_path / f"preds{suffix}"
+    output.write_text("an earlier run's predictions")
+    with pytest.raises(UsageError, match=f"Could not write --output {output}: File too large. Nothing was written"):
+        write_predictions(results(), output, top_k=1)
+    assert output.read_text() == "an earlier run's predictions"
+    assert [p.name for p in tmp_path.iterdir()] == [output.name]  # no partial file left beside it
+    write_predictions([Classified("a.png", scores=[{"label": "cat", "score": 0.9}])], output, top_k=1)
+    assert "cat" in output.read_text()
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_first(tmp_path, monkeypatch):
+    import os
+
+    from hf_resnet101.commands.predict import check_output_path
+    from hf_resnet101.errors import UsageError
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as on a read-only file system (root included)
+    with pytest.raises(UsageError, match="cannot be written to. Give a file in a folder you can write"):
+        check_output_path(tmp_path / "new" / "preds.csv")
+
+
 def test_list_files_from_windows_with_folders_are_read(trained_run, tmp_path, capsys):
     """A list saved by Windows Notepad (UTF-8 with a byte-order mark, CRLF) naming an image and a folder."""
     images = write_class_images(tmp_path / "new", per_class=2)
