@@ -6,6 +6,7 @@ the verdict is cached by path, size and modification time, so a second run over 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,11 +18,15 @@ from pathlib import Path
 import xxhash
 from PIL import Image
 from tqdm.auto import tqdm
+from transformers.utils import logging
 
 from .images import ALPHA_MODES, HIGH_BIT_MODES
 
 # Pillow's own decompression-bomb limit: a file claiming more pixels is refused before it is decoded.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+logger = logging.get_logger(__name__)
+
+CACHE_ENV = "HF_RESNET101_CACHE"  # where the scan's verdicts are kept between runs
 CACHE_VERSION = 3  # 3: `transparent` and `value_range` recorded
 
 
@@ -104,7 +109,7 @@ def inspect_file(path: str) -> FileRecord:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("HF_RESNET101_CACHE", Path.home() / ".cache" / "hf_resnet101")) / "scans"
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "hf_resnet101")) / "scans"
 
 
 def _cache_file(cache_dir: Path, key: str) -> Path:
@@ -112,20 +117,32 @@ def _cache_file(cache_dir: Path, key: str) -> Path:
 
 
 def _load_cache(path: Path) -> dict[str, FileRecord]:
+    """The cached verdicts; empty (everything is scanned again) for a cache that is missing, damaged, of another
+    version or of another shape: it is only ever a shortcut."""
     try:
         payload = json.loads(path.read_text())
-    except (OSError, ValueError):
+        if not isinstance(payload, dict) or payload.get("version") != CACHE_VERSION:
+            return {}
+        return {record["path"]: FileRecord(**record) for record in payload["records"]}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return {}
-    if payload.get("version") != CACHE_VERSION:
-        return {}
-    return {record["path"]: FileRecord(**record) for record in payload["records"]}
 
 
 def _save_cache(path: Path, records: Iterable[FileRecord]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Keeps the verdicts for the next run; where the cache folder cannot be written (a read-only home on a
+    cluster), says so and goes on: the run needs the verdicts, not the cache."""
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"version": CACHE_VERSION, "records": [asdict(r) for r in records]}))
-    os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"version": CACHE_VERSION, "records": [asdict(r) for r in records]}))
+        os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        logger.warning(
+            f"The scan's cache could not be saved in {path.parent} ({error.strerror or error}): the next run scans "
+            f"the images again. Set {CACHE_ENV} to a folder you can write to keep it."
+        )
 
 
 def _is_fresh(record: FileRecord | None, path: str) -> bool:
