@@ -197,6 +197,10 @@ def collect_hyperparameters(data_args, model_args, training_args) -> dict[str, o
         values.pop("eval_steps", None)
     if not values.get("early_stopping_patience"):
         values.pop("early_stopping_patience", None)
+    # --warmup_ratio is passed on as a fraction in warmup_steps (transformers 5): shown under its own name
+    ratio = getattr(training_args, "warmup_ratio", None)
+    if ratio and values.get("warmup_steps") == ratio:
+        values["warmup_ratio"] = values.pop("warmup_steps")
     if (values.get("max_steps") or -1) > 0:  # the run's length, which --num_train_epochs then does not set
         values.pop("num_train_epochs", None)
     else:

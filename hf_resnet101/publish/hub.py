@@ -425,6 +425,12 @@ def _push_once(
 ) -> str:
     # The repo id the Hub answers is the one to commit to: a bare NAME is created under the token's user.
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+    if private and not api.model_info(repo_id).private:
+        # The Hub keeps an existing repository's visibility: the push goes on, but the user asked for privacy.
+        logger.warning(
+            f"{repo_id} already exists and is public: --hub_private_repo makes only new repositories private, so "
+            "this push is public too. Make it private in its settings on the Hub, or push to a new name."
+        )
     # Operations are rebuilt on every attempt: they remember upload state from the previous one.
     operations = [
         CommitOperationAdd(path_in_repo=in_repo, path_or_fileobj=published_content(local, in_repo))

@@ -90,6 +90,19 @@ def test_card_states_only_measured_speed_with_its_device():
     assert "0.92x as many through a plain fp16 `pipeline` on an NVIDIA H200, where ViT-Base is faster" in text
 
 
+def test_a_resnet101_card_gives_the_models_own_parameter_count():
+    """44.5 M is ResNet-101 with ImageNet's 1,000-class head; a 2-class fine-tune has 42.5 M."""
+    text = " ".join(str(render_model_card(card_inputs())).split())
+    assert "ResNet-101 is a 42.5 M-parameter convolutional network" in text and "44.5 M" not in text
+
+
+def test_one_unusable_file_is_one_file():
+    text = " ".join(str(render_model_card(card_inputs(unusable_files=1))).split())
+    assert "1 unusable file (unreadable or not images) was left out" in text
+    text = " ".join(str(render_model_card(card_inputs(unusable_files=3))).split())
+    assert "3 unusable files (unreadable or not images) were left out" in text
+
+
 def test_card_of_another_model_makes_no_resnet101_claims():
     # A ResNet-50 (or ViT, or timm) fine-tune: ResNet-101's size, speed and data advice are not this model's.
     inputs = card_inputs(base_model="microsoft/resnet-50", resnet101=False, parameters=23_512_130)
@@ -205,3 +218,16 @@ def test_a_class_name_with_a_backtick_stays_one_code_span():
     text = str(render_model_card(card_inputs(label_names=["Blue Jay", "back`tick"], empty_classes=["`odd"])))
     assert "Labels (2): `Blue Jay`, `` back`tick ``" in text
     assert "Class folders without usable images (left out): `` `odd ``." in text
+
+
+def test_a_warmup_ratio_is_shown_as_a_ratio(tmp_path):
+    """transformers 5 takes --warmup_ratio as a fraction in warmup_steps: the card said `warmup_steps 0.5`."""
+    from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+    from hf_resnet101.publish.card import collect_hyperparameters
+
+    data, model = DataArguments(train_dir=str(tmp_path)), ModelArguments()
+    ratio = FinetuneTrainingArguments(output_dir=str(tmp_path), warmup_ratio=0.5)
+    values = collect_hyperparameters(data, model, ratio)
+    assert values["warmup_ratio"] == 0.5 and "warmup_steps" not in values
+    steps = collect_hyperparameters(data, model, FinetuneTrainingArguments(output_dir=str(tmp_path), warmup_steps=3))
+    assert steps["warmup_steps"] == 3 and "warmup_ratio" not in steps

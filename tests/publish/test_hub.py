@@ -363,6 +363,17 @@ def test_an_export_is_not_pushed_as_the_model_and_the_suggested_upload_puts_it_b
     assert "model.safetensors" in files and "README.md" in files  # the model and its card stay as pushed
 
 
+def test_asking_privacy_for_an_existing_public_repo_is_told_it_stays_public(
+    finished_run, local_hub, monkeypatch, caplog
+):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    assert run_command(["push", str(finished_run), "--hub_model_id", REPO_ID]) == 0
+    assert "already exists and is public" not in caplog.text
+    assert run_command(["push", str(finished_run), "--hub_model_id", REPO_ID, "--hub_private_repo"]) == 0
+    assert f"{REPO_ID} already exists and is public" in caplog.text
+    assert not local_hub.state.repos[REPO_ID].private
+
+
 def test_push_survives_two_server_errors(finished_run, local_hub, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     local_hub.state.fail_next_commits(2)
