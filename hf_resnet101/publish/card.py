@@ -365,6 +365,7 @@ def render_model_card(
         template_path=str(template_path()),
         model_name=inputs.model_name,
         repo_id=repo_id or inputs.model_name,
+        local_only=not repo_id,  # not pushed: the snippet names the folder, not a repo id that does not exist
         base_model=inputs.base_model,
         random_init=inputs.random_init,
         architecture=inputs.architecture or "image-classification model",

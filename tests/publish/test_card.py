@@ -231,3 +231,13 @@ def test_a_warmup_ratio_is_shown_as_a_ratio(tmp_path):
     assert values["warmup_ratio"] == 0.5 and "warmup_steps" not in values
     steps = collect_hyperparameters(data, model, FinetuneTrainingArguments(output_dir=str(tmp_path), warmup_steps=3))
     assert steps["warmup_steps"] == 3 and "warmup_ratio" not in steps
+
+
+def test_the_card_of_a_run_not_pushed_names_no_repo_that_does_not_exist():
+    """The snippet of a run never pushed said model="resnet101-birds", which pipeline looks up on the Hub."""
+    text = str(render_model_card(card_inputs(repo_id=None)))
+    assert 'model="resnet101-birds"' not in text
+    assert 'pipeline("image-classification", model="path/to/resnet101-birds")' in text
+    assert "once it is pushed, its repo id on the Hub (USER/resnet101-birds)" in text
+    pushed = str(render_model_card(card_inputs(repo_id=None), repo_id="me/birds"))
+    assert 'pipeline("image-classification", model="me/birds")' in pushed and "path/to/birds" not in pushed
