@@ -12,6 +12,22 @@ class UsageError(ValueError):
     """
 
 
+class TrainingImageUnreadable(UsageError):
+    """A training image that was readable when the run scanned it could not be read during training (deleted,
+    moved, or overwritten with a damaged file).
+
+    Raised in a data-loading worker, it reaches the training process as torch re-raises it there: the same class,
+    built from a message of the worker's whole traceback. Only its own last line is kept, so the user still reads
+    one line.
+    """
+
+    def __init__(self, message: str):
+        if message.startswith("Caught ") and "Original Traceback" in message:
+            last = message.rstrip().splitlines()[-1]
+            message = last.partition(f"{type(self).__name__}: ")[2] or last
+        super().__init__(message)
+
+
 class PushError(UsageError):
     """Raised when a push to the Hub fails for good; the message says how to push the output folder again."""
 

@@ -13,7 +13,7 @@ import torch
 from torchvision.transforms import v2
 
 from ..config import hardware
-from ..errors import UsageError
+from ..errors import TrainingImageUnreadable, UsageError
 from .images import decode_rgb, to_rgb
 
 
@@ -134,10 +134,36 @@ class SeededTrainTransform:
         pixel_values = []
         with torch.random.fork_rng(devices=[]):  # the global RNG is left as it was, once per batch
             for item, index in zip(batch["image"], batch[INDEX_COLUMN], strict=True):
-                image = decode_rgb(item, self.min_short_side)
+                image = decode_training_image(item, self.min_short_side)
                 torch.default_generator.manual_seed(self.image_seed(index))  # the CPU generator alone: 100x cheaper
                 pixel_values.append(self.transform(image))
         return {"pixel_values": pixel_values, "label": batch["label"]}
+
+
+def unreadable_image(path: str, error: Exception, what: str = "Training image") -> TrainingImageUnreadable:
+    """The one-line error for an image the run scanned as readable that no longer reads (deleted, moved, or
+    overwritten with a damaged file): a traceback of about 75 lines before, from a data-loading worker twice over."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return TrainingImageUnreadable(
+        f"{what} {path} could not be read ({reason}): it was readable when this run scanned its data. Put it "
+        "back as it was and run the same command to resume from the last checkpoint; a run on the changed data "
+        "needs a new --output_dir."
+    )
+
+
+# What Pillow (and the file system) raise for a file that is gone or damaged.
+UNREADABLE_IMAGE_ERRORS = (OSError, SyntaxError, ValueError)
+
+
+def decode_training_image(item: dict, min_short_side: int | None) -> torch.Tensor:
+    """`decode_rgb`, with a file that changed since the scan named (`unreadable_image`)."""
+    try:
+        return decode_rgb(item, min_short_side)
+    except UNREADABLE_IMAGE_ERRORS as error:
+        path = item.get("path") if isinstance(item, dict) else None
+        if path is None:
+            raise
+        raise unreadable_image(path, error) from None
 
 
 def prepare_train_split(split):
@@ -166,7 +192,12 @@ def preprocess_for_evaluation(split, processor, data_config: DataConfig, images:
     image_feature = datasets.Image()
 
     def prepare(value: dict) -> np.ndarray:
-        image = to_rgb(image_feature.decode_example(value))
+        try:
+            image = to_rgb(image_feature.decode_example(value))
+        except UNREADABLE_IMAGE_ERRORS as error:
+            if not value.get("path"):
+                raise
+            raise unreadable_image(value["path"], error, "Image") from None
         return processor(image, return_tensors="pt")["pixel_values"][0].numpy()
 
     def apply(batch: dict) -> dict:
