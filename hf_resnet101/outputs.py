@@ -42,7 +42,9 @@ RUN_IDENTITY = "run_identity.json"  # also in every checkpoint
 RUN_MANIFEST = "run_manifest.json"
 LOCK = ".hf_resnet101.lock"
 DATA_ROOTS = ".data_root"  # the absolute data folders SPLITS is relative to, for local tools (`export`)
-LOCAL_ONLY = frozenset({TRAINING_ARGS, RUN_MANIFEST, RUN_IDENTITY, LOCK, DATA_ROOTS})
+# Never pushed. The split list and the data report name every image file, and file names often carry personal data
+# (a patient's id, a person's name): a model needs none of them.
+LOCAL_ONLY = frozenset({TRAINING_ARGS, RUN_MANIFEST, RUN_IDENTITY, LOCK, DATA_ROOTS, SPLITS, DATA_REPORT})
 
 # The files a finished training run leaves at the top of its output folder (checkpoint folders aside); the
 # confusion matrix and the curves are there when the run has the classes and the log history they plot.

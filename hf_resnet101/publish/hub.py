@@ -291,7 +291,7 @@ def push_selection(output_dir: str | Path, hub_strategy: str = "end") -> tuple[l
 
 def files_to_push(output_dir: str | Path, hub_strategy: str = "end") -> list[tuple[Path, str]]:
     """The (local file, path in the repo) pairs a push uploads: the run's own outputs (`run_output_names`), the
-    final model, processor, card, plots, metrics and split lists, and checkpoints by `hub_strategy`."""
+    final model, processor, card, plots and metrics, and checkpoints by `hub_strategy`."""
     return push_selection(output_dir, hub_strategy)[0]
 
 

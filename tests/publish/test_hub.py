@@ -207,10 +207,10 @@ def test_a_folder_from_before_manifests_pushes_only_the_names_a_run_writes(run_c
 
 
 def test_push_leaves_out_a_file_changed_since_the_run_wrote_it(run_copy):
-    (run_copy / "data_report.json").write_text("{}")  # edited by hand: the user's now
+    (run_copy / "monitors.json").write_text("{}")  # edited by hand: the user's now
     pushed, left_out = push_selection(run_copy)
-    assert "data_report.json" not in {name for _, name in pushed}
-    assert left_out == {"data_report.json": "changed since the run wrote it"}
+    assert "monitors.json" not in {name for _, name in pushed}
+    assert left_out == {"monitors.json": "changed since the run wrote it"}
 
 
 @pytest.mark.parametrize(
