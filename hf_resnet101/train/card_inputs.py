@@ -9,7 +9,7 @@ import torch
 from transformers.utils import logging
 
 from ..config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
-from ..data.folders import SPLIT_NAMES
+from ..data.folders import SPLIT_NAMES, image_paths
 from ..data.report import DataReport, images_per_class_of
 from ..modeling import base_model_license, count_parameters, is_resnet101, resolve_base_model
 from ..publish.card import CardInputs, collect_hyperparameters, describe_devices, public_inputs
@@ -33,12 +33,18 @@ def folder_name(folder: Path) -> str:
     return folder.name
 
 
-def validation_copies_of_training(report: DataReport) -> int:
-    """Validation images identical to a training image that the run kept (without --dedupe): they inflate the
-    validation figures."""
+def validation_copies_of_training(report: DataReport, used: dict[str, set[str]] | None = None) -> int:
+    """Validation images identical to a training image, both of which the run used: they inflate the validation
+    figures. `used`: the paths of each split as trained and evaluated (`--max_train_samples` and
+    `--max_eval_samples` keep part of what the scan found); without it, every copy the scan found that --dedupe
+    did not leave out."""
     dropped = set(report.dropped_from_validation)
-    leaked = {path for leak in report.duplicates.train_validation_leaks for path in leak["validation"]}
-    return len(leaked - dropped)
+    copies = set()
+    for leak in report.duplicates.train_validation_leaks:
+        if used is not None and not used.get("train", set()).intersection(leak["train"]):
+            continue  # its training original was not trained on
+        copies.update(path for path in leak["validation"] if used is None or path in used.get("validation", ()))
+    return len(copies - dropped)
 
 
 def build_card_inputs(
@@ -92,7 +98,9 @@ def build_card_inputs(
         left_out_files=len(report.left_out_files),
         nested_images=report.nested_images,
         loose_images=report.loose_images,
-        validation_copies_of_training=validation_copies_of_training(report),
+        validation_copies_of_training=validation_copies_of_training(
+            report, {name: set(image_paths(split)) for name, split in dataset.items()}
+        ),
         images_found=sum(sum(counts.values()) for counts in report.images_per_class.values()),
         left_out_by=list(report.left_out_by),
         converted_modes=report.converted_unlike_pipeline,
