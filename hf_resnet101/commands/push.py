@@ -17,13 +17,21 @@ def run_command(args: argparse.Namespace) -> None:
 
     if args.command == "card":
         from ..outputs import CARD_INPUTS, CONFUSION_MATRIX, MODEL_CARD, TRAINING_CURVES
-        from ..train.output_folder import record_rewritten
+        from ..train.output_folder import read_manifest, record_rewritten
 
         if args.hub_model_id is not None:  # the card's snippet names it for `pipeline`
             check_repo_id(args.hub_model_id)
         license_id = getattr(args, "license", None)
         if license_id is not None and (problem := license_id_problem(license_id)):
             raise UsageError(problem)
+        manifest = read_manifest(pathlib.Path(args.output_dir))
+        if manifest is not None and not manifest.get("finished"):
+            # Its card_inputs.json may be there (a run stopped while writing its card): a card would make the
+            # folder look finished.
+            raise UsageError(
+                f"{args.output_dir} holds a run that has not finished (by its run_manifest.json): run the same "
+                "training command again; it finishes the run and writes the card."
+            )
         inputs = CardInputs.load(args.output_dir)
         rewritten = [MODEL_CARD, CONFUSION_MATRIX, TRAINING_CURVES]
         if license_id is not None and license_id != inputs.license:
