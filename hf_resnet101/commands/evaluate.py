@@ -39,7 +39,7 @@ from ..outputs import (
     RUN_MANIFEST,
     split_rows,
 )
-from .predict import file_in_the_way
+from .predict import file_in_the_way, unwritable_folder
 from .tables import format_table, print_note, progress_bar
 
 logger = logging.get_logger(__name__)
@@ -403,6 +403,8 @@ def check_output_dir(output_dir: str | Path, data_folders: Sequence[tuple[str, s
                 f"{CONFUSION_MATRIX} as an image. Give a folder outside the data, e.g. --output_dir "
                 f"{folder_of_its_own(folder)}."
             )
+    if (unwritable := unwritable_folder(output_dir)) is not None:
+        raise UsageError(f"--output_dir {output_dir}: {unwritable} cannot be written to. Give a folder you can write.")
     if not output_dir.is_dir():
         return
     model_files = [name for name in MODEL_FOLDER_FILES if (output_dir / name).exists()]
@@ -478,7 +480,14 @@ def run_command(args: argparse.Namespace) -> None:
     with progress_bar(len(data.names), "evaluate") as bar:
         evaluation = evaluate_model(classifier, data, args.batch_size, on_progress=bar.update)
     run_on = describe_inference(classifier)
-    files = write_evaluation(evaluation, args.output_dir, args.model, data.description, run_on)
+    try:
+        files = write_evaluation(evaluation, args.output_dir, args.model, data.description, run_on)
+    except OSError as error:  # a full disk, a file-size limit: the minutes of evaluation are not lost for it
+        metrics = ", ".join(f"{name} {value:.4f}" for name, value in evaluation.metrics.items())
+        raise UsageError(
+            f"Could not write the evaluation to {args.output_dir}: {error.strerror or error}. Its metrics on "
+            f"{evaluation.num_images} images: {metrics}. Give an --output_dir on a disk with room to keep its files."
+        ) from error
     print(f"{args.model} on {data.description}: {evaluation.num_images} images ({run_on})")
     print(format_table(["metric", "value"], list(evaluation.metrics.items())))
     print()

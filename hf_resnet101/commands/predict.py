@@ -138,6 +138,13 @@ def file_in_the_way(folder: Path) -> Path | None:
     return None
 
 
+def unwritable_folder(folder: Path) -> Path | None:
+    """The nearest existing folder at or above `folder` when nothing can be written in it (a read-only file system,
+    no permission); None when `folder` can be made or written to."""
+    existing = next(path for path in (folder.absolute(), *folder.absolute().parents) if path.exists())
+    return None if os.access(existing, os.W_OK) else existing
+
+
 def check_output_path(output: str | Path | None) -> None:
     """Refuses an --output that could not be written, before any image is classified.
 
@@ -161,9 +168,10 @@ def check_output_path(output: str | Path | None) -> None:
             f"--output {output}: {blocking} is a file, so no folder can be made there. Give a path whose folders "
             "are folders (or do not exist yet)."
         )
-    existing = next(path for path in (output.parent.absolute(), *output.parent.absolute().parents) if path.exists())
-    if not os.access(existing, os.W_OK):
-        raise UsageError(f"--output {output}: {existing} cannot be written to. Give a file in a folder you can write.")
+    if (unwritable := unwritable_folder(output.parent)) is not None:
+        raise UsageError(
+            f"--output {output}: {unwritable} cannot be written to. Give a file in a folder you can write."
+        )
 
 
 def predict_images(

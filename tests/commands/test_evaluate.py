@@ -209,6 +209,32 @@ def evaluate_argv(trained_run, data, output_dir) -> list[str]:
     return ["evaluate", str(trained_run["output"]), str(data), "--output_dir", str(output_dir), "--precision", "fp32"]
 
 
+def test_an_output_dir_that_cannot_be_written_is_refused_before_loading(tmp_path, capsys, monkeypatch):
+    import os
+
+    data = write_class_images(tmp_path / "data", per_class=1)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as on a read-only file system (root included)
+    argv = ["evaluate", str(tmp_path / "no-model"), str(data), "--output_dir", str(tmp_path / "ev")]
+    _, err = run_cli(capsys, argv, expected_code=2)
+    assert f"--output_dir {tmp_path / 'ev'}: {tmp_path} cannot be written to" in err and "no-model" not in err
+
+
+def test_a_failed_write_keeps_the_metrics_in_the_message(trained_run, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from hf_resnet101.commands import evaluate
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(evaluate, "write_evaluation", full_disk)
+    argv = ["evaluate", str(trained_run["output"]), str(trained_run["validation"]), "--output_dir",
+            str(tmp_path / "ev"), "--precision", "fp32"]  # fmt: skip
+    _, err = run_cli(capsys, argv, expected_code=2)
+    assert "Could not write the evaluation to" in err and "No space left on device" in err
+    assert "Its metrics on 9 images: accuracy " in err
+
+
 @pytest.mark.parametrize(
     ("output_dir", "expected"),
     [
