@@ -16,7 +16,7 @@ from ..errors import UsageError, did_you_mean_path
 from ..outputs import CHECKPOINT_COMPLETE, TRAINER_STATE, checkpoint_folder, checkpoint_folders, checkpoint_step
 from .output_folder import RunManifest, foreign_files, is_finished
 from .run_identity import differences, mismatch_error, read_identity, write_identity
-from .storage import missing_checkpoint_files, open_weights_to_umask, write_failure_reason
+from .storage import MAKE_ROOM, missing_checkpoint_files, open_weights_to_umask, write_failure_reason
 
 logger = logging.get_logger(__name__)
 
@@ -283,6 +283,6 @@ def save_final_model(trainer, output_dir: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
         last = last_complete_checkpoint(output_dir)
         hint = (
-            f" The last checkpoint, {last}, is intact: free space and run the same command to resume." if last else ""
+            f" The last checkpoint, {last}, is intact: {MAKE_ROOM} and run the same command to resume." if last else ""
         )
         raise UsageError(f"Could not write the final model to {output_dir}: {reason}.{hint}") from error

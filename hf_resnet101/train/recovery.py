@@ -23,7 +23,12 @@ from .memory import BatchPlan, is_out_of_memory, multi_process_advice, out_of_me
 from .monitors import GracefulInterrupt, callback_of
 from .output_folder import is_bookkeeping
 from .run_state import TrainedRun
-from .storage import damaged_checkpoint_files, missing_checkpoint_files, remove_incomplete_checkpoints
+from .storage import (
+    MAKE_ROOM,
+    damaged_checkpoint_files,
+    missing_checkpoint_files,
+    remove_incomplete_checkpoints,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -197,8 +202,8 @@ def after_failed_save(training_args: FinetuneTrainingArguments) -> str:
         remove_incomplete_checkpoints(output_dir, is_complete)
     last = last_complete_checkpoint(output_dir)
     if last is None:
-        return "No checkpoint was completed: free space and run the same command to start again."
-    return f"The last complete checkpoint, {last}, is intact: free space and run the same command to resume from it."
+        return f"No checkpoint was completed: {MAKE_ROOM} and run the same command to start again."
+    return f"The last complete checkpoint, {last}, is intact: {MAKE_ROOM} and run the same command to resume from it."
 
 
 def after_failed_results(training_args: FinetuneTrainingArguments, started: float) -> str:
@@ -210,5 +215,5 @@ def after_failed_results(training_args: FinetuneTrainingArguments, started: floa
                 path.unlink(missing_ok=True)
     return (
         f"The final model is saved in {output_dir} (model.safetensors, config.json); its metrics, card and plots "
-        "are not. Free space and run the same command again to write them."
+        f"are not: {MAKE_ROOM} and run the same command again to write them."
     )

@@ -42,13 +42,15 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
 def write_failure_reason(error: BaseException) -> str | None:
     """Why a write failed ("No space left on device", ...), or None when `error` is not a failed write."""
     for link in _chain(error):
+        if isinstance(link, OSError) and link.errno == errno.EFBIG:  # freeing space would not help
+            return f"{link.strerror or 'File too large'} (a file-size limit: see `ulimit -f`)"
         if isinstance(link, OSError) and link.errno in WRITE_ERRNOS:
             return link.strerror or str(link)
         if type(link).__name__ == "SafetensorError" and ("IoError" in str(link) or "I/O error" in str(link)):
             match = SAFETENSORS_IO_ERROR.search(str(link))
             return next(group for group in match.groups() if group) if match else str(link)
         if isinstance(link, RuntimeError) and TORCH_WRITE_FAILURE.search(str(link)):
-            return "the file could not be written in full (is the disk full?)"
+            return "the file could not be written in full (a full disk, a quota or a file-size limit)"
     return None
 
 
@@ -82,6 +84,10 @@ def reporting_write_failures(what: str, output_dir: Path, after: Callable[[], st
         raise UsageError(
             f"Could not write {what} to {output_dir}: {reason}." + (f" {hint}" if hint else "")
         ) from error
+
+
+# What the messages after a failed write ask for: the cause may be the disk, a quota or a file-size limit.
+MAKE_ROOM = "make room (free space, or lift the quota or file-size limit)"
 
 
 # What resuming reads from a checkpoint besides the weights: the Trainer's state, and the optimizer's and learning

@@ -141,7 +141,7 @@ def test_write_failures_are_recognised_through_the_libraries_wrappers():
     except RuntimeError as wrapped:
         assert write_failure_reason(wrapped) == "No space left on device"
     assert write_failure_reason(RuntimeError("[enforce fail at inline_container.cc] unexpected pos 64 vs 0")) == (
-        "the file could not be written in full (is the disk full?)"
+        "the file could not be written in full (a full disk, a quota or a file-size limit)"
     )
     # What safetensors 0.8 and torch 2.14 raised on a full 40-160 kB tmpfs (the checkpoint's weights, its optimizer).
     from safetensors import SafetensorError
@@ -149,8 +149,11 @@ def test_write_failures_are_recognised_through_the_libraries_wrappers():
     safetensors_full = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
     assert write_failure_reason(safetensors_full) == "No space left on device"
     assert write_failure_reason(RuntimeError("basic_ios::clear: iostream error")) == (
-        "the file could not be written in full (is the disk full?)"
+        "the file could not be written in full (a full disk, a quota or a file-size limit)"
     )
+    # A file-size limit (ulimit -f): freeing space would not help, so it is named.
+    too_large = write_failure_reason(OSError(errno.EFBIG, "File too large"))
+    assert too_large == "File too large (a file-size limit: see `ulimit -f`)"
     assert write_failure_reason(FileNotFoundError(errno.ENOENT, "No such file")) is None
     assert write_failure_reason(ValueError("a bug")) is None
 
