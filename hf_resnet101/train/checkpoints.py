@@ -15,7 +15,7 @@ from transformers.utils import logging
 from ..errors import UsageError, did_you_mean_path
 from ..outputs import CHECKPOINT_COMPLETE, TRAINER_STATE, checkpoint_folder, checkpoint_folders, checkpoint_step
 from .output_folder import RunManifest, foreign_files, is_finished
-from .run_identity import differences, mismatch_error, read_identity, write_identity
+from .run_identity import differences, mismatch_error, read_identity, ways_back, write_identity
 from .storage import MAKE_ROOM, missing_checkpoint_files, open_weights_to_umask, write_failure_reason
 
 logger = logging.get_logger(__name__)
@@ -192,7 +192,7 @@ def check_same_run(output_dir: Path, checkpoint: Path | None, identity: dict, ke
         recorded = read_identity(folder)
         lines = differences(recorded, identity, keys) if recorded is not None else []
         if lines:
-            raise mismatch_error(output_dir, where, lines)
+            raise mismatch_error(output_dir, where, lines, ways_back(recorded, identity), checkpoint)
 
 
 def check_resumed_checkpoint(checkpoint: Path, identity: dict) -> None:
@@ -210,8 +210,8 @@ def check_resumed_checkpoint(checkpoint: Path, identity: dict) -> None:
     if lines:
         raise UsageError(
             f"--resume_from_checkpoint {checkpoint} was saved by a run with other options ({'; '.join(lines)}), so "
-            "it cannot go on under these. Give the options it was saved with, or start a new run from its weights "
-            f"with --model_name_or_path {checkpoint}."
+            f"it cannot go on under these. {ways_back(recorded, identity)}Give the options it was saved with, or "
+            f"start a new run from its weights with --model_name_or_path {checkpoint}."
         )
 
 

@@ -120,11 +120,32 @@ def write_identity(folder: str | os.PathLike, identity: dict) -> Path:
     return path
 
 
-def mismatch_error(output_dir: str | os.PathLike, where: str, lines: list[str]) -> UsageError:
+def ways_back(recorded: dict, current: dict) -> str:
+    """How to resume the recorded run after all, where what differs is not an option of the command: the data it
+    trained on, or the number of processes it was launched with."""
+    ways = []
+    if "data_digest" in current and recorded.get("data_digest") not in (None, current["data_digest"]):
+        ways.append("put its data back as it was and run the same command")
+    before = recorded.get("world_size")
+    if "world_size" in current and before is not None and before != current["world_size"]:
+        launch = "accelerate launch --multi_gpu --num_processes" if before > 1 else "accelerate launch --num_processes"
+        ways.append(f"launch it with {before} process(es) again ({launch} {before})")
+    return f"To resume it, {' and '.join(ways)}. " if ways else ""
+
+
+def mismatch_error(
+    output_dir: str | os.PathLike,
+    where: str,
+    lines: list[str],
+    ways: str = "",
+    checkpoint: str | os.PathLike | None = None,
+) -> UsageError:
     """The message for a run whose identity differs from the one recorded in the folder: what differs and what to
-    do (nothing in the folder has been touched)."""
+    do (nothing in the folder has been touched). `ways`: how to resume it after all (`ways_back`); `checkpoint`:
+    its newest checkpoint, whose weights a new run can start from."""
     listed = "; ".join(lines)
+    weights = f" (--model_name_or_path {checkpoint} starts it from that run's weights)" if checkpoint else ""
     return UsageError(
-        f"--output_dir {output_dir} holds {where} of a different run ({listed}). Nothing was changed. Choose a new "
-        "--output_dir for this run, or pass --overwrite_output_dir to discard that run and start over."
+        f"--output_dir {output_dir} holds {where} of a different run ({listed}). Nothing was changed. {ways}Choose "
+        f"a new --output_dir for this run{weights}, or pass --overwrite_output_dir to discard that run and start over."
     )

@@ -105,7 +105,9 @@ def test_changed_images_are_another_run(finetune_main, finished, tmp_path, capsy
     assert snapshot(out) == before
 
 
-def test_a_checkpoint_of_other_data_is_refused_without_saying_it_resumes(finetune_main, finished, tmp_path, caplog):
+def test_a_checkpoint_of_other_data_is_refused_without_saying_it_resumes(
+    finetune_main, finished, tmp_path, caplog, capsys
+):
     args, out = finished
     (out / "model.safetensors").unlink()  # as if stopped after checkpoint-6: resumable
     folder = Path(args[args.index("--train_dir") + 1])
@@ -114,6 +116,9 @@ def test_a_checkpoint_of_other_data_is_refused_without_saying_it_resumes(finetun
     caplog.clear()
     assert finetune_main(args) == 2
     assert "Resuming from" not in caplog.text
+    err = capsys.readouterr().err
+    assert "To resume it, put its data back as it was and run the same command." in err
+    assert f"(--model_name_or_path {out / 'checkpoint-6'} starts it from that run's weights)" in err
     (folder / "cat" / "added.png").unlink()
     assert finetune_main(args) == 0
     assert f"Resuming from {out / 'checkpoint-6'}" in caplog.text
@@ -245,3 +250,14 @@ def test_differences_name_each_changed_option_and_the_data_in_words():
     assert lines[0] == "learning_rate: 5e-05 -> 0.001"
     assert "the training data" in lines[1] and len(lines) == 2  # options one side lacks are not compared
     assert differences(recorded, recorded) == []
+
+
+def test_ways_back_name_what_a_command_option_cannot_change():
+    from hf_resnet101.train.run_identity import ways_back
+
+    recorded = {"learning_rate": 5e-5, "data_digest": "aa", "world_size": 2}
+    assert ways_back(recorded, {"learning_rate": 1e-3}) == ""  # options alone: the command says them
+    both = ways_back(recorded, {"data_digest": "bb", "world_size": 1})
+    assert "put its data back as it was" in both
+    assert "launch it with 2 process(es) again (accelerate launch --multi_gpu --num_processes 2)" in both
+    assert ways_back(recorded, {"data_digest": "aa", "world_size": 2}) == ""
