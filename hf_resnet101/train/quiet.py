@@ -1,10 +1,14 @@
-"""Keeping the libraries' expected chatter out of a run's output; `--verbose` lets it through."""
+"""Keeping the libraries' expected chatter out of a run's output (`--verbose` lets it through), and the package's
+own notes readable beside the progress bars."""
 
 from __future__ import annotations
 
 import contextlib
+import logging as std_logging
+import sys
 
 import datasets
+from tqdm.auto import tqdm
 from transformers.utils import logging
 
 
@@ -68,3 +72,23 @@ def checkpoint_num_labels(name_or_path: str, **kwargs) -> int | None:
         return AutoConfig.from_pretrained(name_or_path, **kwargs).num_labels
     except (OSError, ValueError):
         return None
+
+
+class AboveProgressBars(std_logging.Handler):
+    """Writes the package's notes through `tqdm.write`, which clears the progress bars drawn, writes the line and
+    draws them again: a warning raised while a bar was on screen (the overfitting note, during an evaluation's)
+    used to be glued to the end of the bar's line, where it was easy to miss."""
+
+    def emit(self, record: std_logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)  # the stderr of now (a test's capture, say)
+        except Exception:
+            self.handleError(record)
+
+
+def show_notes_above_progress_bars(logger_name: str) -> None:
+    """Gives the package's logger the handler above (once): its notes were printed by Python's last-resort
+    handler, plain messages on stderr, which is what this one prints too."""
+    logger = std_logging.getLogger(logger_name)
+    if not any(isinstance(handler, AboveProgressBars) for handler in logger.handlers):
+        logger.addHandler(AboveProgressBars())

@@ -61,6 +61,7 @@ from .quiet import (
     datasets_progress_silenced,
     describe_head,
     model_loading_silenced,
+    show_notes_above_progress_bars,
     silence_datasets,
 )
 from .recovery import after_failed_results, after_failed_save, check_checkpoint_readable, train_fitting_memory
@@ -80,6 +81,7 @@ def setup_logging(training_args: FinetuneTrainingArguments) -> None:
     # The package's notes once, from the main process: the other processes would repeat each of them.
     package_level = std_logging.WARNING if training_args.process_index == 0 else std_logging.ERROR
     std_logging.getLogger(PACKAGE).setLevel(package_level)
+    show_notes_above_progress_bars(PACKAGE)
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()

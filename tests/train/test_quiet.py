@@ -83,3 +83,27 @@ def test_head_line_says_whether_the_head_is_replaced():
 def test_checkpoint_num_labels_reads_the_config_or_gives_none(tiny_resnet, tmp_path):
     assert checkpoint_num_labels(str(tiny_resnet)) == 4  # the tiny model of conftest
     assert checkpoint_num_labels(str(tmp_path / "missing"), local_files_only=True) is None
+
+
+def test_a_note_logged_under_a_progress_bar_starts_its_own_line(capsys):
+    """The overfitting note, logged while an evaluation's bar was drawn, was glued to the end of the bar's line."""
+    import logging
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from hf_resnet101.train.quiet import AboveProgressBars, show_notes_above_progress_bars
+
+    name = "hf_resnet101.test_quiet_notes"
+    logger = logging.getLogger(name)
+    try:
+        show_notes_above_progress_bars(name)
+        show_notes_above_progress_bars(name)  # once, however often a run sets its logging up
+        assert sum(isinstance(h, AboveProgressBars) for h in logger.handlers) == 1
+        with tqdm(total=3, file=sys.stderr, desc="Evaluating") as bar:
+            bar.update(1)
+            logger.warning("Overfitting: a note")
+        err = capsys.readouterr().err
+        assert "\rOverfitting: a note\n" in err  # the bar's line was cleared first
+    finally:
+        logger.handlers.clear()
