@@ -12,8 +12,18 @@ from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
+from transformers.hf_argparser import string_to_bool
 
 from ..errors import UsageError, did_you_mean_path
+
+
+def accept_bare_flags_for_unset_booleans(parser: HfArgumentParser) -> None:
+    """`--hub_private_repo` alone means True, as every other yes/no option does: HfArgumentParser requires a value
+    for a yes/no option whose default is None (`--hub_private_repo: expected one argument`), while `hf-resnet101
+    push --hub_private_repo` takes it bare."""
+    for action in parser._actions:
+        if action.type is string_to_bool and action.nargs is None and action.option_strings:
+            action.nargs, action.const = "?", True
 
 
 class ConfigParser(HfArgumentParser):
@@ -38,6 +48,7 @@ class ConfigParser(HfArgumentParser):
         # Abbreviations would take `--learning_rat` as `--learning_rate` and hide typos: every flag is spelt out.
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(dataclass_types, **kwargs)
+        accept_bare_flags_for_unset_booleans(self)
         self.short_help_options = short_help_options
         self.check_given = check_given
         self.add_argument(

@@ -156,3 +156,15 @@ def test_config_numbers_and_flags_reach_the_run_as_their_types(tmp_path):
     assert model.freeze_backbone == "2" and data.dedupe is True
     assert training.num_train_epochs == 3.0 and training.learning_rate == 1e-4
     assert training.eval_strategy.value == "no"
+
+
+@pytest.mark.parametrize(("given", "expected"), [([], None), (["--hub_private_repo"], True),
+                                                 (["--hub_private_repo", "false"], False)])  # fmt: skip
+def test_a_yes_no_option_without_a_default_takes_a_bare_flag(tmp_path, given, expected):
+    """`--hub_private_repo` alone was refused at training ("expected one argument"), while push took it bare."""
+    from hf_resnet101.config.options import DataArguments, FinetuneTrainingArguments, ModelArguments
+    from hf_resnet101.config.parser import ConfigParser
+
+    parser = ConfigParser((DataArguments, ModelArguments, FinetuneTrainingArguments))
+    argv = ["--train_dir", str(tmp_path), *given, "--output_dir", str(tmp_path / "o")]
+    assert parser.parse_args_and_config(argv)[2].hub_private_repo is expected
