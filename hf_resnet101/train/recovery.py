@@ -52,6 +52,10 @@ def train_with_interrupt(trainer: Trainer, resume_from: str | None):
     try:
         result = trainer.train(resume_from_checkpoint=resume_from)
         runtime = completion.training_seconds()  # across resumes: what the card reports as training time
+    except Exception as error:
+        if trainer.args.world_size < 2 or not is_peer_failure(error):
+            raise
+        raise UsageError(peer_failure_message(Path(trainer.args.output_dir))) from error
     finally:
         interrupt.uninstall()
     if interrupt.requested:
@@ -59,6 +63,30 @@ def train_with_interrupt(trainer: Trainer, resume_from: str | None):
             interrupted_note(trainer, interrupt.saved_step), interrupt.exit_signal_number or signal.SIGINT
         )
     return with_runtime_across_resumes(result, completion.seconds_before, runtime)
+
+
+# What a collective operation raises in a process whose peer has died (killed, out of host memory): gloo's
+# transport, and NCCL's watchdog.
+PEER_FAILURES = ("Connection reset by peer", "Connection closed by peer", "remote process exited", "Broken pipe")
+
+
+def is_peer_failure(error: BaseException) -> bool:
+    """Whether `error` is a collective that failed because another training process ended."""
+    return isinstance(error, RuntimeError) and any(text in str(error) for text in PEER_FAILURES)
+
+
+def peer_failure_message(output_dir: Path) -> str:
+    """For the processes left when one died: gloo's 40-line traceback said nothing of what happened or what to do."""
+    last = last_complete_checkpoint(output_dir)
+    resume = (
+        f"the last complete checkpoint, {last}, is intact: run the same command to resume from it"
+        if last
+        else "no checkpoint was completed: run the same command to start again"
+    )
+    return (
+        "Another training process ended during training (the launcher's report names it and its exit), so this "
+        f"one cannot go on alone; {resume}."
+    )
 
 
 def interrupted_note(trainer: Trainer, saved_step: int | None) -> str:

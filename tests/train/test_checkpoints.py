@@ -125,6 +125,23 @@ def test_a_stop_that_reaches_one_process_stops_all_at_the_same_step(uninterrupte
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 8
 
 
+def test_a_process_that_dies_leaves_the_others_with_one_line_and_the_checkpoint(uninterrupted, tmp_path):
+    """Rank 1 killed (SIGKILL) after step 3: rank 0's next all-reduce fails, and it printed gloo's traceback
+    ("Connection reset by peer ... typically caused by a remote worker hanging or bugs in the application")."""
+    folder, model, _ = uninterrupted
+    out = tmp_path / "out"
+    argv = ["--train_dir", str(folder), "--output_dir", str(out), "--model_name_or_path", str(model),
+            "--max_steps", "8", "--eval_strategy", "no", "--per_device_train_batch_size", "2",
+            "--save_steps", "2"]  # fmt: skip
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "-q", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    died = run_offline([*launch, SCRIPT, *argv], FAULT="kill", FAULT_STEP="3", FAULT_RANK="1", timeout=180)
+    assert died.returncode != 0
+    assert "error: Another training process ended during training" in died.stderr, died.stderr[-3000:]
+    assert f"the last complete checkpoint, {out / 'checkpoint-2'}, is intact" in died.stderr
+    assert "Connection reset by peer" not in died.stderr and "Traceback" not in died.stderr
+
+
 def test_finished_run_and_foreign_folders_are_not_overwritten(
     finetune_main, capsys, image_folder, tiny_resnet, tmp_path
 ):
