@@ -10,6 +10,8 @@ from sklearn.metrics import confusion_matrix
 
 # Past this many classes the cells are too small to carry their counts.
 MAX_ANNOTATED_CLASSES = 30
+# Longer class names are cut on the axes (a 200-character name pushed the matrix off the figure).
+MAX_TICK_LABEL_CHARS = 32
 
 
 def compute_confusion_matrix(references: Sequence[int], predictions: Sequence[int], num_labels: int) -> np.ndarray:
@@ -23,11 +25,40 @@ def row_normalised(matrix: np.ndarray) -> np.ndarray:
     return np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
 
 
+def drawable(text: str, font_path: str) -> bool:
+    """Whether the font at `font_path` has a glyph for every character of `text`."""
+    from matplotlib.ft2font import FT2Font
+
+    font = FT2Font(font_path)
+    return all(font.get_char_index(ord(character)) for character in text)
+
+
+def tick_labels(label_names: Sequence[str]) -> tuple[list[str], bool]:
+    """What the axes can show of each class name: names the plotting font cannot draw (Chinese, emoji, with
+    matplotlib's default font) become their class number, `#3`, instead of empty boxes; long ones are cut. Also
+    whether any name was numbered (the figure then says where the names are)."""
+    from matplotlib import font_manager
+
+    font_path = font_manager.findfont(font_manager.FontProperties())
+    labels, numbered = [], False
+    for index, name in enumerate(label_names):
+        if not drawable(name, font_path):
+            labels.append(f"#{index}")
+            numbered = True
+        elif len(name) > MAX_TICK_LABEL_CHARS:
+            labels.append(name[: MAX_TICK_LABEL_CHARS - 1] + "…")
+        else:
+            labels.append(name)
+    return labels, numbered
+
+
 def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Writes a PNG: colours are row-normalised (per-class recall), numbers are counts."""
     size = max(4.0, 0.45 * len(label_names) + 2.5)
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported here: matplotlib adds ~0.5 s to start-up
     from matplotlib.figure import Figure
+
+    label_names, numbered = tick_labels(label_names)
 
     figure = Figure(figsize=(size + 1.0, size))
     FigureCanvasAgg(figure)
@@ -40,6 +71,8 @@ def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: 
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     axes.set_title(title or "Confusion matrix")
+    if numbered:  # their names are in config.json's id2label, the card's per-class table and per_class.csv
+        figure.text(0.01, 0.01, "#N: class number N (id2label in config.json)", fontsize=8)
     if len(label_names) <= MAX_ANNOTATED_CLASSES:
         fractions = row_normalised(matrix)
         for (row, column), count in np.ndenumerate(matrix):

@@ -29,3 +29,17 @@ def test_many_classes_still_plot(tmp_path):
     names = [f"class {i}" for i in range(40)]  # past MAX_ANNOTATED_CLASSES: no numbers in the cells
     matrix = compute_confusion_matrix(list(range(40)), list(range(40)), num_labels=40)
     assert plot_confusion_matrix(matrix, names, tmp_path / "c.png").stat().st_size > 0
+
+
+def test_names_the_font_cannot_draw_are_numbered_and_long_ones_cut(tmp_path, recwarn):
+    """Chinese class names were drawn as empty boxes (with a warning per glyph in the run's log), and a
+    200-character name pushed the matrix off the figure."""
+    from hf_resnet101.evaluation.confusion import MAX_TICK_LABEL_CHARS, tick_labels
+
+    names = ["cat", "中文", "鳥 birds", "x" * 200, "élan vital"]
+    labels, numbered = tick_labels(names)
+    assert labels[:3] == ["cat", "#1", "#2"] and labels[4] == "élan vital" and numbered
+    assert len(labels[3]) == MAX_TICK_LABEL_CHARS and labels[3].endswith("…")
+    assert tick_labels(["cat", "dog"]) == (["cat", "dog"], False)
+    plot_confusion_matrix(np.eye(5, dtype=int), names, tmp_path / "cm.png")
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]
