@@ -56,8 +56,12 @@ def describe_start(model_args: ModelArguments, model: torch.nn.Module, random_in
 
 
 def architecture_of(model: torch.nn.Module) -> str:
-    """E.g. `ResNetForImageClassification`: the class that loads the weights (named when no base model is)."""
-    return type(model).__name__
+    """E.g. `ResNetForImageClassification`: the class that loads the weights (named when no base model is); for a
+    timm model, its timm architecture too (`TimmWrapperForImageClassification (timm resnet50)`), which the wrapper's
+    name alone leaves out."""
+    name = type(model).__name__
+    timm_architecture = getattr(getattr(model, "config", None), "architecture", None)
+    return f"{name} (timm {timm_architecture})" if isinstance(timm_architecture, str) else name
 
 
 def describe_device(device: torch.device) -> str:

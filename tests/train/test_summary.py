@@ -54,3 +54,20 @@ def test_a_fractional_eval_steps_is_said_as_the_share_of_the_run():
 def test_a_cpu_is_named_without_an_index():
     assert describe_device(torch.device("cpu", 0)) == "cpu"
     assert describe_device(torch.device("cuda", 1)) == "cuda:1"
+
+
+def test_a_timm_model_is_named_by_its_timm_architecture_too():
+    from types import SimpleNamespace
+
+    import torch
+
+    from hf_resnet101.train.summary import architecture_of
+
+    class TimmWrapperForImageClassification(torch.nn.Module):
+        config = SimpleNamespace(architecture="resnet50")
+
+    class ResNetForImageClassification(torch.nn.Module):
+        config = SimpleNamespace(architectures=["ResNetForImageClassification"])
+
+    assert architecture_of(TimmWrapperForImageClassification()) == "TimmWrapperForImageClassification (timm resnet50)"
+    assert architecture_of(ResNetForImageClassification()) == "ResNetForImageClassification"
