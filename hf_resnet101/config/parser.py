@@ -135,6 +135,9 @@ OTHER_SCRIPTS_NAMES = {
     "--model": "--model_name_or_path",
     "--output": "--output_dir",
     "--warmup_epochs": "--warmup_ratio",
+    "--validation_split": "--train_val_split",
+    "--val_split": "--train_val_split",
+    "--val-split": "--train_val_split",
 }
 
 

@@ -61,10 +61,13 @@ def test_other_scripts_names_for_an_option_are_pointed_to_this_ones(finetune_mai
         "1e-4",
         "--batch_size",
         "8",
+        "--validation_split",
+        "0.2",
     ]
     assert finetune_main(argv) == 2
     err = capsys.readouterr().err
     assert "--lr (did you mean --learning_rate?), --batch_size (did you mean --per_device_train_batch_size?)" in err
+    assert "--validation_split (did you mean --train_val_split?)" in err  # it was offered --validation_dir
 
 
 def test_help_is_short_and_names_every_option_of_the_readme():
