@@ -142,12 +142,9 @@ def recommended_range(option: str) -> str:
     return f"{low:g}-{high:g}"
 
 
-# What the run advises when the loss diverges or the model overfits, which the monitors and the card say
-# (docs/product-page.md#common-problems-and-their-fixes).
-
-
 def divergence_remedies(fp16: bool = False) -> str:
-    """What to try when the loss blew up; fp16's narrow range is a cause only where fp16 ran."""
+    """What to try when the loss blew up (docs/product-page.md#common-problems-and-their-fixes); fp16's narrow
+    range is a cause only where fp16 ran."""
     precision = "use --bf16 instead of --fp16, " if fp16 else ""
     return (
         f"lower --learning_rate (recommended: {recommended_range('learning_rate')}), add --warmup_ratio 0.05, "
@@ -155,6 +152,7 @@ def divergence_remedies(fp16: bool = False) -> str:
     )
 
 
+# What the run advises when the model overfits, which the monitor and the card say (the same page section).
 OVERFITTING_ADVICE = (
     "fewer epochs (--num_train_epochs, or --early_stopping_patience 3 to stop at the best evaluation), a lower "
     "--learning_rate (down to 1e-5), stronger --augmentation (medium or heavy), more data, or "
