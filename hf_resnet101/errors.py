@@ -42,8 +42,9 @@ class TrainingInterrupted(Exception):
 
 
 def did_you_mean_path(path: str | Path) -> str:
-    """ " Did you mean PATH?" for a path that does not exist when a close spelling of its first missing part does
-    (`data/trian` -> `data/train`, `Data/birds` -> `data/birds`); else "". The rest of the path is kept as given."""
+    """The sentence to add to a message about a path that does not exist, when a close spelling of its first
+    missing part does (`data/trian` -> `data/train`, `Data/birds` -> `data/birds`): ` Did you mean PATH?`, with the
+    rest of the path as given; else an empty string."""
     path = Path(path)
     parts = path.parts
     for depth in range(len(parts)):

@@ -34,7 +34,7 @@ def drawable(text: str, font_path: str) -> bool:
 
 
 def tick_labels(label_names: Sequence[str]) -> tuple[list[str], bool]:
-    """What the axes can show of each class name: names the plotting font cannot draw (Chinese, emoji, with
+    """What the axes can show of each class name: names the plotting font cannot draw (Chinese, with
     matplotlib's default font) become their class number, `#3`, instead of empty boxes; long ones are cut. Also
     whether any name was numbered (the figure then says where the names are)."""
     from matplotlib import font_manager
