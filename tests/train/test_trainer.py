@@ -53,8 +53,9 @@ def test_drop_last_drops_training_batches_only(finetune_main, tiny_resnet, tmp_p
 
 
 def test_two_processes_match_one_with_the_same_global_batch(image_folder, tiny_resnet, tmp_path):
+    # fp32: the evaluation is compared with the saved model's loss computed in fp32 (`auto` is bf16 on some CPUs)
     common = ["--train_dir", str(image_folder), "--model_name_or_path", str(tiny_resnet), "--eval_strategy", "epoch",
-              "--save_strategy", "no", "--logging_steps", "1"]  # fmt: skip
+              "--save_strategy", "no", "--logging_steps", "1", "--precision", "fp32"]  # fmt: skip
     single = run_offline([sys.executable, RECIPE, *common, "--output_dir", str(tmp_path / "one"),
                   "--per_device_train_batch_size", "8"])  # fmt: skip
     assert single.returncode == 0, single.stderr[-3000:]
