@@ -368,6 +368,7 @@ def render_model_card(
         local_only=not repo_id,  # not pushed: the snippet names the folder, not a repo id that does not exist
         base_model=inputs.base_model,
         random_init=inputs.random_init,
+        license=inputs.license,
         architecture=inputs.architecture or "image-classification model",
         resnet101=inputs.resnet101,
         converted_modes=inputs.converted_modes,

@@ -241,3 +241,11 @@ def test_the_card_of_a_run_not_pushed_names_no_repo_that_does_not_exist():
     assert "once it is pushed, its repo id on the Hub (USER/resnet101-birds)" in text
     pushed = str(render_model_card(card_inputs(repo_id=None), repo_id="me/birds"))
     assert 'pipeline("image-classification", model="me/birds")' in pushed and "path/to/birds" not in pushed
+
+
+def test_the_card_says_its_license_and_asks_for_one_where_none_was_found():
+    text = " ".join(str(render_model_card(card_inputs(license="apache-2.0"))).split())
+    assert "**License.** `apache-2.0` (in the metadata above)" in text
+    unknown = " ".join(str(render_model_card(card_inputs(license="other"))).split())
+    assert "The base model's license was not found" in unknown
+    assert "hf-resnet101 card OUTPUT_DIR --license ID" in unknown
