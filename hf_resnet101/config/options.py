@@ -115,6 +115,14 @@ class DataArguments:
             raise UsageError("--train_dir and --dataset_name both given: choose one source of training images.")
         if self.dataset_name is not None and self.validation_dir is not None:
             raise UsageError("--validation_dir only goes with --train_dir; a Hub dataset brings its own splits.")
+        if self.dataset_name is not None and (self.dedupe or self.strict):
+            # They work on the scan of a folder's files; a dataset's rows are not scanned, and the card said the
+            # copies were left out while every row was trained on.
+            given = " and ".join(flag for flag, on in (("--dedupe", self.dedupe), ("--strict", self.strict)) if on)
+            raise UsageError(
+                f"{given} check the image files of a folder (--train_dir); a dataset's rows are not scanned. Leave "
+                f"{'them' if ' and ' in given else 'it'} out, or clean the dataset first."
+            )
         if not 0.0 < self.train_val_split < 1.0:
             raise UsageError(f"--train_val_split must be between 0 and 1 (exclusive), got {self.train_val_split}.")
         for name in ("max_train_samples", "max_eval_samples"):

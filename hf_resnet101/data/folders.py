@@ -587,15 +587,7 @@ def load_hub_dataset(
     cache_dir: str | None = None,
 ) -> DatasetDict:
     """Loads a Hub (or local) dataset and returns train/validation splits with `image` and `label` columns."""
-    try:
-        raw = load_dataset(dataset_name, config_name, cache_dir=cache_dir)
-    except FileNotFoundError as error:
-        raise UsageError(f"Dataset {dataset_name!r} was not found (on the Hub or locally): {error}") from error
-    except ConnectionError as error:
-        raise UsageError(
-            f"Could not reach the Hub to load dataset {dataset_name!r}. Offline, use a cached copy "
-            "(HF_DATASETS_OFFLINE=1) or a local folder with --train_dir."
-        ) from error
+    raw = load_dataset_as_given(dataset_name, config_name, cache_dir)
     if "train" not in raw:
         raise UsageError(f"Dataset {dataset_name!r} has no 'train' split (it has: {', '.join(raw)}).")
     for column in (image_column, label_column):
@@ -617,6 +609,7 @@ def load_hub_dataset(
     if val_name:
         dataset["validation"] = raw[val_name]
     dataset = dataset.select_columns([image_column, label_column])
+    check_every_row_labelled(dataset, dataset_name, label_column)
     if image_column != "image":
         dataset = dataset.rename_column(image_column, "image")
     if label_column != "label":
@@ -628,6 +621,55 @@ def load_hub_dataset(
     if "validation" not in dataset:
         dataset = split_off_validation(dataset["train"], train_val_split, seed)
     return dataset
+
+
+def load_dataset_as_given(dataset_name: str, config_name: str | None, cache_dir: str | None) -> DatasetDict:
+    """`load_dataset`, or `load_from_disk` for a folder `save_to_disk` wrote; each failure a user can fix is one line.
+
+    Raises:
+        UsageError: for a dataset not found, not reachable offline, of another config, or a single split saved with
+            `save_to_disk` (training needs named splits).
+    """
+    from datasets import Dataset, load_from_disk
+
+    saved = Path(dataset_name)
+    if (saved / "dataset_dict.json").is_file() or (saved / "state.json").is_file():  # written by save_to_disk
+        loaded = load_from_disk(dataset_name)
+        # One split saved alone: its images are the training images (load_dataset refused the folder).
+        return DatasetDict(train=loaded) if isinstance(loaded, Dataset) else loaded
+    try:
+        return load_dataset(dataset_name, config_name, cache_dir=cache_dir)
+    except FileNotFoundError as error:
+        raise UsageError(f"Dataset {dataset_name!r} was not found (on the Hub or locally): {error}") from error
+    except ConnectionError as error:
+        offline = " (HF_HUB_OFFLINE is set, and it is not in the cache)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        raise UsageError(
+            f"Could not reach the Hub to load dataset {dataset_name!r}{offline}. Download it where there is a "
+            f"network (`hf download {dataset_name} --repo-type dataset --local-dir DIR`, then --dataset_name DIR), "
+            "or use a local folder with --train_dir."
+        ) from error
+    except ValueError as error:  # an unknown config ("BuilderConfig 'x' not found. Available: [...]"), and the like
+        raise UsageError(f"Dataset {dataset_name!r} could not be loaded: {error}") from error
+
+
+def check_every_row_labelled(dataset: DatasetDict, dataset_name: str, label_column: str) -> None:
+    """Stops on rows without a label: they crashed the split (comparing None with a class) or, with a validation
+    split, the run after training (a NaN label in a batch).
+
+    Raises:
+        UsageError: naming the split, how many rows and the first of them.
+    """
+    for split, data in dataset.items():
+        # None, or ClassLabel's -1 ("no label", as in the test splits of many Hub datasets)
+        unlabelled = -1 if isinstance(data.features[label_column], ClassLabel) else None
+        missing = [index for index, label in enumerate(data[label_column]) if label is None or label == unlabelled]
+        if missing:
+            first = ", ".join(str(index) for index in missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise UsageError(
+                f"{len(missing)} row(s) of the {split} split of dataset {dataset_name!r} have no {label_column!r} "
+                f"(rows {first}): give every row a label, or filter them out first "
+                f"(`dataset.filter(lambda row: row[{label_column!r}] is not None)`)."
+            )
 
 
 def labels_encoded_as_in_training(dataset: DatasetDict, dataset_name: str) -> DatasetDict:

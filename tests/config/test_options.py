@@ -160,3 +160,15 @@ def test_freezing_can_be_turned_off_over_a_preset(finetune_main, image_folder, t
     assert finetune_main([*argv, "--overwrite_output_dir"]) == 0
     assert "freeze_backbone=all_but_last (preset" in caplog.text and "parameters frozen" in caplog.text
     assert "; length: --max_steps 1 (num_train_epochs does not apply)" in caplog.text  # not the preset's epochs
+
+
+def test_dedupe_and_strict_are_refused_with_a_dataset_rather_than_ignored():
+    """Nothing scans a dataset's rows: --dedupe was ignored while the card listed it as applied."""
+    from hf_resnet101.config.options import DataArguments
+    from hf_resnet101.errors import UsageError
+
+    with pytest.raises(UsageError, match="--dedupe check the image files of a folder"):
+        DataArguments(dataset_name="pets", dedupe=True)
+    with pytest.raises(UsageError, match="--dedupe and --strict check the image files of a folder"):
+        DataArguments(dataset_name="pets", dedupe=True, strict=True)
+    assert DataArguments(train_dir="data", dedupe=True).dedupe

@@ -434,3 +434,47 @@ def test_a_validation_row_of_splits_csv_names_the_validation_folders_file(tmp_pa
     (tmp_path / "out" / DATA_ROOTS).write_text(json.dumps([str(root) for root in roots]))
     assert split_image_path(tmp_path / "out", "images/cat/1.png", "validation") == tmp_path / "b/images/cat/1.png"
     assert split_image_path(tmp_path / "out", "images/cat/1.png", "train") == tmp_path / "a/images/cat/1.png"
+
+
+def image_dataset(folder):
+    """A datasets Dataset of the images under `folder` (class sub-folders), labels as strings."""
+    from datasets import Dataset, Features, Value
+    from datasets import Image as ImageFeature
+
+    paths = sorted(str(p) for p in folder.rglob("*.png"))
+    rows = {"image": paths, "label": [Path(p).parent.name for p in paths]}
+    return Dataset.from_dict(rows, features=Features({"image": ImageFeature(), "label": Value("string")}))
+
+
+def test_a_dataset_saved_with_save_to_disk_is_loaded_and_one_split_is_the_training_one(tmp_path):
+    """A folder save_to_disk wrote stopped the run with datasets' traceback ("Please use load_from_disk")."""
+    from hf_resnet101.data.folders import load_hub_dataset
+
+    images = write_class_images(tmp_path / "images", per_class=4)
+    image_dataset(images).save_to_disk(str(tmp_path / "saved"))
+    dataset = load_hub_dataset(str(tmp_path / "saved"), None, "image", "label", 0.25, seed=0)
+    assert set(dataset) == {"train", "validation"} and len(dataset["train"]) + len(dataset["validation"]) == 12
+    assert dataset["train"].features["label"].names == ["Blue Jay", "cat", "élan vital"]
+
+
+def test_rows_without_a_label_are_named_before_anything_trains(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    from hf_resnet101.data.folders import check_every_row_labelled
+
+    dataset = DatasetDict(train=Dataset.from_dict({"label": ["cat", None, "dog", None]}))
+    with pytest.raises(
+        UsageError, match=r"2 row\(s\) of the train split of dataset 'pets' have no 'label' \(rows 1, 3\)"
+    ):
+        check_every_row_labelled(dataset, "pets", "label")
+    check_every_row_labelled(DatasetDict(train=Dataset.from_dict({"label": ["cat", "dog"]})), "pets", "label")
+
+
+def test_an_unknown_dataset_config_is_one_line(tmp_path):
+    from hf_resnet101.data.folders import load_hub_dataset
+
+    image_dataset(write_class_images(tmp_path / "images", per_class=2)).to_parquet(
+        str(tmp_path / "pq" / "data" / "train-00000-of-00001.parquet")
+    )
+    with pytest.raises(UsageError, match="could not be loaded: BuilderConfig 'nope' not found"):
+        load_hub_dataset(str(tmp_path / "pq"), "nope", "image", "label", 0.25, seed=0)
