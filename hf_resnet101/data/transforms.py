@@ -140,10 +140,18 @@ class SeededTrainTransform:
         return {"pixel_values": pixel_values, "label": batch["label"]}
 
 
-def unreadable_image(path: str, error: Exception, what: str = "Training image") -> TrainingImageUnreadable:
-    """The one-line error for an image the run scanned as readable that no longer reads (deleted, moved, or
-    overwritten with a damaged file): a traceback of about 75 lines before, from a data-loading worker twice over."""
+def unreadable_image(path: str | None, error: Exception, what: str = "Training image") -> TrainingImageUnreadable:
+    """The one-line error for an image that does not read: a file the run scanned as readable that no longer is
+    (deleted, moved, or overwritten with a damaged file), or a dataset's image stored as bytes (`path` None; a
+    dataset's rows are not scanned before training). A traceback of about 75 lines before, from a data-loading
+    worker twice over."""
     reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    if path is None:
+        return TrainingImageUnreadable(
+            f"{what} stored in the dataset (bytes, no file) could not be read ({reason}): remove the rows whose "
+            "images do not decode from the dataset, or convert it to a folder of images (--train_dir), whose "
+            "unreadable files are left out and listed before training."
+        )
     return TrainingImageUnreadable(
         f"{what} {path} could not be read ({reason}): it was readable when this run scanned its data. Put it "
         "back as it was and run the same command to resume from the last checkpoint; a run on the changed data "
@@ -160,10 +168,9 @@ def decode_training_image(item: dict, min_short_side: int | None) -> torch.Tenso
     try:
         return decode_rgb(item, min_short_side)
     except UNREADABLE_IMAGE_ERRORS as error:
-        path = item.get("path") if isinstance(item, dict) else None
-        if path is None:
+        if not isinstance(item, dict):
             raise
-        raise unreadable_image(path, error) from None
+        raise unreadable_image(item.get("path"), error) from None
 
 
 def prepare_train_split(split):
@@ -195,9 +202,7 @@ def preprocess_for_evaluation(split, processor, data_config: DataConfig, images:
         try:
             image = to_rgb(image_feature.decode_example(value))
         except UNREADABLE_IMAGE_ERRORS as error:
-            if not value.get("path"):
-                raise
-            raise unreadable_image(value["path"], error, "Image") from None
+            raise unreadable_image(value.get("path"), error, "Image") from None
         return processor(image, return_tensors="pt")["pixel_values"][0].numpy()
 
     def apply(batch: dict) -> dict:

@@ -228,3 +228,13 @@ def test_a_validation_image_gone_before_its_preparation_is_named(tmp_path):
     Path(paths[0]).unlink()
     with pytest.raises(TrainingImageUnreadable, match=f"Image {re.escape(paths[0])} could not be read"):
         preprocess_for_evaluation(split, None, DataConfig(height=8, width=8, mean=(0.5,) * 3, std=(0.5,) * 3))
+
+
+
+def test_a_dataset_image_that_does_not_decode_is_one_line():
+    """Stored as bytes in a dataset, no file to name: the run crashed after training with PIL's traceback."""
+    from hf_resnet101.data.transforms import decode_training_image
+    from hf_resnet101.errors import TrainingImageUnreadable
+
+    with pytest.raises(TrainingImageUnreadable, match="Training image stored in the dataset .bytes, no file. could"):
+        decode_training_image({"path": None, "bytes": b"not an image at all"}, None)
