@@ -177,6 +177,8 @@ def run_train(argv: list[str], verbose: bool = False) -> int:
             launch_command(args)
     except subprocess.CalledProcessError as error:
         return status_of_failure(error)
+    except ValueError as error:  # Accelerate's own checks of the launch options, made before anything starts
+        raise UsageError(f"accelerate launch: {error}") from error
     except Exception as error:
         if type(error).__name__ != "ChildFailedError":
             raise

@@ -155,7 +155,7 @@ def divergence_remedies(fp16: bool = False) -> str:
 # What the run advises when the model overfits, which the monitor and the card say (the same page section).
 OVERFITTING_ADVICE = (
     "fewer epochs (--num_train_epochs, or --early_stopping_patience 3 to stop at the best evaluation), a lower "
-    "--learning_rate (down to 1e-5), stronger --augmentation (medium or heavy), more data, or "
+    "--learning_rate (down to 1e-5), stronger --augmentation (standard or heavy), more data, or "
     "--model_name_or_path microsoft/resnet-50 for small datasets"
 )
 

@@ -45,13 +45,14 @@ class FinetuneResult:
     eval_metrics: dict[str, float]
     pipeline_predictions: list[dict] = field(default_factory=list)
     hub_model_id: str | None = None  # where it was pushed
+    already_finished: bool = False  # a rerun of a finished run: nothing was saved this time
 
     def closing_lines(self) -> list[str]:
         """What a finished run says last: where the model is and how to use it."""
         model = self.hub_model_id or str(self.output_dir)
         shown = {k: v for k, v in self.eval_metrics.items() if k in ("accuracy", "f1_macro", "top5_accuracy")}
         return [
-            f"Model saved to {self.output_dir}"
+            f"Model {'already in' if self.already_finished else 'saved to'} {self.output_dir}"
             + (f" and pushed to {constants.ENDPOINT}/{self.hub_model_id}" if self.hub_model_id else "")
             + (" (validation " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + ")" if shown else ""),
             f"Model card: {self.output_dir / 'README.md'}",

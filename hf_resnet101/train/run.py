@@ -162,7 +162,9 @@ def finished_result(
     if push:
         push_finished_run(output_dir, push)
     metrics = {k.removeprefix("eval_"): v for k, v in metrics.items()}
-    return FinetuneResult(output_dir, label_names, metrics, hub_model_id=push.repo_id if push else None)
+    return FinetuneResult(
+        output_dir, label_names, metrics, hub_model_id=push.repo_id if push else None, already_finished=True
+    )
 
 
 def run_finetune(

@@ -41,8 +41,18 @@ def test_launch_options_come_before_the_separator():
             ["--config_file", str(REPO_ROOT / "recipes" / "configs" / "birds.yaml"), "--", "--train_dir", "d"],
             "holds training options, so give it after `--` as --config",
         ),
+        (
+            ["--multi_gpu", "--num_processes", "1", "--", "--train_dir", "d"],
+            "accelerate launch: You need to use at least 2 processes to use `--multi_gpu`",
+        ),
     ],
-    ids=["launch-options-without-separator", "misspelt-launch-option", "missing-config", "training-config"],
+    ids=[
+        "launch-options-without-separator",
+        "misspelt-launch-option",
+        "missing-config",
+        "training-config",
+        "multi-gpu-one-process",
+    ],
 )
 def test_launch_mistakes_are_one_line_before_anything_starts(argv, message, tmp_path):
     """They were a traceback (a config file), Accelerate's 110-line usage (a typo), or a wrong suggestion

@@ -19,6 +19,8 @@ def test_closing_lines_say_where_the_model_is_and_how_to_load_it():
     assert lines[-1] == 'Use it: pipeline("image-classification", model="out")'
     pushed = FinetuneResult(Path("out"), ["cat", "dog"], {}, hub_model_id="me/pets").closing_lines()
     assert "pushed to https://huggingface.co/me/pets" in pushed[0] and 'model="me/pets"' in pushed[-1]
+    rerun = FinetuneResult(Path("out"), ["cat", "dog"], {"accuracy": 0.875}, already_finished=True)
+    assert rerun.closing_lines()[0] == "Model already in out (validation accuracy 0.8750)"  # nothing saved again
 
 
 @pytest.mark.parametrize("options", [[], ["--load_best_model_at_end", "true"]], ids=["last-weights", "best-weights"])
