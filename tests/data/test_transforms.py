@@ -230,7 +230,6 @@ def test_a_validation_image_gone_before_its_preparation_is_named(tmp_path):
         preprocess_for_evaluation(split, None, DataConfig(height=8, width=8, mean=(0.5,) * 3, std=(0.5,) * 3))
 
 
-
 def test_a_dataset_image_that_does_not_decode_is_one_line():
     """Stored as bytes in a dataset, no file to name: the run crashed after training with PIL's traceback."""
     from hf_resnet101.data.transforms import decode_training_image
