@@ -43,3 +43,15 @@ def test_names_the_font_cannot_draw_are_numbered_and_long_ones_cut(tmp_path, rec
     assert tick_labels(["cat", "dog"]) == (["cat", "dog"], False)
     plot_confusion_matrix(np.eye(5, dtype=int), names, tmp_path / "cm.png")
     assert not [w for w in recwarn if "Glyph" in str(w.message)]
+
+
+def test_the_figure_stops_growing_with_hundreds_of_classes(tmp_path):
+    """Sized by the class count alone, 400 classes made a 22,020 x 21,900 px PNG (19.6 GB and minutes to draw), which
+    Pillow itself refuses to open."""
+    classes = 400
+    names = [f"species {i}" for i in range(classes)]
+    matrix = compute_confusion_matrix(list(range(classes)), list(range(classes)), num_labels=classes)
+    path = plot_confusion_matrix(matrix, names, tmp_path / "many.png")
+    with Image.open(path) as image:
+        width, height = image.size
+    assert width <= 25 * 120 and height <= 24 * 120  # MAX_FIGURE_INCHES (+1 for the colour bar) at 120 dpi
