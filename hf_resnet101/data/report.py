@@ -160,7 +160,7 @@ class DataReport:
         for split, counts in self.used_per_class.items():
             total = sum(counts.values())
             found = sum(self.images_per_class.get(split, {}).values())
-            per_class = ", ".join(f"{name}={count}" for name, count in counts.items())
+            per_class = per_class_counts(counts)
             used = f" (of {found} usable found; {' and '.join(self.left_out_by)} left out the rest)"
             with_images = sum(1 for count in counts.values() if count)
             classes = f"{with_images} of {len(counts)}" if with_images != len(counts) else f"{len(counts)}"
@@ -224,6 +224,24 @@ class DataReport:
                 f"(they inflate the validation score; {verb})"
             )
         return lines
+
+
+# Past this many classes the summary gives the spread of the counts and the smallest classes, not every class (400
+# classes made two lines of 7,600 characters in the run's summary and inspect); data_report.json lists them all.
+MAX_LISTED_CLASSES = 20
+
+
+def per_class_counts(counts: dict[str, int]) -> str:
+    """`cat=6, dog=2`, or for many classes `1-40 per class, median 12; fewest: a=1, b=1, c=2, ...`."""
+    if len(counts) <= MAX_LISTED_CLASSES:
+        return ", ".join(f"{name}={count}" for name, count in counts.items())
+    values = sorted(counts.values())
+    fewest = sorted(counts.items(), key=lambda item: (item[1], item[0]))[:5]
+    return (
+        f"{values[0]}-{values[-1]} per class, median {values[len(values) // 2]}; fewest: "
+        + ", ".join(f"{name}={count}" for name, count in fewest)
+        + "; all in data_report.json"
+    )
 
 
 def few_grey_levels_note(values: dict) -> str:

@@ -146,3 +146,14 @@ def test_few_grey_levels_are_counted_from_the_values_used():
     assert high_bit_values([scan("I;16", (0, 4095)), scan("I;16", (10, 4000))])["grey_levels"] == 17
     assert high_bit_values([scan("I", (-1000, 3000))]) == {"images": 1, "min": -1000, "max": 3000, "grey_levels": 13}
     assert high_bit_values([scan("F", (0.0, 1.0)), scan("RGB", None)]) is None  # floats in 0-1: scaled by 255
+
+
+def test_hundreds_of_classes_are_summed_up_not_listed():
+    """400 classes made two summary lines of 7,600 characters each (run summary and inspect)."""
+    from hf_resnet101.data.report import per_class_counts
+
+    counts = {f"species {i:03d}": 10 + i % 7 for i in range(400)} | {"rare": 1, "rarer": 1}
+    line = per_class_counts(counts)
+    assert line.startswith("1-16 per class, median 13; fewest: rare=1, rarer=1, species 000=10")
+    assert line.endswith("all in data_report.json") and len(line) < 200
+    assert per_class_counts({"cat": 6, "dog": 2}) == "cat=6, dog=2"
