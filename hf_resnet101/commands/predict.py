@@ -232,14 +232,13 @@ def write_predictions(results: Iterable[Classified], output: str | Path, top_k: 
                 writer.writerow(prediction_columns(top_k))
                 writer.writerows(prediction_row(result, top_k) for result in results)
         os.replace(partial, output)
-    except BaseException as error:
-        partial.unlink(missing_ok=True)
-        if not isinstance(error, OSError):
-            raise
+    except OSError as error:
         raise UsageError(
             f"Could not write --output {output}: {error.strerror or error}. Nothing was written there: give a file "
             "on a disk with room, or without a file-size limit (ulimit -f)."
         ) from error
+    finally:
+        partial.unlink(missing_ok=True)  # gone once moved into place; left by a failure or a stop otherwise
     return output
 
 
